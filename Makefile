@@ -1,0 +1,50 @@
+# Everything a user does: `make run`, `make test`, `make sentiment MODEL=bigru EPOCHS=3`, ...
+# The first target that needs Python creates .venv and installs the project into it.
+
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# Local mirror of the datasets (no internet needed); unset it to download through TFDS instead.
+RNN_DATA_DIR ?= $(abspath ../shared/data)
+export RNN_DATA_DIR
+export PYTHONUNBUFFERED := 1
+
+# Optional knobs: CONFIG=path.yaml MODEL=bigru EPOCHS=3 SET="train.batch_size=32 model.units=128"
+PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL)) \
+	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s))
+
+.PHONY: help venv run sentiment sentiment-smoke test lint mlflow-ui bench-sentiment clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed  ## create/update .venv with the pinned stack
+
+run: sentiment  ## set up and run the default pipeline (IMDB sentiment)
+
+sentiment: venv  ## IMDB sentiment pipeline (MODEL=, EPOCHS=, CONFIG=, SET=)
+	$(PY) -m pipelines run sentiment $(PIPELINE_ARGS)
+
+sentiment-smoke: venv  ## the same pipeline on a few hundred reviews (seconds)
+	$(PY) -m pipelines run sentiment --config pipelines/configs/sentiment.smoke.yaml $(PIPELINE_ARGS)
+
+test: venv  ## run the test suite
+	$(PY) -m pytest
+
+lint: venv  ## ruff lint and format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+mlflow-ui: venv  ## MLflow UI on http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
+
+bench-sentiment: venv  ## full-data benchmark of every cell type -> BENCHMARKS.md
+	$(PY) -m pipelines bench sentiment $(if $(MODELS),--models $(MODELS))
+
+clean:  ## remove run outputs (artifacts, MLflow store, exported models); keeps .venv
+	rm -rf artifacts mlruns mlflow.db serving/models .pytest_cache

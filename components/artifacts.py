@@ -1,0 +1,115 @@
+"""Typed artifacts passed between components.
+
+An artifact is a directory plus a type. Its content digest identifies it in manifests and lineage.
+The runner moves artifacts from a temporary directory to their final place, so each type only
+stores a path and derives everything else from the files inside.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """A directory produced by one component execution."""
+
+    path: Path
+
+    def digest(self) -> str:
+        """SHA-256 over every file's relative path and bytes, in sorted order."""
+        sha = hashlib.sha256()
+        for file in sorted(p for p in self.path.rglob("*") if p.is_file()):
+            sha.update(file.relative_to(self.path).as_posix().encode())
+            with file.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    sha.update(block)
+        return sha.hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "path": str(self.path), "digest": self.digest()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples(Artifact):
+    """Train / validation / test splits as Parquet files, plus statistics.json."""
+
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "validation", "test")
+
+    def split_path(self, split: str) -> Path:
+        return self.path / f"{split}.parquet"
+
+    def load(self, split: str) -> pd.DataFrame:
+        return pd.read_parquet(self.split_path(split))
+
+    def statistics(self) -> dict[str, Any]:
+        return json.loads((self.path / "statistics.json").read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary(Artifact):
+    """A fitted text vectorization: vocabulary.txt plus the layer settings in vectorizer.json."""
+
+    @property
+    def vocabulary_file(self) -> Path:
+        return self.path / "vocabulary.txt"
+
+    def load_layer(self):
+        """Rebuild the exact TextVectorization layer that was fitted on the train split."""
+        from components.preprocess import load_vectorizer
+
+        return load_vectorizer(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel(Artifact):
+    """The best Keras model (model.keras) and its per-epoch history (history.json)."""
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.keras"
+
+    def load(self):
+        import keras
+
+        return keras.saving.load_model(self.model_file)
+
+    def history(self) -> dict[str, list[float]]:
+        return json.loads((self.path / "history.json").read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics(Artifact):
+    """Evaluation results on the test split: metrics.json plus plots and examples."""
+
+    def load(self) -> dict[str, Any]:
+        return json.loads((self.path / "metrics.json").read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class PushedModel(Artifact):
+    """A SavedModel in TF Serving layout: ``<serving_dir>/<model_name>/<version>/``."""
+
+    @property
+    def model_name(self) -> str:
+        return self.path.parent.name
+
+    @property
+    def version(self) -> int:
+        return int(self.path.name)
+
+
+ARTIFACT_TYPES: dict[str, type[Artifact]] = {
+    cls.__name__: cls for cls in (Examples, Vocabulary, TrainedModel, Metrics, PushedModel)
+}
+
+
+def from_description(description: dict[str, Any]) -> Artifact:
+    """Rebuild an artifact from the dict that ``Artifact.describe`` wrote into a manifest."""
+    return ARTIFACT_TYPES[description["type"]](Path(description["path"]))

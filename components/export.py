@@ -1,0 +1,90 @@
+"""Export (Pusher): write a SavedModel for TensorFlow Serving and register the model in MLflow.
+
+The task supplies a ``keras.export.ExportArchive`` whose signatures take raw inputs (preprocessing
+is inside the graph). The SavedModel is written to a hidden temporary directory beside the model's
+versions, loaded back and called once, and only then renamed to the next integer version, so TF
+Serving (which watches ``<serving_dir>/<model_name>/``) never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from components import tracking
+from components.artifacts import PushedModel
+from components.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    model_name: str = "sentiment"
+    """Directory under ``serving_dir`` and name in the MLflow model registry."""
+    serving_dir: str = "serving/models"
+    """TF Serving model base directory; versions are written as ``<model_name>/<N>/``."""
+    register: bool = True
+    """Log the end-to-end Keras model to MLflow and register a new registry version."""
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.model_name):
+            raise ConfigError(
+                f"export.model_name={self.model_name!r} must be letters, digits, '.', '_' or '-'"
+            )
+
+
+def run(
+    config: ExportConfig,
+    archive: keras.export.ExportArchive,
+    example_inputs: dict[str, tf.Tensor],
+    out_dir: Path,
+    registry_model: Callable[[], tuple[keras.Model, object, object]] | None = None,
+) -> PushedModel:
+    """Push ``archive``; ``example_inputs`` must make its ``serving_default`` answer.
+
+    ``registry_model`` returns (end-to-end Keras model, input example, example output) for MLflow.
+    """
+    base = Path(config.serving_dir).resolve() / config.model_name
+    base.mkdir(parents=True, exist_ok=True)
+    staging = base / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    archive.write_out(str(staging), verbose=False)
+    outputs = tf.saved_model.load(str(staging)).signatures["serving_default"](**example_inputs)
+    log.info("exported model answers: %s", {k: v.numpy().tolist() for k, v in outputs.items()})
+    record = {"model_name": config.model_name, "serving_dir": str(base)}
+    if config.register and registry_model is not None and tracking.active():
+        model, input_example, example_output = registry_model()
+        record["mlflow_model_uri"] = tracking.log_keras_model(
+            model, config.model_name, input_example, input_example, example_output
+        )
+    # Renaming is the last step: only a verified, registered SavedModel becomes a servable version.
+    version_dir = _rename_to_next_version(staging, base)
+    record.update(version=int(version_dir.name), path=str(version_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "push.json").write_text(json.dumps(record, indent=2))
+    tracking.log_dict(record, "push.json")
+    tracking.set_tags({"serving_version": record["version"], "serving_path": version_dir})
+    return PushedModel(version_dir)
+
+
+def _rename_to_next_version(staging: Path, base: Path) -> Path:
+    """Move ``staging`` to the lowest free version above every existing one (safe against races)."""
+    while True:
+        versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
+        target = base / str(max(versions, default=0) + 1)
+        try:
+            staging.rename(target)
+            return target
+        except OSError:
+            if not target.exists():
+                raise

@@ -1,0 +1,167 @@
+"""Ingest (ExampleGen): validate raw labeled text records and write deterministic splits.
+
+A task module turns its source (a tarball, a directory, TFDS) into ``RawRecord`` streams for a
+``train`` and a ``test`` split. This component decodes and validates every record, carves a
+stratified, seeded validation split out of train, keeps the official test split for the final
+score, and writes Parquet splits plus statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+from tqdm import tqdm
+
+from components import tracking
+from components.artifacts import Examples
+from components.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class IngestConfig:
+    validation_fraction: float = 0.1
+    """Share of the train split held out (stratified by label) for early stopping."""
+    seed: int = 42
+    """Seed of the train/validation carve; the same seed gives the same split."""
+    bad_records: str = "error"
+    """``error`` stops at the first invalid record; ``skip`` drops it and counts it."""
+    labels: list[int] = dataclasses.field(default_factory=lambda: [0, 1])
+    """The label set every record must belong to."""
+
+    def __post_init__(self):
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(
+                f"ingest.validation_fraction={self.validation_fraction} must be between 0 and 1"
+            )
+        if self.bad_records not in ("error", "skip"):
+            raise ConfigError(
+                f"ingest.bad_records={self.bad_records!r} is not valid; choose one of: error, skip"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class RawRecord:
+    origin: str
+    """Where the record came from (a file name), named in every error about it."""
+    text: bytes | str
+    label: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """What a task hands to ingest: a name, a URI for lineage, and raw records per split."""
+
+    name: str
+    uri: str
+    splits: dict[str, Iterable[RawRecord]]
+
+
+def run(config: IngestConfig, source: Source, out_dir: Path) -> Examples:
+    missing = {"train", "test"} - set(source.splits)
+    if missing:
+        raise DataError(f"source {source.uri} has no {sorted(missing)} split; expected train and test")
+    skipped: Counter[str] = Counter()
+    frames = {
+        split: _validated_frame(records, split, config, skipped)
+        for split, records in source.splits.items()
+    }
+    train, validation = train_test_split(
+        frames["train"],
+        test_size=config.validation_fraction,
+        random_state=config.seed,
+        stratify=frames["train"]["label"],
+    )
+    splits = {"train": train, "validation": validation, "test": frames["test"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, frame in splits.items():
+        frame.reset_index(drop=True).to_parquet(out_dir / f"{split}.parquet", index=False)
+        tracking.log_dataset(frame, f"{source.name}-{split}", source.uri, split, targets="label")
+    statistics = _statistics(splits, skipped)
+    (out_dir / "statistics.json").write_text(json.dumps(statistics, indent=2))
+    tracking.log_dict(statistics, "statistics.json")
+    tracking.log_metrics({f"{split}_examples": len(frame) for split, frame in splits.items()})
+    tracking.log_metrics({f"skipped_{kind}": count for kind, count in skipped.items()})
+    return Examples(out_dir)
+
+
+def _validated_frame(
+    records: Iterable[RawRecord], split: str, config: IngestConfig, skipped: Counter
+) -> pd.DataFrame:
+    rows = []
+    for record in tqdm(records, desc=f"ingest {split}", unit=" records", mininterval=2):
+        try:
+            rows.append(_validated_row(record, config.labels))
+        except DataError as error:
+            if config.bad_records == "error":
+                raise
+            skipped[error.kind] += 1
+            log.warning("skipped %s", error)
+    if not rows:
+        raise DataError(f"the {split} split has no valid records")
+    # Sorting by origin makes the splits independent of the order the source was read in.
+    frame = pd.DataFrame(rows).sort_values("origin", kind="stable").reset_index(drop=True)
+    absent = set(config.labels) - set(frame["label"])
+    if absent:
+        raise DataError(f"the {split} split has no examples of label(s) {sorted(absent)}")
+    return frame
+
+
+class RecordError(DataError):
+    """A single record failed validation; ``kind`` is what skip-and-count mode counts."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def _validated_row(record: RawRecord, labels: list[int]) -> dict:
+    text = record.text
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise RecordError(
+                "non_utf8",
+                f"{record.origin}: bytes {error.start}-{error.end} are not valid UTF-8; "
+                "expected UTF-8 text (set ingest.bad_records=skip to skip and count such files)",
+            ) from error
+    if not text.strip():
+        raise RecordError(
+            "empty_text",
+            f"{record.origin}: text is empty; expected a non-empty review "
+            "(set ingest.bad_records=skip to skip and count such files)",
+        )
+    if record.label is None:
+        raise RecordError("missing_label", f"{record.origin}: has no label; expected one of {labels}")
+    if record.label not in labels:
+        raise RecordError(
+            "unknown_label", f"{record.origin}: label {record.label!r} is not one of {labels}"
+        )
+    return {"origin": record.origin, "text": text, "label": int(record.label)}
+
+
+def _statistics(splits: dict[str, pd.DataFrame], skipped: Counter) -> dict:
+    statistics: dict = {"skipped": dict(skipped), "splits": {}}
+    for split, frame in splits.items():
+        words = frame["text"].str.split().str.len().to_numpy()
+        statistics["splits"][split] = {
+            "examples": len(frame),
+            "labels": {str(k): int(v) for k, v in frame["label"].value_counts().sort_index().items()},
+            "words": {
+                "min": int(words.min()),
+                "mean": round(float(words.mean()), 1),
+                **{f"p{q}": int(np.percentile(words, q)) for q in (25, 50, 75, 95)},
+                "max": int(words.max()),
+            },
+        }
+    return statistics

@@ -1,0 +1,105 @@
+"""Recurrent model builders: SimpleRNN / LSTM / GRU, unidirectional or bidirectional, stacked.
+
+``build_text_classifier`` takes token ids (the vectorizer runs in the input pipeline during
+training and inside the serving graph at export) and returns the positive-class probability.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from components.errors import ConfigError
+
+CELLS = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+POOLINGS = ("last", "mean", "max")
+
+
+@dataclasses.dataclass
+class RecurrentModelConfig:
+    cell: str = "gru"
+    """Recurrent cell: simple_rnn | lstm | gru."""
+    bidirectional: bool = True
+    """Read the sequence both ways and concatenate (doubles the recurrent cost)."""
+    layers: int = 1
+    """Stacked recurrent layers; all but the last return full sequences."""
+    embedding_dim: int = 128
+    units: int = 64
+    """Units per recurrent layer (per direction when bidirectional)."""
+    dropout: float = 0.5
+    """Dropout between stacked recurrent layers and before the output head."""
+    recurrent_dropout: float = 0.0
+    """Dropout on the recurrent state inside each cell."""
+    mask_padding: bool = True
+    """Skip padding steps, so a review's length does not change what the cells see."""
+    pooling: str = "max"
+    """How the last layer's outputs become one vector: last state, or mean / max over time."""
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ConfigError(
+                f"model.cell={self.cell!r} is not a known model type; choose one of: "
+                f"{', '.join(CELLS)}"
+            )
+        if self.pooling not in POOLINGS:
+            raise ConfigError(
+                f"model.pooling={self.pooling!r} is not valid; choose one of: {', '.join(POOLINGS)}"
+            )
+        if self.layers < 1 or self.units < 1 or self.embedding_dim < 1:
+            raise ConfigError("model.layers, model.units and model.embedding_dim must be positive")
+        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.recurrent_dropout < 1.0):
+            raise ConfigError("model.dropout and model.recurrent_dropout must be in [0, 1)")
+
+
+@keras.saving.register_keras_serializable(package="components")
+class MaskedGlobalMaxPooling1D(keras.layers.Layer):
+    """Max over time that ignores padded steps (Keras' GlobalMaxPooling1D drops the mask)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is not None:
+            padding = keras.ops.expand_dims(keras.ops.logical_not(mask), -1)
+            inputs = keras.ops.where(padding, keras.ops.full_like(inputs, -1e9), inputs)
+        return keras.ops.max(inputs, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+def recurrent_stack(config: RecurrentModelConfig, return_sequences: bool) -> list[keras.layers.Layer]:
+    """The stacked (bi)recurrent layers, named ``<cell>_<i>``, with dropout between them."""
+    stack = []
+    for index in range(config.layers):
+        layer = CELLS[config.cell](
+            config.units,
+            return_sequences=return_sequences or index < config.layers - 1,
+            recurrent_dropout=config.recurrent_dropout,
+            name=f"{config.cell}_{index}",
+        )
+        if config.bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=f"bi{config.cell}_{index}")
+        if index > 0 and config.dropout:
+            stack.append(keras.layers.Dropout(config.dropout, name=f"dropout_{index}"))
+        stack.append(layer)
+    return stack
+
+
+def build_text_classifier(config: RecurrentModelConfig, vocabulary_size: int, sequence_length: int) -> keras.Model:
+    token_ids = keras.Input(shape=(sequence_length,), dtype="int64", name="token_ids")
+    hidden = keras.layers.Embedding(
+        vocabulary_size, config.embedding_dim, mask_zero=config.mask_padding, name="embedding"
+    )(token_ids)
+    for layer in recurrent_stack(config, return_sequences=config.pooling != "last"):
+        hidden = layer(hidden)
+    if config.pooling == "max":
+        hidden = MaskedGlobalMaxPooling1D(name="max_over_time")(hidden)
+    elif config.pooling == "mean":
+        hidden = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(hidden)
+    hidden = keras.layers.Dropout(config.dropout, name="head_dropout")(hidden)
+    probability = keras.layers.Dense(1, activation="sigmoid", name="probability")(hidden)
+    name = f"{'bi' if config.bidirectional else ''}{config.cell}_x{config.layers}_classifier"
+    return keras.Model(token_ids, probability, name=name)

@@ -1,0 +1,95 @@
+"""Preprocess (Transform): fit a text vectorization on the train split only and save it.
+
+The artifact holds the vocabulary and the layer settings; ``load_vectorizer`` rebuilds the very
+same ``TextVectorization`` layer for training input pipelines and for the exported serving graph,
+so serving applies exactly the training preprocessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from components import tracking
+from components.artifacts import Examples, Vocabulary
+from components.errors import ConfigError
+
+
+@dataclasses.dataclass
+class TextVectorizationConfig:
+    vocabulary_size: int = 20000
+    """Tokens kept, counting the padding (0) and out-of-vocabulary (1) entries."""
+    sequence_length: int = 400
+    """Tokens per example after truncation/padding; IMDB reviews have a median of ~175 words."""
+    text_field: str = "text"
+
+    def __post_init__(self):
+        if self.vocabulary_size < 3:
+            raise ConfigError(f"preprocess.vocabulary_size={self.vocabulary_size} must be at least 3")
+        if self.sequence_length < 1:
+            raise ConfigError(f"preprocess.sequence_length={self.sequence_length} must be positive")
+
+
+@keras.saving.register_keras_serializable(package="components")
+def standardize_text(text: tf.Tensor) -> tf.Tensor:
+    """Lowercase, turn HTML line breaks into spaces and strip punctuation (keeping apostrophes)."""
+    text = tf.strings.lower(text)
+    text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
+    return tf.strings.regex_replace(text, r"[^\w\s']", " ")
+
+
+def run(config: TextVectorizationConfig, examples: Examples, out_dir: Path) -> Vocabulary:
+    train_texts = examples.load("train")[config.text_field].to_numpy()
+    vectorizer = _new_vectorizer(config.vocabulary_size, config.sequence_length)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts).batch(1024))
+    vocabulary = vectorizer.get_vocabulary()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Index 0 is the padding token "", which a text file cannot hold as a line; it is re-added on load.
+    (out_dir / "vocabulary.txt").write_text("\n".join(vocabulary[1:]) + "\n", encoding="utf-8")
+    settings = {
+        "vocabulary_size": len(vocabulary),
+        "sequence_length": config.sequence_length,
+        "text_field": config.text_field,
+        "train_coverage": _coverage(vectorizer, train_texts),
+    }
+    (out_dir / "vectorizer.json").write_text(json.dumps(settings, indent=2))
+    tracking.log_artifact(out_dir / "vocabulary.txt")
+    tracking.log_metrics({"vocabulary_size": len(vocabulary), **settings["train_coverage"]})
+    return Vocabulary(out_dir)
+
+
+def load_vectorizer(vocabulary: Vocabulary) -> keras.layers.TextVectorization:
+    settings = json.loads((vocabulary.path / "vectorizer.json").read_text())
+    tokens = vocabulary.vocabulary_file.read_text(encoding="utf-8").split("\n")[:-1]
+    layer = _new_vectorizer(settings["vocabulary_size"], settings["sequence_length"])
+    layer.set_vocabulary(["", *tokens])
+    return layer
+
+
+def _new_vectorizer(vocabulary_size: int, sequence_length: int) -> keras.layers.TextVectorization:
+    return keras.layers.TextVectorization(
+        max_tokens=vocabulary_size,
+        standardize=standardize_text,
+        output_sequence_length=sequence_length,
+        name="vectorizer",
+    )
+
+
+def _coverage(vectorizer: keras.layers.TextVectorization, texts: np.ndarray) -> dict[str, float]:
+    """How much of the train text survives: out-of-vocabulary rate and share of reviews truncated."""
+    sample = texts[:2000]
+    unpadded = keras.layers.TextVectorization(
+        max_tokens=vectorizer.vocabulary_size(),
+        standardize=standardize_text,
+        vocabulary=vectorizer.get_vocabulary()[2:] or None,
+    )
+    ids = unpadded(tf.constant(sample))
+    lengths = tf.reduce_sum(tf.cast(ids > 0, tf.int32), axis=1).numpy()
+    oov = float(tf.reduce_sum(tf.cast(ids == 1, tf.int32)) / max(1, int(lengths.sum())))
+    truncated = float(np.mean(lengths > vectorizer.get_config()["output_sequence_length"]))
+    return {"oov_rate": round(oov, 4), "truncated_share": round(truncated, 4)}

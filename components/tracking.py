@@ -1,0 +1,134 @@
+"""The one module that talks to MLflow.
+
+The runner opens one parent run per pipeline run and a nested run per component; components log
+through the helpers below, which do nothing when no run is active, so a component stays a plain
+function that tests can call without a tracking server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.tensorflow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def configure(experiment: str) -> str:
+    """Point MLflow at ``$MLFLOW_TRACKING_URI`` or the local SQLite store, and pick the experiment."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    return uri
+
+
+@contextlib.contextmanager
+def pipeline_run(run_name: str, tags: dict[str, str]) -> Iterator[str]:
+    """The parent run of one pipeline execution; yields its MLflow run id."""
+    with _marking_failure(mlflow.start_run(run_name=run_name, tags=tags)) as run:
+        yield run.info.run_id
+
+
+@contextlib.contextmanager
+def component_run(component: str) -> Iterator[str]:
+    """A nested run for one component; on error it is ended FAILED with the error as a tag."""
+    with _marking_failure(mlflow.start_run(run_name=component, nested=True)) as run:
+        mlflow.set_tag("component", component)
+        yield run.info.run_id
+
+
+@contextlib.contextmanager
+def _marking_failure(active_run: mlflow.ActiveRun) -> Iterator[mlflow.ActiveRun]:
+    with active_run:
+        try:
+            yield active_run
+        except BaseException as error:
+            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+            mlflow.end_run(status="FAILED")
+            raise
+
+
+def active() -> bool:
+    return mlflow.active_run() is not None
+
+
+def log_params(params: dict[str, Any]) -> None:
+    if active():
+        # MLflow caps a param value at 6000 characters; lists of labels etc. are far below that.
+        mlflow.log_params({key: str(value) for key, value in params.items()})
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    if active():
+        mlflow.log_metrics({key: float(value) for key, value in metrics.items()}, step=step)
+
+
+def log_figure(figure, artifact_file: str) -> None:
+    if active():
+        mlflow.log_figure(figure, artifact_file)
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    if active():
+        mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_dict(data: dict, artifact_file: str) -> None:
+    if active():
+        mlflow.log_dict(data, artifact_file)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    if active():
+        mlflow.log_text(text, artifact_file)
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    if active():
+        mlflow.set_tags({key: str(value) for key, value in tags.items()})
+
+
+def log_dataset(frame, name: str, source: str, context: str, targets: str | None = None) -> None:
+    """Record a split as an MLflow dataset input (MLflow computes its digest and schema)."""
+    if active():
+        with warnings.catch_warnings():
+            # MLflow hints about integer label columns and file:// sources; both are intended here.
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets=targets)
+            mlflow.log_input(dataset, context=context)
+
+
+def keras_callback():
+    """Per-epoch training and validation metrics, logged into the active run."""
+    return mlflow.keras.MlflowCallback(log_every_epoch=True)
+
+
+def log_keras_model(model, registered_name: str, input_example, signature_inputs, outputs) -> str | None:
+    """Log the end-to-end Keras model with its signature and register a new registry version."""
+    if not active():
+        return None
+    signature = mlflow.models.infer_signature(signature_inputs, outputs)
+    # mlflow.keras.log_model (3.17) writes the input example before creating its directory and
+    # fails; the tensorflow flavor saves the same .keras file plus our registered custom objects.
+    info = mlflow.tensorflow.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=input_example,
+        registered_model_name=registered_name,
+    )
+    return info.model_uri
+
+
+def log_directory(path: Path, artifact_path: str) -> None:
+    if active():
+        mlflow.log_artifacts(str(path), artifact_path)

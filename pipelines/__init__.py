@@ -1,0 +1,1 @@
+"""Application pipelines (sentiment, ...) wired from the generic components, and their runner."""

@@ -1,0 +1,120 @@
+"""Command line: ``python -m pipelines run sentiment --model bigru --set train.epochs=3``.
+
+Runs a whole pipeline or one stage of it (``--stage train --from-run <run_id>`` reuses the
+upstream artifacts of an earlier run), prints a resolved config, or runs the benchmark suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from components.errors import PipelineError
+
+PIPELINES = ("sentiment",)
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a pipeline (or one stage of it)")
+    _add_config_arguments(run)
+    run.add_argument("--stage", help="run only this stage (ingest, preprocess, train, evaluate, export)")
+    run.add_argument("--from-run", help="with --stage: take upstream artifacts from this run id")
+    run.add_argument("--artifacts-root", type=Path, default=Path("artifacts"))
+    run.set_defaults(handler=_run)
+
+    show = commands.add_parser("show-config", help="print the resolved config as YAML")
+    _add_config_arguments(show)
+    show.set_defaults(handler=_show_config)
+
+    bench = commands.add_parser("bench", help="train and score every cell type on the full data")
+    bench.add_argument("pipeline", choices=PIPELINES)
+    bench.add_argument("--models", nargs="+", help="presets to run (default: all of the benchmark's)")
+    bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", choices=PIPELINES)
+    parser.add_argument("--config", type=Path, help="YAML config (default: configs/<pipeline>.yaml)")
+    parser.add_argument("--model", help="model preset, e.g. simplernn, lstm, gru, bilstm, bigru")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=3 (repeatable)",
+    )
+
+
+def _pipeline_module(name: str):
+    from pipelines import sentiment
+
+    return {"sentiment": sentiment}[name]
+
+
+def resolve_config(pipeline: str, config_path: Path | None, model: str | None, overrides: list[str]):
+    """Defaults <- YAML <- model preset <- ``--set`` overrides."""
+    from components.errors import ConfigError
+    from pipelines.config import load_config
+
+    module = _pipeline_module(pipeline)
+    preset: list[str] = []
+    if model:
+        if model not in module.MODEL_PRESETS:
+            raise ConfigError(
+                f"unknown model {model!r}; choose one of: {', '.join(module.MODEL_PRESETS)}"
+            )
+        preset = [f"{key}={value}" for key, value in module.MODEL_PRESETS[model].items()]
+    path = config_path or CONFIG_DIR / f"{pipeline}.yaml"
+    return load_config(module.Config, path, [*preset, *overrides])
+
+
+def _run(args) -> int:
+    from pipelines.runner import run_pipeline
+
+    module = _pipeline_module(args.pipeline)
+    config = resolve_config(args.pipeline, args.config, args.model, args.overrides)
+    result = run_pipeline(
+        args.pipeline, config, module.STAGES, args.artifacts_root, args.stage, args.from_run
+    )
+    print(f"\nrun {result.run_id} finished")
+    print(f"  artifacts:  {result.run_dir}")
+    print(f"  MLflow run: {result.mlflow_run_id} (experiment '{args.pipeline}'; `make mlflow-ui`)")
+    if "export" in result.outputs:
+        print(f"  exported:   {result.outputs['export'].path}")
+    if "evaluate" in result.outputs:
+        metrics = result.outputs["evaluate"].load()
+        print(f"  test accuracy: {metrics['accuracy']:.4f}  ROC-AUC: {metrics['roc_auc']:.4f}")
+    return 0
+
+
+def _show_config(args) -> int:
+    from pipelines.config import to_yaml
+
+    print(to_yaml(resolve_config(args.pipeline, args.config, args.model, args.overrides)))
+    return 0
+
+
+def _bench(args) -> int:
+    from pipelines import benchmark
+
+    return benchmark.run(args.pipeline, args.models, args.output, args.overrides)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Load a pipeline's config: dataclass defaults <- YAML file <- ``key.sub=value`` overrides.
+
+OmegaConf checks that every key exists and every value has the declared type; the dataclasses'
+``__post_init__`` then checks allowed values. The resolved config is saved beside every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from components.errors import ConfigError
+
+ConfigT = TypeVar("ConfigT")
+
+
+def load_config(
+    schema: type[ConfigT], path: Path | None = None, overrides: list[str] = ()
+) -> ConfigT:
+    """Merge the YAML at ``path`` and the dotted overrides into ``schema``'s defaults."""
+    try:
+        merged = OmegaConf.structured(schema)
+        if path is not None:
+            if not Path(path).is_file():
+                raise ConfigError(f"config file {path} does not exist")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        bad = [item for item in overrides if "=" not in item]
+        if bad:
+            raise ConfigError(f"overrides must look like key.sub=value, got {bad}")
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"invalid config{f' in {path}' if path else ''}: {error}") from error
+
+
+def to_yaml(config: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train.epochs": 5, ...}``: the form MLflow params and comparisons want."""
+    flat: dict[str, Any] = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        key = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(value):
+            flat.update(flatten(value, f"{key}."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def require_one_of(field: str, value: Any, allowed: tuple | list) -> None:
+    """Raise a ConfigError that names the field, the value and the valid choices."""
+    if value not in allowed:
+        raise ConfigError(f"{field}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}")
+
+
+def require_range(field: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{field}={value!r} must be between {low} and {high}")
