@@ -97,7 +97,7 @@ def _sliced_accuracy(texts: pd.Series, labels, predicted, boundaries: list[int])
 def _most_confident_mistakes(test, text_field, probabilities, predicted, config) -> list[dict]:
     wrong = np.flatnonzero(predicted != test["label"].to_numpy())
     confidence = np.abs(probabilities[wrong] - config.threshold)
-    chosen = wrong[np.argsort(-confidence)][: config.misclassified_examples]
+    chosen = wrong[np.argsort(-confidence, kind="stable")][: config.misclassified_examples]
     return [
         {
             "origin": str(test["origin"].iloc[i]) if "origin" in test else str(i),

@@ -2,8 +2,9 @@
 
 The task supplies a ``keras.export.ExportArchive`` whose signatures take raw inputs (preprocessing
 is inside the graph). The SavedModel is written to a hidden temporary directory beside the model's
-versions, loaded back and called once, and only then renamed to the next integer version, so TF
-Serving (which watches ``<serving_dir>/<model_name>/``) never sees a half-written version.
+versions, loaded back and called once, registered in MLflow, and only then renamed to the next
+integer version, so TF Serving (which watches ``<serving_dir>/<model_name>/``) never sees a
+half-written or unverified version.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import pandas as pd
 import tensorflow as tf
 
 from components import tracking
@@ -34,7 +35,7 @@ class ExportConfig:
     serving_dir: str = "serving/models"
     """TF Serving model base directory; versions are written as ``<model_name>/<N>/``."""
     register: bool = True
-    """Log the end-to-end Keras model to MLflow and register a new registry version."""
+    """Log the SavedModel to MLflow (as a pyfunc over its signature) and register a new version."""
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.model_name):
@@ -48,12 +49,8 @@ def run(
     archive: keras.export.ExportArchive,
     example_inputs: dict[str, tf.Tensor],
     out_dir: Path,
-    registry_model: Callable[[], tuple[keras.Model, object, object]] | None = None,
 ) -> PushedModel:
-    """Push ``archive``; ``example_inputs`` must make its ``serving_default`` answer.
-
-    ``registry_model`` returns (end-to-end Keras model, input example, example output) for MLflow.
-    """
+    """Push ``archive``; ``example_inputs`` (one batch per signature input) must make it answer."""
     base = Path(config.serving_dir).resolve() / config.model_name
     base.mkdir(parents=True, exist_ok=True)
     staging = base / f".staging-{os.getpid()}"
@@ -62,11 +59,9 @@ def run(
     outputs = tf.saved_model.load(str(staging)).signatures["serving_default"](**example_inputs)
     log.info("exported model answers: %s", {k: v.numpy().tolist() for k, v in outputs.items()})
     record = {"model_name": config.model_name, "serving_dir": str(base)}
-    if config.register and registry_model is not None and tracking.active():
-        model, input_example, example_output = registry_model()
-        record["mlflow_model_uri"] = tracking.log_keras_model(
-            model, config.model_name, input_example, input_example, example_output
-        )
+    if config.register:
+        input_example = pd.DataFrame({k: v.numpy().tolist() for k, v in example_inputs.items()})
+        record["mlflow_model_uri"] = tracking.log_serving_model(staging, config.model_name, input_example)
     # Renaming is the last step: only a verified, registered SavedModel becomes a servable version.
     version_dir = _rename_to_next_version(staging, base)
     record.update(version=int(version_dir.name), path=str(version_dir))

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.tensorflow
+import numpy as np
+import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +113,41 @@ def keras_callback():
     return mlflow.keras.MlflowCallback(log_every_epoch=True)
 
 
-def log_keras_model(model, registered_name: str, input_example, signature_inputs, outputs) -> str | None:
-    """Log the end-to-end Keras model with its signature and register a new registry version."""
+class ServingSignatureModel(mlflow.pyfunc.PythonModel):
+    """An MLflow pyfunc over a SavedModel's ``serving_default``: the registry serves what TF Serving serves.
+
+    Input: a DataFrame with one column per signature input; output: one column per signature output.
+    """
+
+    def load_context(self, context):
+        import tensorflow as tf
+
+        self._saved_model = tf.saved_model.load(context.artifacts["saved_model"])
+        self._serve = self._saved_model.signatures["serving_default"]
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        import tensorflow as tf
+
+        names = self._serve.structured_input_signature[1]
+        outputs = self._serve(**{name: tf.constant(model_input[name].tolist()) for name in names})
+        return pd.DataFrame({name: _plain(value.numpy()) for name, value in outputs.items()})
+
+
+def _plain(values: np.ndarray) -> list:
+    return [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
+
+
+def log_serving_model(saved_model_dir: Path, registered_name: str, input_example: pd.DataFrame) -> str | None:
+    """Log the SavedModel as a pyfunc (signature and input example included) and register a version."""
     if not active():
         return None
-    signature = mlflow.models.infer_signature(signature_inputs, outputs)
-    # mlflow.keras.log_model (3.17) writes the input example before creating its directory and
-    # fails; the tensorflow flavor saves the same .keras file plus our registered custom objects.
-    info = mlflow.tensorflow.log_model(
-        model,
+    loaded = ServingSignatureModel()  # only to compute the example output for the signature
+    loaded.load_context(type("Context", (), {"artifacts": {"saved_model": str(saved_model_dir)}}))
+    signature = mlflow.models.infer_signature(input_example, loaded.predict(None, input_example))
+    info = mlflow.pyfunc.log_model(
         name="model",
+        python_model=ServingSignatureModel(),
+        artifacts={"saved_model": str(saved_model_dir)},
         signature=signature,
         input_example=input_example,
         registered_model_name=registered_name,

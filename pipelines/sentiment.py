@@ -88,20 +88,8 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
 
 
 def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedModel:
-    trained, vocabulary = inputs["train"], inputs["preprocess"]
-
-    def registry_model():
-        model = end_to_end_model(trained, vocabulary)
-        examples = np.array(EXAMPLE_REVIEWS, dtype=object)
-        return model, examples, model.predict(tf.constant(examples), verbose=0)
-
-    return export.run(
-        config.export,
-        serving_archive(trained, vocabulary, config.evaluate.threshold),
-        {"text": tf.constant(EXAMPLE_REVIEWS)},
-        out_dir,
-        registry_model=registry_model,
-    )
+    archive = serving_archive(inputs["train"], inputs["preprocess"], config.evaluate.threshold)
+    return export.run(config.export, archive, {"text": tf.constant(EXAMPLE_REVIEWS)}, out_dir)
 
 
 def end_to_end_model(trained: TrainedModel, vocabulary: Vocabulary) -> keras.Model:

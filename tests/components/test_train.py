@@ -1,0 +1,52 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import train
+from components.errors import ConfigError
+from components.train import TrainConfig
+
+
+def test_trained_classifier_beats_chance_and_writes_its_artifacts(tiny_sentiment):
+    trained = tiny_sentiment["train"]
+    for name in ("model.keras", "history.json", "training.json", "learning_curves.png"):
+        assert (trained.path / name).is_file(), name
+    history = trained.history()
+    assert max(history["val_accuracy"]) > 0.9
+    summary = json.loads((trained.path / "training.json").read_text())
+    assert summary["parameters"] > 0 and summary["train_samples_per_s"] > 0
+    assert summary["best_epoch"] == int(np.argmin(history["val_loss"])) + 1
+
+
+def test_saved_model_is_the_best_epoch(tiny_sentiment):
+    trained, examples = tiny_sentiment["train"], tiny_sentiment["ingest"]
+    vectorizer = tiny_sentiment["preprocess"].load_layer()
+    validation = examples.load("validation")
+    model = trained.load()
+    loss = model.evaluate(vectorizer(tf.constant(validation["text"].to_numpy())), validation["label"].to_numpy(), verbose=0)[0]
+    assert loss == pytest.approx(min(trained.history()["val_loss"]), rel=1e-3)
+
+
+def test_training_is_reproducible_with_a_seed(tmp_path):
+    features = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    labels = (features[:, 0] > 0).astype("float32")
+
+    def fit(out):
+        data = tf.data.Dataset.from_tensor_slices((features, labels))
+        build = lambda: tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1, activation="sigmoid")])  # noqa: E731
+        config = TrainConfig(epochs=2, batch_size=8, seed=7)
+        return train.run(config, build, data, data, "binary_crossentropy", ["accuracy"], tmp_path / out).history()
+
+    assert fit("a")["loss"] == fit("b")["loss"]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("optimizer", "adagrad", "choose one of: adam, adamw, rmsprop, sgd"),
+    ("clipnorm", 0.0, "must be positive"),
+    ("epochs", 0, "must be positive"),
+])
+def test_config_rejects_bad_values(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{field: value})

@@ -1,0 +1,79 @@
+"""Shared fixtures: an isolated MLflow store, tiny synthetic reviews and an aclImdb tree built from them."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import mlflow
+import pytest
+
+POSITIVE_WORDS = ["great", "wonderful", "brilliant", "loved", "superb", "moving", "excellent"]
+NEGATIVE_WORDS = ["awful", "boring", "terrible", "hated", "dull", "worst", "waste"]
+FILLER_WORDS = ["the", "movie", "plot", "actors", "film", "was", "and", "a", "scene", "story"]
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def synthetic_review(label: int, rng: random.Random, length: int = 20) -> str:
+    """Filler words with a few sentiment words of the given label mixed in."""
+    cue = POSITIVE_WORDS if label else NEGATIVE_WORDS
+    words = [rng.choice(FILLER_WORDS) for _ in range(length)]
+    for position in rng.sample(range(length), 3):
+        words[position] = rng.choice(cue)
+    return " ".join(words) + ".<br /><br />" + rng.choice(FILLER_WORDS)
+
+
+def synthetic_reviews(count: int, seed: int = 0) -> list[tuple[str, int]]:
+    rng = random.Random(seed)
+    return [(synthetic_review(i % 2, rng), i % 2) for i in range(count)]
+
+
+def write_acl_imdb(root: Path, per_split: int = 40, seed: int = 0) -> Path:
+    """An ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` tree of synthetic reviews."""
+    for split_index, split in enumerate(("train", "test")):
+        for index, (text, label) in enumerate(synthetic_reviews(per_split, seed + split_index)):
+            folder = root / "aclImdb" / split / ("pos" if label else "neg")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{index}_{8 if label else 2}.txt").write_text(text, encoding="utf-8")
+    return root / "aclImdb"
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch) -> str:
+    """A fresh SQLite MLflow store; the working directory moves to tmp so mlruns/ lands there."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture
+def acl_imdb(tmp_path) -> Path:
+    return write_acl_imdb(tmp_path / "mirror")
+
+
+@pytest.fixture(scope="session")
+def tiny_sentiment(tmp_path_factory):
+    """Examples, vocabulary and a small GRU trained on synthetic reviews (shared: training takes seconds)."""
+    from components import ingest, preprocess, train
+    from components.ingest import IngestConfig, RawRecord, Source
+    from components.models import RecurrentModelConfig
+    from pipelines import sentiment
+
+    root = tmp_path_factory.mktemp("tiny_sentiment")
+    splits = {
+        split: [RawRecord(f"{split}/{i}", text, label) for i, (text, label) in enumerate(synthetic_reviews(200, seed))]
+        for split, seed in (("train", 0), ("test", 1))
+    }
+    examples = ingest.run(IngestConfig(validation_fraction=0.2), Source("tiny", "memory://tiny", splits), root / "examples")
+    config = sentiment.SentimentConfig(
+        preprocess=preprocess.TextVectorizationConfig(vocabulary_size=100, sequence_length=30),
+        model=RecurrentModelConfig(cell="gru", bidirectional=False, units=8, embedding_dim=8, dropout=0.0),
+        train=train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.01),
+    )
+    vocabulary = preprocess.run(config.preprocess, examples, root / "vocabulary")
+    trained = sentiment.run_train(config, {"ingest": examples, "preprocess": vocabulary}, root / "trained")
+    return {"config": config, "ingest": examples, "preprocess": vocabulary, "train": trained}
