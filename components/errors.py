@@ -1,4 +1,4 @@
-"""The project's small exception hierarchy: every message names what was wrong and what was expected."""
+"""The project's small exception hierarchy: messages say what was wrong and what was expected."""
 
 
 class PipelineError(Exception):

@@ -52,14 +52,18 @@ def run(
     labels = test["label"].to_numpy()
     predicted = (probabilities >= config.threshold).astype(int)
     results = _scores(labels, predicted, probabilities)
-    results["by_length"] = _sliced_accuracy(test[text_field], labels, predicted, config.length_buckets)
+    results["by_length"] = _sliced_accuracy(
+        test[text_field], labels, predicted, config.length_buckets
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     mistakes = _most_confident_mistakes(test, text_field, probabilities, predicted, config)
     (out_dir / "misclassified.json").write_text(json.dumps(mistakes, indent=2))
     _plot_confusion_matrix(labels, predicted, out_dir / "confusion_matrix.png")
     tracking.log_metrics({f"test_{k}": v for k, v in results.items() if isinstance(v, float)})
-    tracking.log_metrics({f"test_accuracy_len_{k}": v["accuracy"] for k, v in results["by_length"].items()})
+    tracking.log_metrics(
+        {f"test_accuracy_len_{k}": v["accuracy"] for k, v in results["by_length"].items()}
+    )
     tracking.log_dict(results, "metrics.json")
     tracking.log_dict({"misclassified": mistakes}, "misclassified.json")
     return Metrics(out_dir)
@@ -73,7 +77,9 @@ def _scores(labels: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray
         "precision": float(skm.precision_score(labels, predicted, zero_division=0)),
         "recall": float(skm.recall_score(labels, predicted, zero_division=0)),
         "f1": float(skm.f1_score(labels, predicted, zero_division=0)),
-        "roc_auc": float(skm.roc_auc_score(labels, probabilities)) if len(set(labels)) > 1 else float("nan"),
+        "roc_auc": float(skm.roc_auc_score(labels, probabilities))
+        if len(set(labels)) > 1
+        else float("nan"),
         "loss": float(skm.log_loss(labels, clipped, labels=[0, 1])),
         "confusion_matrix": skm.confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
     }

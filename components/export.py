@@ -61,7 +61,9 @@ def run(
     record = {"model_name": config.model_name, "serving_dir": str(base)}
     if config.register:
         input_example = pd.DataFrame({k: v.numpy().tolist() for k, v in example_inputs.items()})
-        record["mlflow_model_uri"] = tracking.log_serving_model(staging, config.model_name, input_example)
+        record["mlflow_model_uri"] = tracking.log_serving_model(
+            staging, config.model_name, input_example
+        )
     # Renaming is the last step: only a verified, registered SavedModel becomes a servable version.
     version_dir = _rename_to_next_version(staging, base)
     record.update(version=int(version_dir.name), path=str(version_dir))

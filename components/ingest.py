@@ -69,7 +69,9 @@ class Source:
 def run(config: IngestConfig, source: Source, out_dir: Path) -> Examples:
     missing = {"train", "test"} - set(source.splits)
     if missing:
-        raise DataError(f"source {source.uri} has no {sorted(missing)} split; expected train and test")
+        raise DataError(
+            f"source {source.uri} has no {sorted(missing)} split; expected train and test"
+        )
     skipped: Counter[str] = Counter()
     frames = {
         split: _validated_frame(records, split, config, skipped)
@@ -142,7 +144,9 @@ def _validated_row(record: RawRecord, labels: list[int]) -> dict:
             "(set ingest.bad_records=skip to skip and count such files)",
         )
     if record.label is None:
-        raise RecordError("missing_label", f"{record.origin}: has no label; expected one of {labels}")
+        raise RecordError(
+            "missing_label", f"{record.origin}: has no label; expected one of {labels}"
+        )
     if record.label not in labels:
         raise RecordError(
             "unknown_label", f"{record.origin}: label {record.label!r} is not one of {labels}"
@@ -156,7 +160,9 @@ def _statistics(splits: dict[str, pd.DataFrame], skipped: Counter) -> dict:
         words = frame["text"].str.split().str.len().to_numpy()
         statistics["splits"][split] = {
             "examples": len(frame),
-            "labels": {str(k): int(v) for k, v in frame["label"].value_counts().sort_index().items()},
+            "labels": {
+                str(k): int(v) for k, v in frame["label"].value_counts().sort_index().items()
+            },
             "words": {
                 "min": int(words.min()),
                 "mean": round(float(words.mean()), 1),

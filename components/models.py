@@ -70,7 +70,9 @@ class MaskedGlobalMaxPooling1D(keras.layers.Layer):
         return None
 
 
-def recurrent_stack(config: RecurrentModelConfig, return_sequences: bool) -> list[keras.layers.Layer]:
+def recurrent_stack(
+    config: RecurrentModelConfig, return_sequences: bool
+) -> list[keras.layers.Layer]:
     """The stacked (bi)recurrent layers, named ``<cell>_<i>``, with dropout between them."""
     stack = []
     for index in range(config.layers):
@@ -88,7 +90,9 @@ def recurrent_stack(config: RecurrentModelConfig, return_sequences: bool) -> lis
     return stack
 
 
-def build_text_classifier(config: RecurrentModelConfig, vocabulary_size: int, sequence_length: int) -> keras.Model:
+def build_text_classifier(
+    config: RecurrentModelConfig, vocabulary_size: int, sequence_length: int
+) -> keras.Model:
     token_ids = keras.Input(shape=(sequence_length,), dtype="int64", name="token_ids")
     hidden = keras.layers.Embedding(
         vocabulary_size, config.embedding_dim, mask_zero=config.mask_padding, name="embedding"

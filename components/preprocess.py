@@ -30,7 +30,9 @@ class TextVectorizationConfig:
 
     def __post_init__(self):
         if self.vocabulary_size < 3:
-            raise ConfigError(f"preprocess.vocabulary_size={self.vocabulary_size} must be at least 3")
+            raise ConfigError(
+                f"preprocess.vocabulary_size={self.vocabulary_size} must be at least 3"
+            )
         if self.sequence_length < 1:
             raise ConfigError(f"preprocess.sequence_length={self.sequence_length} must be positive")
 
@@ -49,7 +51,7 @@ def run(config: TextVectorizationConfig, examples: Examples, out_dir: Path) -> V
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts).batch(1024))
     vocabulary = vectorizer.get_vocabulary()
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Index 0 is the padding token "", which a text file cannot hold as a line; it is re-added on load.
+    # Index 0 is the padding token "": a text file cannot hold it as a line, so load re-adds it.
     (out_dir / "vocabulary.txt").write_text("\n".join(vocabulary[1:]) + "\n", encoding="utf-8")
     settings = {
         "vocabulary_size": len(vocabulary),
@@ -81,7 +83,7 @@ def _new_vectorizer(vocabulary_size: int, sequence_length: int) -> keras.layers.
 
 
 def _coverage(vectorizer: keras.layers.TextVectorization, texts: np.ndarray) -> dict[str, float]:
-    """How much of the train text survives: out-of-vocabulary rate and share of reviews truncated."""
+    """How much train text survives: out-of-vocabulary rate and share of reviews truncated."""
     sample = texts[:2000]
     unpadded = keras.layers.TextVectorization(
         max_tokens=vectorizer.vocabulary_size(),

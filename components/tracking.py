@@ -25,7 +25,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def configure(experiment: str) -> str:
-    """Point MLflow at ``$MLFLOW_TRACKING_URI`` or the local SQLite store, and pick the experiment."""
+    """Point MLflow at ``$MLFLOW_TRACKING_URI`` or the local SQLite store; pick the experiment."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
@@ -114,7 +114,8 @@ def keras_callback():
 
 
 class ServingSignatureModel(mlflow.pyfunc.PythonModel):
-    """An MLflow pyfunc over a SavedModel's ``serving_default``: the registry serves what TF Serving serves.
+    """An MLflow pyfunc over a SavedModel's ``serving_default``: the registry holds what TF Serving
+    serves.
 
     Input: a DataFrame with one column per signature input; output: one column per signature output.
     """
@@ -137,8 +138,10 @@ def _plain(values: np.ndarray) -> list:
     return [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
 
 
-def log_serving_model(saved_model_dir: Path, registered_name: str, input_example: pd.DataFrame) -> str | None:
-    """Log the SavedModel as a pyfunc (signature and input example included) and register a version."""
+def log_serving_model(
+    saved_model_dir: Path, registered_name: str, input_example: pd.DataFrame
+) -> str | None:
+    """Log the SavedModel as a pyfunc (with signature and input example); register a version."""
     if not active():
         return None
     loaded = ServingSignatureModel()  # only to compute the example output for the signature

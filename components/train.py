@@ -51,7 +51,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
-                f"train.optimizer={self.optimizer!r} is not valid; choose one of: {', '.join(OPTIMIZERS)}"
+                f"train.optimizer={self.optimizer!r} is not valid; "
+                f"choose one of: {', '.join(OPTIMIZERS)}"
             )
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("train.epochs and train.batch_size must be positive")
@@ -86,7 +87,9 @@ def run(
     tracking.log_text("\n".join(summary_lines), "model_summary.txt")
     out_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [
-        keras.callbacks.ModelCheckpoint(out_dir / "model.keras", monitor="val_loss", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(
+            out_dir / "model.keras", monitor="val_loss", save_best_only=True
+        ),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -111,10 +114,15 @@ def run(
 
 
 def _batched(
-    data: tf.data.Dataset, config: TrainConfig, preprocess: Callable | None, shuffle_seed: int | None = None
+    data: tf.data.Dataset,
+    config: TrainConfig,
+    preprocess: Callable | None,
+    shuffle_seed: int | None = None,
 ) -> tf.data.Dataset:
     if shuffle_seed is not None:
-        data = data.shuffle(int(data.cardinality()), seed=shuffle_seed, reshuffle_each_iteration=True)
+        data = data.shuffle(
+            int(data.cardinality()), seed=shuffle_seed, reshuffle_each_iteration=True
+        )
     data = data.batch(config.batch_size)
     if preprocess is not None:
         data = data.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)

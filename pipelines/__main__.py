@@ -19,7 +19,9 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.handler(args)
     except PipelineError as error:
@@ -33,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a pipeline (or one stage of it)")
     _add_config_arguments(run)
-    run.add_argument("--stage", help="run only this stage (ingest, preprocess, train, evaluate, export)")
+    run.add_argument(
+        "--stage", help="run only this stage (ingest, preprocess, train, evaluate, export)"
+    )
     run.add_argument("--from-run", help="with --stage: take upstream artifacts from this run id")
     run.add_argument("--artifacts-root", type=Path, default=Path("artifacts"))
     run.set_defaults(handler=_run)
@@ -44,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="train and score every cell type on the full data")
     bench.add_argument("pipeline", choices=PIPELINES)
-    bench.add_argument("--models", nargs="+", help="presets to run (default: all of the benchmark's)")
+    bench.add_argument(
+        "--models", nargs="+", help="presets to run (default: all of the benchmark's)"
+    )
     bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     bench.set_defaults(handler=_bench)
@@ -53,10 +59,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", choices=PIPELINES)
-    parser.add_argument("--config", type=Path, help="YAML config (default: configs/<pipeline>.yaml)")
+    parser.add_argument(
+        "--config", type=Path, help="YAML config (default: configs/<pipeline>.yaml)"
+    )
     parser.add_argument("--model", help="model preset, e.g. simplernn, lstm, gru, bilstm, bigru")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.epochs=3 (repeatable)",
     )
 
@@ -67,7 +79,9 @@ def _pipeline_module(name: str):
     return {"sentiment": sentiment}[name]
 
 
-def resolve_config(pipeline: str, config_path: Path | None, model: str | None, overrides: list[str]):
+def resolve_config(
+    pipeline: str, config_path: Path | None, model: str | None, overrides: list[str]
+):
     """Defaults <- YAML <- model preset <- ``--set`` overrides."""
     from components.errors import ConfigError
     from pipelines.config import load_config

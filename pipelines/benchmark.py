@@ -73,15 +73,19 @@ def _machine() -> str:
 
 def _report(rows: list[dict], command: str, overrides: list[str]) -> str:
     test_examples = rows[0]["metrics"]["examples"]
-    return "\n".join([
-        f"Command: `{command}`" + (f" with overrides `{' '.join(overrides)}`" if overrides else ""),
-        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"Machine: {_machine()}",
-        f"Test split: the official {test_examples:,} IMDB test reviews; accuracy by review length "
-        "in words (whitespace tokens before truncation).",
-        "",
-        _table(rows),
-    ])
+    return "\n".join(
+        [
+            f"Command: `{command}`"
+            + (f" with overrides `{' '.join(overrides)}`" if overrides else ""),
+            f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+            f"Machine: {_machine()}",
+            f"Test split: the official {test_examples:,} IMDB test reviews; accuracy by review "
+            "length "
+            "in words (whitespace tokens before truncation).",
+            "",
+            _table(rows),
+        ]
+    )
 
 
 def _write_section(path: Path, pipeline: str, body: str) -> None:

@@ -57,7 +57,9 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
 def require_one_of(field: str, value: Any, allowed: tuple | list) -> None:
     """Raise a ConfigError that names the field, the value and the valid choices."""
     if value not in allowed:
-        raise ConfigError(f"{field}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}")
+        raise ConfigError(
+            f"{field}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}"
+        )
 
 
 def require_range(field: str, value: float, low: float, high: float) -> None:

@@ -1,4 +1,4 @@
-"""IMDB Large Movie Review Dataset sources: a local ``aclImdb`` mirror (directory or tarball) or TFDS.
+"""IMDB review sources: a local ``aclImdb`` mirror (folder or tarball) or TFDS.
 
 Each source yields ``RawRecord``s for the official train and test splits; ingest validates them.
 File layout (both local forms): ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``.
@@ -28,14 +28,16 @@ class ImdbSourceConfig:
     """``local`` reads a mirror, ``tfds`` downloads TFDS ``imdb_reviews``, ``auto`` picks local if
     a data directory is set (here or in $RNN_DATA_DIR), else TFDS."""
     data_dir: str | None = None
-    """Mirror root holding ``imdb/`` (or ``aclImdb/`` or the tarball itself); default $RNN_DATA_DIR."""
+    """Mirror root holding ``imdb/`` (or ``aclImdb/``, or the tarball); default $RNN_DATA_DIR."""
     max_reviews_per_split: int | None = None
     """Keep a seeded, label-balanced sample of this many reviews per split (smoke runs, tests)."""
     seed: int = 42
 
     def __post_init__(self):
         if self.source not in ("auto", "local", "tfds"):
-            raise ConfigError(f"data.source={self.source!r} is not valid; choose one of: auto, local, tfds")
+            raise ConfigError(
+                f"data.source={self.source!r} is not valid; choose one of: auto, local, tfds"
+            )
 
 
 def source(config: ImdbSourceConfig) -> Source:
@@ -52,7 +54,7 @@ def source(config: ImdbSourceConfig) -> Source:
 
 
 def find_local_copy(data_dir: Path) -> Path:
-    """The ``aclImdb`` directory or ``aclImdb_v1*.tar.gz`` under ``data_dir`` (or ``data_dir/imdb``)."""
+    """The ``aclImdb`` directory or ``aclImdb_v1*.tar.gz`` in ``data_dir`` or ``data_dir/imdb``."""
     candidates = [data_dir, data_dir / "imdb"]
     for folder in candidates:
         if folder.is_file() and folder.name.endswith((".tar.gz", ".tgz")):
@@ -66,7 +68,8 @@ def find_local_copy(data_dir: Path) -> Path:
             return tarballs[0]
     raise DataError(
         f"IMDB data not found: expected an aclImdb/ directory or aclImdb_v1*.tar.gz in "
-        f"{' or '.join(str(c) for c in candidates)}. Download {DOWNLOAD_URL} into {data_dir / 'imdb'}, "
+        f"{' or '.join(str(c) for c in candidates)}. "
+        f"Download {DOWNLOAD_URL} into {data_dir / 'imdb'}, "
         f"point ${DATA_DIR_ENV} (or data.data_dir) at your copy, or set data.source=tfds to let "
         "TensorFlow Datasets download it."
     )
@@ -75,9 +78,9 @@ def find_local_copy(data_dir: Path) -> Path:
 def _parse_member(name: str) -> tuple[str, int] | None:
     """``aclImdb/train/pos/0_9.txt`` -> ("train", 1); None for files outside the labeled splits."""
     parts = Path(name).parts
-    if len(parts) >= 4 and parts[-4] == "aclImdb" and parts[-3] in SPLITS:
-        if parts[-2] in LABELS and parts[-1].endswith(".txt"):
-            return parts[-3], LABELS[parts[-2]]
+    labeled = len(parts) >= 4 and parts[-4] == "aclImdb" and parts[-3] in SPLITS
+    if labeled and parts[-2] in LABELS and parts[-1].endswith(".txt"):
+        return parts[-3], LABELS[parts[-2]]
     return None
 
 
@@ -128,7 +131,9 @@ def _read_tfds() -> dict[str, Iterator[RawRecord]]:
     }
 
 
-def _sampled(splits: dict[str, list[RawRecord]], config: ImdbSourceConfig) -> dict[str, list[RawRecord]]:
+def _sampled(
+    splits: dict[str, list[RawRecord]], config: ImdbSourceConfig
+) -> dict[str, list[RawRecord]]:
     """A seeded, label-balanced subset when ``max_reviews_per_split`` is set; else everything."""
     limit = config.max_reviews_per_split
     if limit is None:
@@ -140,5 +145,7 @@ def _sampled(splits: dict[str, list[RawRecord]], config: ImdbSourceConfig) -> di
         for record in sorted(records, key=lambda r: r.origin):
             by_label.setdefault(record.label, []).append(record)
         per_label = max(1, limit // max(1, len(by_label)))
-        sampled[split] = [r for group in by_label.values() for r in rng.sample(group, min(per_label, len(group)))]
+        sampled[split] = [
+            r for group in by_label.values() for r in rng.sample(group, min(per_label, len(group)))
+        ]
     return sampled

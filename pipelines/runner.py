@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    """One step: ``run(config, inputs, out_dir)`` gets the upstream artifacts named in ``inputs``."""
+    """A pipeline step: ``run(config, inputs, out_dir)`` gets the artifacts named in ``inputs``."""
 
     name: str
     run: Callable[[Any, dict[str, Artifact], Path], Artifact]
@@ -62,7 +62,9 @@ def run_pipeline(
     """Run every stage, or with ``only`` a single stage fed by the artifacts of run ``from_run``."""
     selected = [stage for stage in stages if only in (None, stage.name)]
     if not selected:
-        raise PipelineError(f"unknown stage {only!r}; stages are: {', '.join(s.name for s in stages)}")
+        raise PipelineError(
+            f"unknown stage {only!r}; stages are: {', '.join(s.name for s in stages)}"
+        )
     run_id = new_run_id()
     run_dir = Path(artifacts_root) / pipeline / run_id
     run_dir.mkdir(parents=True)
@@ -96,7 +98,8 @@ def _run_stage(stage: Stage, config: Any, outputs: dict, run_dir: Path, run_id: 
         output = stage.run(config, inputs, partial_dir / _snake(stage.output.__name__))
         if not isinstance(output, stage.output):
             raise PipelineError(
-                f"stage {stage.name} returned {type(output).__name__}, expected {stage.output.__name__}"
+                f"stage {stage.name} returned {type(output).__name__}, "
+                f"expected {stage.output.__name__}"
             )
         manifest = {
             "pipeline": run_dir.parent.name,
@@ -105,12 +108,16 @@ def _run_stage(stage: Stage, config: Any, outputs: dict, run_dir: Path, run_id: 
             "mlflow_run_id": mlflow_run_id,
             "started_at": started_at.isoformat(timespec="seconds"),
             "duration_s": round(time.perf_counter() - started, 2),
-            "config": flatten(getattr(config, stage.config_section)) if stage.config_section else {},
+            "config": flatten(getattr(config, stage.config_section))
+            if stage.config_section
+            else {},
             "inputs": {name: artifact.describe() for name, artifact in inputs.items()},
             "output": output.describe(),
         }
         if output.path.is_relative_to(partial_dir):
-            output = dataclasses.replace(output, path=final_dir / output.path.relative_to(partial_dir))
+            output = dataclasses.replace(
+                output, path=final_dir / output.path.relative_to(partial_dir)
+            )
             manifest["output"]["path"] = str(output.path)
         (partial_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
         partial_dir.rename(final_dir)
@@ -122,7 +129,9 @@ def _run_stage(stage: Stage, config: Any, outputs: dict, run_dir: Path, run_id: 
 def load_outputs(run_dir: Path) -> dict[str, Artifact]:
     """The output artifact of every completed stage of an earlier run, read from its manifests."""
     if not run_dir.is_dir():
-        raise PipelineError(f"no run directory {run_dir}; pass a run id listed under {run_dir.parent}")
+        raise PipelineError(
+            f"no run directory {run_dir}; pass a run id listed under {run_dir.parent}"
+        )
     return {
         manifest.parent.name: artifacts.from_description(json.loads(manifest.read_text())["output"])
         for manifest in sorted(run_dir.glob("*/manifest.json"))

@@ -62,7 +62,9 @@ def run_train(config: SentimentConfig, inputs: dict, out_dir: Path) -> TrainedMo
 
     def split(name: str) -> tf.data.Dataset:
         frame = examples.load(name)
-        return tf.data.Dataset.from_tensor_slices((frame["text"].to_numpy(), frame["label"].to_numpy()))
+        return tf.data.Dataset.from_tensor_slices(
+            (frame["text"].to_numpy(), frame["label"].to_numpy())
+        )
 
     return train.run(
         config.train,
@@ -82,7 +84,9 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
     classifier = end_to_end_model(inputs["train"], inputs["preprocess"])
 
     def predict(texts: np.ndarray) -> np.ndarray:
-        return classifier.predict(tf.constant(texts), batch_size=config.evaluate.batch_size, verbose=2)
+        return classifier.predict(
+            tf.constant(texts), batch_size=config.evaluate.batch_size, verbose=2
+        )
 
     return evaluate.run(config.evaluate, predict, inputs["ingest"], out_dir)
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated MLflow store, tiny synthetic reviews and an aclImdb tree built from them."""
+"""Shared fixtures: an isolated MLflow store, tiny synthetic reviews, an aclImdb tree of them."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def acl_imdb(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_sentiment(tmp_path_factory):
-    """Examples, vocabulary and a small GRU trained on synthetic reviews (shared: training takes seconds)."""
+    """Examples, vocabulary and a small GRU trained on synthetic reviews (shared across tests)."""
     from components import ingest, preprocess, train
     from components.ingest import IngestConfig, RawRecord, Source
     from components.models import RecurrentModelConfig
@@ -65,15 +65,26 @@ def tiny_sentiment(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny_sentiment")
     splits = {
-        split: [RawRecord(f"{split}/{i}", text, label) for i, (text, label) in enumerate(synthetic_reviews(200, seed))]
+        split: [
+            RawRecord(f"{split}/{i}", text, label)
+            for i, (text, label) in enumerate(synthetic_reviews(200, seed))
+        ]
         for split, seed in (("train", 0), ("test", 1))
     }
-    examples = ingest.run(IngestConfig(validation_fraction=0.2), Source("tiny", "memory://tiny", splits), root / "examples")
+    examples = ingest.run(
+        IngestConfig(validation_fraction=0.2),
+        Source("tiny", "memory://tiny", splits),
+        root / "examples",
+    )
     config = sentiment.SentimentConfig(
         preprocess=preprocess.TextVectorizationConfig(vocabulary_size=100, sequence_length=30),
-        model=RecurrentModelConfig(cell="gru", bidirectional=False, units=8, embedding_dim=8, dropout=0.0),
+        model=RecurrentModelConfig(
+            cell="gru", bidirectional=False, units=8, embedding_dim=8, dropout=0.0
+        ),
         train=train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.01),
     )
     vocabulary = preprocess.run(config.preprocess, examples, root / "vocabulary")
-    trained = sentiment.run_train(config, {"ingest": examples, "preprocess": vocabulary}, root / "trained")
+    trained = sentiment.run_train(
+        config, {"ingest": examples, "preprocess": vocabulary}, root / "trained"
+    )
     return {"config": config, "ingest": examples, "preprocess": vocabulary, "train": trained}

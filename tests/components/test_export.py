@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from components import export
-from components.export import ExportConfig
 from components.errors import ConfigError
+from components.export import ExportConfig
 from pipelines import sentiment
 
 REVIEWS = ["wonderful brilliant superb film", "awful boring terrible waste"]
@@ -40,9 +40,21 @@ def test_saved_model_cli_runs_the_serving_signature(tiny_sentiment, tmp_path):
     pushed = push(tiny_sentiment, tmp_path / "models", tmp_path / "out")
     cli = Path(sys.executable).with_name("saved_model_cli")
     result = subprocess.run(
-        [str(cli), "run", "--dir", str(pushed.path), "--tag_set", "serve", "--signature_def", "serving_default",
-         "--input_exprs", f"text={REVIEWS!r}"],
-        capture_output=True, text=True, check=True,
+        [
+            str(cli),
+            "run",
+            "--dir",
+            str(pushed.path),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--input_exprs",
+            f"text={REVIEWS!r}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "Result for output key sentiment" in result.stdout
     assert "[b'positive' b'negative']" in result.stdout

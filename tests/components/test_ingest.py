@@ -9,7 +9,10 @@ from tests.conftest import synthetic_reviews
 
 
 def records(count: int, prefix: str, seed: int = 0) -> list[RawRecord]:
-    return [RawRecord(f"{prefix}/{i}.txt", text.encode(), label) for i, (text, label) in enumerate(synthetic_reviews(count, seed))]
+    return [
+        RawRecord(f"{prefix}/{i}.txt", text.encode(), label)
+        for i, (text, label) in enumerate(synthetic_reviews(count, seed))
+    ]
 
 
 def source(train, test) -> Source:
@@ -17,7 +20,11 @@ def source(train, test) -> Source:
 
 
 def test_writes_stratified_seeded_splits_and_statistics(tmp_path):
-    examples = ingest.run(IngestConfig(validation_fraction=0.25), source(records(40, "train"), records(20, "test", 1)), tmp_path / "a")
+    examples = ingest.run(
+        IngestConfig(validation_fraction=0.25),
+        source(records(40, "train"), records(20, "test", 1)),
+        tmp_path / "a",
+    )
     train, validation, test = (examples.load(s) for s in ("train", "validation", "test"))
     assert (len(train), len(validation), len(test)) == (30, 10, 20)
     assert set(train["origin"]).isdisjoint(validation["origin"])
@@ -44,9 +51,15 @@ def test_non_utf8_bytes_name_the_file(tmp_path):
 
 
 def test_skip_mode_skips_and_counts_bad_records(tmp_path):
-    bad = [RawRecord("a.txt", b"\xff\xfe", 0), RawRecord("b.txt", b"", 1), RawRecord("c.txt", b"fine", None)]
+    bad = [
+        RawRecord("a.txt", b"\xff\xfe", 0),
+        RawRecord("b.txt", b"", 1),
+        RawRecord("c.txt", b"fine", None),
+    ]
     examples = ingest.run(
-        IngestConfig(bad_records="skip"), source(records(20, "train") + bad, records(10, "test")), tmp_path
+        IngestConfig(bad_records="skip"),
+        source(records(20, "train") + bad, records(10, "test")),
+        tmp_path,
     )
     assert examples.statistics()["skipped"] == {"non_utf8": 1, "empty_text": 1, "missing_label": 1}
     assert len(examples.load("train")) + len(examples.load("validation")) == 20

@@ -2,23 +2,45 @@ import numpy as np
 import pytest
 
 from components.errors import ConfigError
-from components.models import CELLS, MaskedGlobalMaxPooling1D, RecurrentModelConfig, build_text_classifier
+from components.models import (
+    CELLS,
+    MaskedGlobalMaxPooling1D,
+    RecurrentModelConfig,
+    build_text_classifier,
+)
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
-@pytest.mark.parametrize("bidirectional, layers, pooling", [(False, 1, "last"), (True, 2, "max"), (False, 2, "mean")])
-def test_every_cell_and_shape_builds_and_predicts_probabilities(cell, bidirectional, layers, pooling):
-    config = RecurrentModelConfig(cell=cell, bidirectional=bidirectional, layers=layers, units=4, embedding_dim=4, pooling=pooling)
+@pytest.mark.parametrize(
+    "bidirectional, layers, pooling", [(False, 1, "last"), (True, 2, "max"), (False, 2, "mean")]
+)
+def test_every_cell_and_shape_builds_and_predicts_probabilities(
+    cell, bidirectional, layers, pooling
+):
+    config = RecurrentModelConfig(
+        cell=cell,
+        bidirectional=bidirectional,
+        layers=layers,
+        units=4,
+        embedding_dim=4,
+        pooling=pooling,
+    )
     model = build_text_classifier(config, vocabulary_size=30, sequence_length=7)
-    probabilities = model.predict(np.array([[3, 4, 5, 0, 0, 0, 0], [6, 0, 0, 0, 0, 0, 0]]), verbose=0)
-    assert probabilities.shape == (2, 1) and np.all((0 <= probabilities) & (probabilities <= 1))
+    probabilities = model.predict(
+        np.array([[3, 4, 5, 0, 0, 0, 0], [6, 0, 0, 0, 0, 0, 0]]), verbose=0
+    )
+    assert probabilities.shape == (2, 1) and np.all((probabilities >= 0) & (probabilities <= 1))
     recurrent = [layer.name for layer in model.layers if cell in layer.name]
     assert len(recurrent) == layers
     assert all(name.startswith("bi") for name in recurrent) == bidirectional
 
 
 def test_unknown_model_type_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="model.cell='transformer' is not a known model type; choose one of: simple_rnn, lstm, gru"):
+    with pytest.raises(
+        ConfigError,
+        match="model.cell='transformer' is not a known model type; "
+        "choose one of: simple_rnn, lstm, gru",
+    ):
         RecurrentModelConfig(cell="transformer")
 
 
@@ -29,7 +51,9 @@ def test_masked_max_pooling_ignores_padding():
 
 
 def test_padding_does_not_change_the_prediction_when_masked():
-    config = RecurrentModelConfig(cell="lstm", bidirectional=True, units=4, embedding_dim=4, pooling="max")
+    config = RecurrentModelConfig(
+        cell="lstm", bidirectional=True, units=4, embedding_dim=4, pooling="max"
+    )
     short = build_text_classifier(config, vocabulary_size=30, sequence_length=3)
     long = build_text_classifier(config, vocabulary_size=30, sequence_length=9)
     long.set_weights(short.get_weights())

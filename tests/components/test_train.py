@@ -25,7 +25,11 @@ def test_saved_model_is_the_best_epoch(tiny_sentiment):
     vectorizer = tiny_sentiment["preprocess"].load_layer()
     validation = examples.load("validation")
     model = trained.load()
-    loss = model.evaluate(vectorizer(tf.constant(validation["text"].to_numpy())), validation["label"].to_numpy(), verbose=0)[0]
+    loss = model.evaluate(
+        vectorizer(tf.constant(validation["text"].to_numpy())),
+        validation["label"].to_numpy(),
+        verbose=0,
+    )[0]
     assert loss == pytest.approx(min(trained.history()["val_loss"]), rel=1e-3)
 
 
@@ -35,18 +39,26 @@ def test_training_is_reproducible_with_a_seed(tmp_path):
 
     def fit(out):
         data = tf.data.Dataset.from_tensor_slices((features, labels))
-        build = lambda: tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1, activation="sigmoid")])  # noqa: E731
+
+        def build():
+            return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1, "sigmoid")])
+
         config = TrainConfig(epochs=2, batch_size=8, seed=7)
-        return train.run(config, build, data, data, "binary_crossentropy", ["accuracy"], tmp_path / out).history()
+        return train.run(
+            config, build, data, data, "binary_crossentropy", ["accuracy"], tmp_path / out
+        ).history()
 
     assert fit("a")["loss"] == fit("b")["loss"]
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("optimizer", "adagrad", "choose one of: adam, adamw, rmsprop, sgd"),
-    ("clipnorm", 0.0, "must be positive"),
-    ("epochs", 0, "must be positive"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("optimizer", "adagrad", "choose one of: adam, adamw, rmsprop, sgd"),
+        ("clipnorm", 0.0, "must be positive"),
+        ("epochs", 0, "must be positive"),
+    ],
+)
 def test_config_rejects_bad_values(field, value, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**{field: value})

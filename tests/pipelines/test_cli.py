@@ -19,11 +19,24 @@ def test_show_config_prints_the_resolved_yaml(capsys):
 
 def test_unknown_model_type_is_a_clear_error(capsys):
     assert main(["show-config", "sentiment", "--set", "model.cell=cnn"]) == 2
-    assert "model.cell='cnn' is not a known model type; choose one of: simple_rnn, lstm, gru" in capsys.readouterr().err
+    assert (
+        "model.cell='cnn' is not a known model type; choose one of: simple_rnn, lstm, gru"
+        in capsys.readouterr().err
+    )
 
 
 def test_missing_data_path_is_a_clear_error(tmp_path, mlflow_store, capsys):
-    code = main(["run", "sentiment", "--set", "data.source=local", "--set", f"data.data_dir={tmp_path / 'none'}",
-                 "--artifacts-root", str(tmp_path / "artifacts")])
+    code = main(
+        [
+            "run",
+            "sentiment",
+            "--set",
+            "data.source=local",
+            "--set",
+            f"data.data_dir={tmp_path / 'none'}",
+            "--artifacts-root",
+            str(tmp_path / "artifacts"),
+        ]
+    )
     assert code == 2
     assert "IMDB data not found" in capsys.readouterr().err

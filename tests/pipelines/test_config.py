@@ -12,7 +12,12 @@ def test_defaults_yaml_preset_and_overrides_apply_in_order(tmp_path):
     yaml = tmp_path / "c.yaml"
     yaml.write_text("train:\n  epochs: 9\nmodel:\n  cell: lstm\n")
     config = resolve_config("sentiment", yaml, "bigru", ["train.epochs=3", "model.units=32"])
-    assert (config.train.epochs, config.model.cell, config.model.bidirectional, config.model.units) == (3, "gru", True, 32)
+    assert (
+        config.train.epochs,
+        config.model.cell,
+        config.model.bidirectional,
+        config.model.units,
+    ) == (3, "gru", True, 32)
     assert config.preprocess.vocabulary_size == SentimentConfig().preprocess.vocabulary_size
 
 
@@ -21,19 +26,24 @@ def test_flatten_gives_dotted_keys():
     assert flat["train.clipnorm"] == 1.0 and flat["model.cell"] == "gru"
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["train.epochz=3"], "epochz"),
-    (["train.epochs=many"], "epochs"),
-    (["model.cell=transformer"], "choose one of: simple_rnn, lstm, gru"),
-    (["epochs"], "key.sub=value"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.epochz=3"], "epochz"),
+        (["train.epochs=many"], "epochs"),
+        (["model.cell=transformer"], "choose one of: simple_rnn, lstm, gru"),
+        (["epochs"], "key.sub=value"),
+    ],
+)
 def test_bad_overrides_name_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(SentimentConfig, None, overrides)
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown model 'cnn'; choose one of: simplernn, lstm, gru"):
+    with pytest.raises(
+        ConfigError, match="unknown model 'cnn'; choose one of: simplernn, lstm, gru"
+    ):
         resolve_config("sentiment", None, "cnn", [])
 
 
@@ -44,4 +54,7 @@ def test_missing_config_file_is_named():
 
 @pytest.mark.parametrize("name", ["sentiment.yaml", "sentiment.smoke.yaml"])
 def test_shipped_configs_load(name):
-    assert resolve_config("sentiment", Path("pipelines/configs") / name, None, []).export.model_name == "sentiment"
+    assert (
+        resolve_config("sentiment", Path("pipelines/configs") / name, None, []).export.model_name
+        == "sentiment"
+    )

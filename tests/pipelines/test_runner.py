@@ -26,7 +26,9 @@ def make(config, inputs, out_dir):
 
 def score(config, inputs, out_dir):
     out_dir.mkdir(parents=True)
-    (out_dir / "metrics.json").write_text(inputs["make"].path.joinpath("statistics.json").read_text())
+    (out_dir / "metrics.json").write_text(
+        inputs["make"].path.joinpath("statistics.json").read_text()
+    )
     return Metrics(out_dir)
 
 
@@ -36,7 +38,10 @@ def explode(config, inputs, out_dir):
     raise DataError("bad data in row 3")
 
 
-STAGES = [Stage("make", make, Examples, config_section="make"), Stage("score", score, Metrics, ("make",))]
+STAGES = [
+    Stage("make", make, Examples, config_section="make"),
+    Stage("score", score, Metrics, ("make",)),
+]
 
 
 def test_stages_run_in_order_with_manifests_and_mlflow_runs(tmp_path, mlflow_store):
@@ -46,12 +51,20 @@ def test_stages_run_in_order_with_manifests_and_mlflow_runs(tmp_path, mlflow_sto
     manifest = json.loads((result.run_dir / "score" / "manifest.json").read_text())
     assert manifest["inputs"]["make"]["digest"] == result.outputs["make"].digest()
     assert manifest["output"]["path"] == str(result.run_dir / "score" / "metrics")
-    assert json.loads((result.run_dir / "make" / "manifest.json").read_text())["config"] == {"value": 1}
+    assert json.loads((result.run_dir / "make" / "manifest.json").read_text())["config"] == {
+        "value": 1
+    }
 
     runs = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
     parent = next(r for r in runs if r.info.run_id == result.mlflow_run_id)
-    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert set(children) == {"make", "score"} and all(r.info.status == "FINISHED" for r in children.values())
+    children = {
+        r.info.run_name: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    assert set(children) == {"make", "score"} and all(
+        r.info.status == "FINISHED" for r in children.values()
+    )
     assert parent.data.params["make.value"] == "1"
 
 
@@ -62,7 +75,10 @@ def test_failed_stage_is_marked_failed_and_leaves_no_artifact(tmp_path, mlflow_s
     run_dir = next((tmp_path / "artifacts" / "tiny").iterdir())
     assert (run_dir / "make" / "manifest.json").is_file()
     assert not (run_dir / "score").exists()
-    runs = {r.info.run_name: r for r in mlflow.search_runs(experiment_names=["tiny"], output_format="list")}
+    runs = {
+        r.info.run_name: r
+        for r in mlflow.search_runs(experiment_names=["tiny"], output_format="list")
+    }
     assert runs["score"].info.status == "FAILED"
     assert runs["score"].data.tags["error"] == "DataError: bad data in row 3"
     assert runs[f"tiny-{run_dir.name}"].info.status == "FAILED"
@@ -70,7 +86,9 @@ def test_failed_stage_is_marked_failed_and_leaves_no_artifact(tmp_path, mlflow_s
 
 def test_single_stage_reuses_upstream_artifacts_of_an_earlier_run(tmp_path, mlflow_store):
     first = run_pipeline("tiny", TinyConfig(), STAGES, tmp_path / "artifacts")
-    again = run_pipeline("tiny", TinyConfig(), STAGES, tmp_path / "artifacts", only="score", from_run=first.run_id)
+    again = run_pipeline(
+        "tiny", TinyConfig(), STAGES, tmp_path / "artifacts", only="score", from_run=first.run_id
+    )
     assert again.outputs["make"].path == first.outputs["make"].path
     assert sorted(load_outputs(again.run_dir)) == ["score"]
 

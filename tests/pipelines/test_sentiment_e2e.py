@@ -14,23 +14,35 @@ from pipelines.__main__ import main
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.e2e
-SMOKE_CONFIG = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "sentiment.smoke.yaml"
+SMOKE_CONFIG = (
+    Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "sentiment.smoke.yaml"
+)
 
 
 @pytest.fixture
 def imdb_mirror(monkeypatch) -> Path:
     data_dir = Path(os.environ.get("RNN_DATA_DIR", SHARED_DATA))
-    assert (data_dir / "imdb").is_dir(), f"the IMDB mirror is expected at {data_dir}/imdb (set RNN_DATA_DIR)"
+    assert (data_dir / "imdb").is_dir(), (
+        f"the IMDB mirror is expected at {data_dir}/imdb (set RNN_DATA_DIR)"
+    )
     monkeypatch.setenv("RNN_DATA_DIR", str(data_dir))
     return data_dir
 
 
 def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_path, capsys):
     serving_dir = tmp_path / "models"
-    exit_code = main([
-        "run", "sentiment", "--config", str(SMOKE_CONFIG), "--artifacts-root", str(tmp_path / "artifacts"),
-        "--set", f"export.serving_dir={serving_dir}",
-    ])
+    exit_code = main(
+        [
+            "run",
+            "sentiment",
+            "--config",
+            str(SMOKE_CONFIG),
+            "--artifacts-root",
+            str(tmp_path / "artifacts"),
+            "--set",
+            f"export.serving_dir={serving_dir}",
+        ]
+    )
     assert exit_code == 0
     printed = capsys.readouterr().out
     assert "exported:" in printed and "MLflow run:" in printed
@@ -44,15 +56,24 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_pa
     names = {run.info.run_name: run for run in runs}
     assert {"ingest", "preprocess", "train", "evaluate", "export"} <= set(names)
     assert all(run.info.status == "FINISHED" for run in runs)
-    assert "val_loss" in names["train"].data.metrics and "test_accuracy" in names["evaluate"].data.metrics
-    assert {d.dataset.name for d in names["ingest"].inputs.dataset_inputs} == {"imdb-train", "imdb-validation", "imdb-test"}
+    assert (
+        "val_loss" in names["train"].data.metrics
+        and "test_accuracy" in names["evaluate"].data.metrics
+    )
+    assert {d.dataset.name for d in names["ingest"].inputs.dataset_inputs} == {
+        "imdb-train",
+        "imdb-validation",
+        "imdb-test",
+    }
     assert mlflow.MlflowClient().get_registered_model("sentiment").latest_versions[0].version == 1
 
     serve = tf.saved_model.load(str(serving_dir / "sentiment" / "1")).signatures["serving_default"]
-    reviews = tf.constant([
-        "One of the best films I have ever seen. Brilliant acting, a great story, I loved it.",
-        "Terrible. Boring, stupid and a complete waste of time. The worst movie ever made.",
-    ])
+    reviews = tf.constant(
+        [
+            "One of the best films I have ever seen. Brilliant acting, a great story, I loved it.",
+            "Terrible. Boring, stupid and a complete waste of time. The worst movie ever made.",
+        ]
+    )
     assert serve(text=reviews)["label"].numpy().tolist() == [1, 0]
 
     registered = mlflow.pyfunc.load_model("models:/sentiment/1")
