@@ -25,6 +25,8 @@ class RecurrentModelConfig:
     layers: int = 1
     """Stacked recurrent layers; all but the last return full sequences."""
     embedding_dim: int = 128
+    embedding_dropout: float = 0.0
+    """Drops whole embedding channels (SpatialDropout1D), a strong regularizer for text."""
     units: int = 64
     """Units per recurrent layer (per direction when bidirectional)."""
     dropout: float = 0.5
@@ -48,8 +50,11 @@ class RecurrentModelConfig:
             )
         if self.layers < 1 or self.units < 1 or self.embedding_dim < 1:
             raise ConfigError("model.layers, model.units and model.embedding_dim must be positive")
-        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.recurrent_dropout < 1.0):
-            raise ConfigError("model.dropout and model.recurrent_dropout must be in [0, 1)")
+        rates = (self.dropout, self.recurrent_dropout, self.embedding_dropout)
+        if not all(0.0 <= rate < 1.0 for rate in rates):
+            raise ConfigError(
+                "model.dropout, recurrent_dropout and embedding_dropout must be in [0, 1)"
+            )
 
 
 @keras.saving.register_keras_serializable(package="components")
@@ -97,6 +102,10 @@ def build_text_classifier(
     hidden = keras.layers.Embedding(
         vocabulary_size, config.embedding_dim, mask_zero=config.mask_padding, name="embedding"
     )(token_ids)
+    if config.embedding_dropout:
+        hidden = keras.layers.SpatialDropout1D(config.embedding_dropout, name="embedding_dropout")(
+            hidden
+        )
     for layer in recurrent_stack(config, return_sequences=config.pooling != "last"):
         hidden = layer(hidden)
     if config.pooling == "max":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +46,8 @@ class TrainConfig:
     """Clip each gradient to this L2 norm (recurrent nets explode without it); null disables."""
     early_stopping_patience: int = 2
     """Epochs without validation-loss improvement before stopping."""
+    reduce_lr_factor: float | None = None
+    """Multiply the learning rate by this after an epoch without validation-loss improvement."""
     seed: int = 42
     """Seeds weight init, dropout and shuffling."""
 
@@ -58,6 +61,8 @@ class TrainConfig:
             raise ConfigError("train.epochs and train.batch_size must be positive")
         if self.learning_rate <= 0 or (self.clipnorm is not None and self.clipnorm <= 0):
             raise ConfigError("train.learning_rate and train.clipnorm must be positive")
+        if self.reduce_lr_factor is not None and not 0.0 < self.reduce_lr_factor < 1.0:
+            raise ConfigError(f"train.reduce_lr_factor={self.reduce_lr_factor} must be in (0, 1)")
 
 
 def run(
@@ -93,6 +98,10 @@ def run(
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience),
         keras.callbacks.TerminateOnNaN(),
     ]
+    if config.reduce_lr_factor:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(factor=config.reduce_lr_factor, patience=0, verbose=1)
+        )
     if tracking.active():
         callbacks.append(tracking.keras_callback())
     started = time.perf_counter()
@@ -102,7 +111,9 @@ def run(
         epochs=config.epochs,
         callbacks=callbacks,
         shuffle=False,  # already shuffled, reproducibly, by the input pipeline
-        verbose=2,
+        verbose=1
+        if sys.stdout.isatty()
+        else 2,  # progress bar in a terminal, a line per epoch in logs
     ).history
     wall_time = time.perf_counter() - started
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="train and score every cell type on the full data")
     bench.add_argument("pipeline", choices=PIPELINES)
     bench.add_argument(
-        "--models", nargs="+", help="presets to run (default: all of the benchmark's)"
+        "--models", nargs="+", help="benchmark runs to do, e.g. bigru simplernn-last (default: all)"
     )
     bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

@@ -35,6 +35,12 @@ def test_every_cell_and_shape_builds_and_predicts_probabilities(
     assert all(name.startswith("bi") for name in recurrent) == bidirectional
 
 
+def test_embedding_dropout_is_a_spatial_dropout_layer():
+    config = RecurrentModelConfig(units=4, embedding_dim=4, embedding_dropout=0.2)
+    model = build_text_classifier(config, vocabulary_size=30, sequence_length=5)
+    assert model.get_layer("embedding_dropout").rate == 0.2
+
+
 def test_unknown_model_type_lists_the_valid_ones():
     with pytest.raises(
         ConfigError,

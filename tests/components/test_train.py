@@ -57,6 +57,7 @@ def test_training_is_reproducible_with_a_seed(tmp_path):
         ("optimizer", "adagrad", "choose one of: adam, adamw, rmsprop, sgd"),
         ("clipnorm", 0.0, "must be positive"),
         ("epochs", 0, "must be positive"),
+        ("reduce_lr_factor", 1.5, "must be in \\(0, 1\\)"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):
