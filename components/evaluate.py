@@ -12,17 +12,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn import metrics as skm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
-
-from components import tracking  # noqa: E402
-from components.artifacts import Examples, Metrics  # noqa: E402
-from components.errors import ConfigError  # noqa: E402
+from components import tracking
+from components.artifacts import Examples, Metrics
+from components.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -116,11 +113,17 @@ def _most_confident_mistakes(test, text_field, probabilities, predicted, config)
 
 
 def _plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path: Path) -> None:
-    display = skm.ConfusionMatrixDisplay.from_predictions(
-        labels, predicted, labels=[0, 1], display_labels=["negative", "positive"], colorbar=False
+    figure = Figure(figsize=(4.5, 4))
+    axis = figure.subplots()
+    skm.ConfusionMatrixDisplay.from_predictions(
+        labels,
+        predicted,
+        labels=[0, 1],
+        display_labels=["negative", "positive"],
+        colorbar=False,
+        ax=axis,
     )
-    display.ax_.set_title("Test confusion matrix")
-    display.figure_.tight_layout()
-    display.figure_.savefig(path, dpi=100)
-    tracking.log_figure(display.figure_, "confusion_matrix.png")
-    plt.close(display.figure_)
+    axis.set_title("Test confusion matrix")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    tracking.log_figure(figure, "confusion_matrix.png")

@@ -66,6 +66,14 @@ class Source:
     splits: dict[str, Iterable[RawRecord]]
 
 
+class RecordError(DataError):
+    """A single record failed validation; ``kind`` is what skip-and-count mode counts."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 def run(config: IngestConfig, source: Source, out_dir: Path) -> Examples:
     missing = {"train", "test"} - set(source.splits)
     if missing:
@@ -116,14 +124,6 @@ def _validated_frame(
     if absent:
         raise DataError(f"the {split} split has no examples of label(s) {sorted(absent)}")
     return frame
-
-
-class RecordError(DataError):
-    """A single record failed validation; ``kind`` is what skip-and-count mode counts."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 def _validated_row(record: RawRecord, labels: list[int]) -> dict:

@@ -156,8 +156,3 @@ def log_serving_model(
         registered_model_name=registered_name,
     )
     return info.model_uri
-
-
-def log_directory(path: Path, artifact_path: str) -> None:
-    if active():
-        mlflow.log_artifacts(str(path), artifact_path)

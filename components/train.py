@@ -1,9 +1,9 @@
 """Train (Trainer): fit a Keras model with early stopping on validation and keep the best epoch.
 
-The task supplies a model builder and unbatched ``(features, label)`` datasets plus an optional
-per-batch preprocessing function (e.g. the fitted vectorizer); this component seeds, shuffles,
-batches, compiles (optimizer, learning rate, gradient clipping), trains with progress output, logs
-every epoch to MLflow, and writes the best model, its history, a summary and learning curves.
+The task supplies a model builder and batched datasets (it knows how its data must be batched:
+shuffled reviews, or contiguous windows for a stateful language model); this component seeds,
+compiles (optimizer, learning rate, gradient clipping), trains with progress output, logs every
+epoch to MLflow, and writes the best model, its history, a summary and learning curves.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
-import matplotlib
+import tensorflow as tf
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from components import tracking  # noqa: E402
-from components.artifacts import TrainedModel  # noqa: E402
-from components.errors import ConfigError  # noqa: E402
+from components import tracking
+from components.artifacts import TrainedModel
+from components.errors import ConfigError
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -65,20 +62,28 @@ class TrainConfig:
             raise ConfigError(f"train.reduce_lr_factor={self.reduce_lr_factor} must be in (0, 1)")
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """Batched ``(inputs, targets)`` datasets and the size of one epoch, for throughput."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    samples_per_epoch: int
+    sample_unit: str = "samples"
+    """What a sample is (reviews, tokens): names the ``train_<unit>_per_s`` metric."""
+
+
 def run(
     config: TrainConfig,
     build_model: Callable[[], keras.Model],
-    train_data: tf.data.Dataset,
-    validation_data: tf.data.Dataset,
+    data: TrainingData,
     loss: str | keras.losses.Loss,
     metrics: list,
     out_dir: Path,
-    batch_preprocess: Callable | None = None,
+    callbacks: list[keras.callbacks.Callback] = (),
 ) -> TrainedModel:
+    """Seed (before ``build_model``, so weights are reproducible), compile, fit, keep the best."""
     keras.utils.set_random_seed(config.seed)
-    train_examples = int(train_data.cardinality())
-    train_batches = _batched(train_data, config, batch_preprocess, shuffle_seed=config.seed)
-    validation_batches = _batched(validation_data, config, batch_preprocess)
     model = build_model()
     model.compile(
         optimizer=OPTIMIZERS[config.optimizer](
@@ -91,11 +96,28 @@ def run(
     model.summary(print_fn=lambda line, **_: summary_lines.append(line))
     tracking.log_text("\n".join(summary_lines), "model_summary.txt")
     out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    history = model.fit(
+        data.train,
+        validation_data=data.validation,
+        epochs=config.epochs,
+        callbacks=[*callbacks, *_standard_callbacks(config, out_dir)],
+        shuffle=False,  # the task's input pipeline decides the order, reproducibly
+        verbose=1 if sys.stdout.isatty() else 2,  # a progress bar in a terminal, a line in logs
+    ).history
+    wall_time = time.perf_counter() - started
+    (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+    summary = _summary(model, history, wall_time, data)
+    (out_dir / "training.json").write_text(json.dumps(summary, indent=2))
+    tracking.log_metrics({key: value for key, value in summary.items() if key != "model"})
+    _plot_learning_curves(history, out_dir / "learning_curves.png")
+    return TrainedModel(out_dir)
+
+
+def _standard_callbacks(config: TrainConfig, out_dir: Path) -> list[keras.callbacks.Callback]:
     callbacks = [
-        keras.callbacks.ModelCheckpoint(
-            out_dir / "model.keras", monitor="val_loss", save_best_only=True
-        ),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience),
+        keras.callbacks.ModelCheckpoint(out_dir / "model.keras", save_best_only=True),
+        keras.callbacks.EarlyStopping(patience=config.early_stopping_patience),
         keras.callbacks.TerminateOnNaN(),
     ]
     if config.reduce_lr_factor:
@@ -104,46 +126,12 @@ def run(
         )
     if tracking.active():
         callbacks.append(tracking.keras_callback())
-    started = time.perf_counter()
-    history = model.fit(
-        train_batches,
-        validation_data=validation_batches,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # already shuffled, reproducibly, by the input pipeline
-        verbose=1
-        if sys.stdout.isatty()
-        else 2,  # progress bar in a terminal, a line per epoch in logs
-    ).history
-    wall_time = time.perf_counter() - started
-    (out_dir / "history.json").write_text(json.dumps(history, indent=2))
-    summary = _summary(model, history, wall_time, train_examples)
-    (out_dir / "training.json").write_text(json.dumps(summary, indent=2))
-    tracking.log_metrics({key: value for key, value in summary.items() if key != "model"})
-    _plot_learning_curves(history, out_dir / "learning_curves.png")
-    return TrainedModel(out_dir)
+    return callbacks
 
 
-def _batched(
-    data: tf.data.Dataset,
-    config: TrainConfig,
-    preprocess: Callable | None,
-    shuffle_seed: int | None = None,
-) -> tf.data.Dataset:
-    if shuffle_seed is not None:
-        data = data.shuffle(
-            int(data.cardinality()), seed=shuffle_seed, reshuffle_each_iteration=True
-        )
-    data = data.batch(config.batch_size)
-    if preprocess is not None:
-        data = data.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return data.prefetch(tf.data.AUTOTUNE)
-
-
-def _summary(model: keras.Model, history: dict, wall_time: float, train_examples: int) -> dict:
+def _summary(model: keras.Model, history: dict, wall_time: float, data: TrainingData) -> dict:
     epochs_run = len(history["loss"])
     best_epoch = int(min(range(epochs_run), key=lambda i: history["val_loss"][i])) + 1
-    samples = train_examples * epochs_run
     return {
         "model": model.name,
         "parameters": int(model.count_params()),
@@ -151,13 +139,17 @@ def _summary(model: keras.Model, history: dict, wall_time: float, train_examples
         "best_epoch": best_epoch,
         "best_val_loss": float(history["val_loss"][best_epoch - 1]),
         "train_wall_time_s": round(wall_time, 1),
-        "train_samples_per_s": round(samples / wall_time, 1),
+        f"train_{data.sample_unit}_per_s": round(
+            data.samples_per_epoch * epochs_run / wall_time, 1
+        ),
     }
 
 
 def _plot_learning_curves(history: dict[str, list[float]], path: Path) -> None:
     names = sorted(key for key in history if not key.startswith("val_") and f"val_{key}" in history)
-    figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
+    # A bare Figure (no pyplot) needs no GUI backend and no global state.
+    figure = Figure(figsize=(5 * len(names), 3.5))
+    axes = figure.subplots(1, len(names), squeeze=False)
     for axis, name in zip(axes[0], names, strict=True):
         epochs = range(1, len(history[name]) + 1)
         axis.plot(epochs, history[name], marker="o", label="train")
@@ -167,4 +159,3 @@ def _plot_learning_curves(history: dict[str, list[float]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     tracking.log_figure(figure, "learning_curves.png")
-    plt.close(figure)

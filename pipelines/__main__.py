@@ -73,7 +73,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _pipeline_module(name: str):
+def pipeline_module(name: str):
     from pipelines import sentiment
 
     return {"sentiment": sentiment}[name]
@@ -86,7 +86,7 @@ def resolve_config(
     from components.errors import ConfigError
     from pipelines.config import load_config
 
-    module = _pipeline_module(pipeline)
+    module = pipeline_module(pipeline)
     preset: list[str] = []
     if model:
         if model not in module.MODEL_PRESETS:
@@ -101,7 +101,7 @@ def resolve_config(
 def _run(args) -> int:
     from pipelines.runner import run_pipeline
 
-    module = _pipeline_module(args.pipeline)
+    module = pipeline_module(args.pipeline)
     config = resolve_config(args.pipeline, args.config, args.model, args.overrides)
     result = run_pipeline(
         args.pipeline, config, module.STAGES, args.artifacts_root, args.stage, args.from_run

@@ -36,9 +36,9 @@ BENCHMARK_RUNS = {
 
 def run(pipeline: str, models: list[str] | None, output: Path, overrides: list[str]) -> int:
     from components.errors import ConfigError
-    from pipelines.__main__ import _pipeline_module, resolve_config
+    from pipelines.__main__ import pipeline_module, resolve_config
 
-    module = _pipeline_module(pipeline)
+    module = pipeline_module(pipeline)
     runs = BENCHMARK_RUNS[pipeline]
     unknown = sorted(set(models or ()) - set(runs))
     if unknown:
@@ -62,7 +62,7 @@ def _table(rows: list[dict]) -> str:
     header = (
         "| model | test accuracy | ROC-AUC | F1 | "
         + " | ".join(f"acc. {s} words" for s in slices)
-        + " | epochs (best) | train wall time | train samples/s | parameters |"
+        + " | epochs (best) | train wall time | train reviews/s | parameters |"
     )
     lines = [header, "|" + " --- |" * (header.count("|") - 1)]
     for row in rows:
@@ -71,7 +71,7 @@ def _table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['model']} | **{metrics['accuracy']:.4f}** | {metrics['roc_auc']:.4f} | "
             f"{metrics['f1']:.4f} | {by_length} | {row['epochs_run']} ({row['best_epoch']}) | "
-            f"{row['train_wall_time_s'] / 60:.1f} min | {row['train_samples_per_s']:.0f} | "
+            f"{row['train_wall_time_s'] / 60:.1f} min | {row['train_reviews_per_s']:.0f} | "
             f"{row['parameters']:,} |"
         )
     return "\n".join(lines)

@@ -13,6 +13,8 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tqdm import tqdm
+
 from components.errors import ConfigError, DataError
 from components.ingest import RawRecord, Source
 
@@ -88,7 +90,7 @@ def _read_tarball(path: Path) -> dict[str, list[RawRecord]]:
     splits: dict[str, list[RawRecord]] = {split: [] for split in SPLITS}
     try:
         with tarfile.open(path) as archive:
-            for member in archive:
+            for member in tqdm(archive, desc=f"reading {path.name}", unit=" files", mininterval=2):
                 parsed = _parse_member(member.name) if member.isfile() else None
                 if parsed:
                     text = archive.extractfile(member).read()
@@ -100,7 +102,8 @@ def _read_tarball(path: Path) -> dict[str, list[RawRecord]]:
 
 def _read_directory(path: Path) -> dict[str, list[RawRecord]]:
     splits: dict[str, list[RawRecord]] = {split: [] for split in SPLITS}
-    for file in sorted(path.glob("*/*/*.txt")):
+    files = sorted(path.glob("*/*/*.txt"))
+    for file in tqdm(files, desc=f"reading {path}", unit=" files", mininterval=2):
         parsed = _parse_member(str(file))
         if parsed:
             splits[parsed[0]].append(RawRecord(str(file), file.read_bytes(), parsed[1]))

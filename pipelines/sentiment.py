@@ -48,6 +48,9 @@ class SentimentConfig:
     export: export.ExportConfig = dataclasses.field(default_factory=export.ExportConfig)
 
 
+Config = SentimentConfig  # the name the CLI looks up in every pipeline module
+
+
 def run_ingest(config: SentimentConfig, inputs: dict, out_dir: Path) -> Examples:
     return ingest.run(config.ingest, imdb.source(config.data), out_dir)
 
@@ -60,23 +63,29 @@ def run_train(config: SentimentConfig, inputs: dict, out_dir: Path) -> TrainedMo
     examples, vocabulary = inputs["ingest"], inputs["preprocess"]
     vectorizer = vocabulary.load_layer()
 
-    def split(name: str) -> tf.data.Dataset:
-        frame = examples.load(name)
-        return tf.data.Dataset.from_tensor_slices(
-            (frame["text"].to_numpy(), frame["label"].to_numpy())
+    def batches(split: str) -> tf.data.Dataset:
+        frame = examples.load(split)
+        reviews = tf.data.Dataset.from_tensor_slices((frame["text"].values, frame["label"].values))
+        if split == "train":
+            reviews = reviews.shuffle(len(frame), seed=config.train.seed)
+        return (
+            reviews.batch(config.train.batch_size)
+            .map(lambda text, label: (vectorizer(text), label), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE)
         )
 
+    data = train.TrainingData(
+        batches("train"), batches("validation"), len(examples.load("train")), "reviews"
+    )
     return train.run(
         config.train,
         build_model=lambda: build_text_classifier(
             config.model, vectorizer.vocabulary_size(), config.preprocess.sequence_length
         ),
-        train_data=split("train"),
-        validation_data=split("validation"),
+        data=data,
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
         out_dir=out_dir,
-        batch_preprocess=vectorizer,
     )
 
 
@@ -129,4 +138,3 @@ STAGES = [
     Stage("evaluate", run_evaluate, Metrics, ("ingest", "preprocess", "train"), "evaluate"),
     Stage("export", run_export, PushedModel, ("preprocess", "train"), "export"),
 ]
-Config = SentimentConfig

@@ -22,7 +22,7 @@ def row(model, accuracy):
         "epochs_run": 3,
         "best_epoch": 2,
         "train_wall_time_s": 90.0,
-        "train_samples_per_s": 500.0,
+        "train_reviews_per_s": 500.0,
         "metrics": metrics,
     }
 
