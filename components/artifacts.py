@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
 
@@ -50,6 +51,33 @@ class Examples(Artifact):
 
     def statistics(self) -> dict[str, Any]:
         return json.loads((self.path / "statistics.json").read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus(Artifact):
+    """A text corpus as contiguous train / validation / test streams (``<split>.txt``)."""
+
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "validation", "test")
+
+    def text(self, split: str) -> str:
+        return (self.path / f"{split}.txt").read_text(encoding="utf-8")
+
+    def statistics(self) -> dict[str, Any]:
+        return json.loads((self.path / "statistics.json").read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizedCorpus(Artifact):
+    """A language-model vocabulary (tokenizer.json) and each split as a stream of token ids."""
+
+    def ids(self, split: str) -> np.ndarray:
+        return np.load(self.path / f"{split}.ids.npy")
+
+    def tokenizer(self):
+        """The in-graph tokenizer fitted on the train split (same one the serving graph uses)."""
+        from components.tokenize import load_tokenizer
+
+        return load_tokenizer(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +134,8 @@ class PushedModel(Artifact):
 
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
-    cls.__name__: cls for cls in (Examples, Vocabulary, TrainedModel, Metrics, PushedModel)
+    cls.__name__: cls
+    for cls in (Examples, Corpus, TokenizedCorpus, Vocabulary, TrainedModel, Metrics, PushedModel)
 }
 
 

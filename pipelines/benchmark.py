@@ -50,7 +50,7 @@ def run(pipeline: str, models: list[str] | None, output: Path, overrides: list[s
         stages = [stage for stage in module.STAGES if stage.name != "export"]
         result = run_pipeline(pipeline, config, stages, Path("artifacts/bench"))
         training = json.loads((result.outputs["train"].path / "training.json").read_text())
-        rows.append({"model": model, **training, "metrics": result.outputs["evaluate"].load()})
+        rows.append({**training, "model": model, "metrics": result.outputs["evaluate"].load()})
         print(_table(rows), flush=True)
     command = "make bench-sentiment" + (f" MODELS='{' '.join(models)}'" if models else "")
     _write_section(output, pipeline, _report(rows, command, overrides))

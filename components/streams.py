@@ -1,0 +1,51 @@
+"""Batching a token stream for language-model training.
+
+``stateful_windows`` is the classic PTB reader (Zaremba et al. 2014): the stream is cut into
+``batch_size`` contiguous parallel streams and read in windows of ``num_steps``, so row ``r`` of
+window ``i + 1`` continues exactly where row ``r`` of window ``i`` stopped and a stateful model can
+carry its hidden state across windows. ``random_windows`` is the stateless alternative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from components.errors import DataError
+
+
+def stateful_windows(ids: np.ndarray, batch_size: int, num_steps: int) -> tf.data.Dataset:
+    """Windows ``(inputs, targets)`` of shape (batch_size, num_steps), targets shifted by one."""
+    row_length = len(ids) // batch_size
+    windows = (row_length - 1) // num_steps
+    if windows < 1:
+        raise DataError(
+            f"a stream of {len(ids)} tokens is too short for batch_size={batch_size} and "
+            f"num_steps={num_steps}; it needs at least {batch_size * (num_steps + 1)} tokens"
+        )
+    rows = ids[: batch_size * row_length].reshape(batch_size, row_length)
+    starts = np.arange(windows) * num_steps
+    inputs = np.stack([rows[:, s : s + num_steps] for s in starts])
+    targets = np.stack([rows[:, s + 1 : s + num_steps + 1] for s in starts])
+    return tf.data.Dataset.from_tensor_slices((inputs, targets))
+
+
+def random_windows(ids: np.ndarray, batch_size: int, num_steps: int, seed: int) -> tf.data.Dataset:
+    """As many windows as the stream holds, at seeded random offsets, reshuffled every epoch."""
+    count = (len(ids) - 1) // num_steps
+    if count < batch_size:
+        raise DataError(
+            f"a stream of {len(ids)} tokens holds fewer than batch_size={batch_size} windows "
+            f"of num_steps={num_steps}"
+        )
+    stream = tf.constant(ids)
+    offsets = tf.data.Dataset.random(seed=seed).map(lambda r: r % (len(ids) - num_steps - 1))
+    windows = offsets.take(count).map(lambda start: stream[start : start + num_steps + 1])
+    return windows.map(lambda w: (w[:-1], w[1:])).batch(batch_size, drop_remainder=True)
+
+
+def window_count(tokens: int, batch_size: int, num_steps: int, stateful: bool) -> int:
+    """Batches per epoch, as the two functions above produce them."""
+    if stateful:
+        return (tokens // batch_size - 1) // num_steps
+    return ((tokens - 1) // num_steps) // batch_size
