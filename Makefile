@@ -13,7 +13,8 @@ export PYTHONUNBUFFERED := 1
 PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL)) \
 	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s))
 
-.PHONY: help venv run sentiment sentiment-smoke test lint mlflow-ui bench-sentiment clean
+.PHONY: help venv run sentiment sentiment-smoke lm-char lm-word lm-smoke generate test lint \
+	mlflow-ui bench-sentiment bench-lm clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,6 +35,21 @@ sentiment: venv  ## IMDB sentiment pipeline (MODEL=, EPOCHS=, CONFIG=, SET=)
 sentiment-smoke: venv  ## the same pipeline on a few hundred reviews (seconds)
 	$(PY) -m pipelines run sentiment --config pipelines/configs/sentiment.smoke.yaml $(PIPELINE_ARGS)
 
+lm-char: venv  ## character-level LM on Tiny Shakespeare (MODEL=lstm|gru|simplernn, EPOCHS=, SET=)
+	$(PY) -m pipelines run language_model --config pipelines/configs/language_model.yaml $(PIPELINE_ARGS)
+
+lm-word: venv  ## word-level LM on Penn Treebank, Zaremba et al.'s "small" setup
+	$(PY) -m pipelines run language_model --config pipelines/configs/ptb.yaml $(PIPELINE_ARGS)
+
+lm-smoke: venv  ## character-level LM on 20k characters (seconds)
+	$(PY) -m pipelines run language_model --config pipelines/configs/language_model.smoke.yaml $(PIPELINE_ARGS)
+
+# make generate PROMPT="ROMEO:" LENGTH=300 TEMPERATURE=0.8 [TOP_K=40 SEED=1 LM=lm_char]
+generate: venv  ## sample from the latest exported language model
+	$(PY) -m pipelines generate --model-name $(or $(LM),lm_char) --prompt "$(PROMPT)" \
+		--length $(or $(LENGTH),300) --temperature $(or $(TEMPERATURE),0.8) \
+		--top-k $(or $(TOP_K),0) --seed $(or $(SEED),42)
+
 test: venv  ## run the test suite
 	$(PY) -m pytest
 
@@ -45,6 +61,9 @@ mlflow-ui: venv  ## MLflow UI on http://127.0.0.1:5000
 
 bench-sentiment: venv  ## full-data benchmark of every cell type -> BENCHMARKS.md
 	$(PY) -m pipelines bench sentiment $(if $(MODELS),--models $(MODELS))
+
+bench-lm: venv  ## PTB word-level and Tiny Shakespeare char-level benchmarks -> BENCHMARKS.md
+	$(PY) -m pipelines bench language_model $(if $(MODELS),--models $(MODELS))
 
 clean:  ## remove run outputs (artifacts, MLflow store, exported models); keeps .venv
 	rm -rf artifacts mlruns mlflow.db serving/models .pytest_cache

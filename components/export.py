@@ -57,7 +57,9 @@ def run(
     shutil.rmtree(staging, ignore_errors=True)
     archive.write_out(str(staging), verbose=False)
     outputs = tf.saved_model.load(str(staging)).signatures["serving_default"](**example_inputs)
-    log.info("exported model answers: %s", {k: v.numpy().tolist() for k, v in outputs.items()})
+    log.info(
+        "exported model answers with outputs %s", {k: v.shape.as_list() for k, v in outputs.items()}
+    )
     record = {"model_name": config.model_name, "serving_dir": str(base)}
     if config.register:
         input_example = pd.DataFrame({k: v.numpy().tolist() for k, v in example_inputs.items()})

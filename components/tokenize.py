@@ -55,10 +55,10 @@ class Tokenizer(tf.Module):
         super().__init__(name="tokenizer")
         self.level, self.lowercase, self.end_of_line = level, lowercase, end_of_line
         self.vocabulary_size = len(vocabulary)
-        self._tokens = tf.constant(vocabulary)
+        self.tokens = tf.constant(vocabulary)
         self._ids = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                self._tokens, tf.range(len(vocabulary), dtype=tf.int64)
+                self.tokens, tf.range(len(vocabulary), dtype=tf.int64)
             ),
             default_value=0,
         )
@@ -72,7 +72,7 @@ class Tokenizer(tf.Module):
 
     def decode(self, ids: tf.Tensor) -> tf.Tensor:
         """1-D ids -> a scalar string; word level puts spaces between words and line breaks back."""
-        tokens = tf.gather(self._tokens, ids)
+        tokens = tf.gather(self.tokens, ids)
         if self.level == "char":
             return tf.strings.reduce_join(tokens)
         text = tf.strings.reduce_join(tokens, separator=" ")

@@ -41,10 +41,15 @@ class TrainConfig:
     learning_rate: float = 1e-3
     clipnorm: float | None = 1.0
     """Clip each gradient to this L2 norm (recurrent nets explode without it); null disables."""
+    global_clipnorm: float | None = None
+    """Clip the global L2 norm of all gradients together (language models: 5); null disables."""
     early_stopping_patience: int = 2
     """Epochs without validation-loss improvement before stopping."""
     reduce_lr_factor: float | None = None
     """Multiply the learning rate by this after an epoch without validation-loss improvement."""
+    lr_decay: float | None = None
+    """Multiply the learning rate by this every epoch after ``lr_decay_after_epoch``."""
+    lr_decay_after_epoch: int = 0
     seed: int = 42
     """Seeds weight init, dropout and shuffling."""
 
@@ -56,8 +61,13 @@ class TrainConfig:
             )
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("train.epochs and train.batch_size must be positive")
-        if self.learning_rate <= 0 or (self.clipnorm is not None and self.clipnorm <= 0):
-            raise ConfigError("train.learning_rate and train.clipnorm must be positive")
+        clips = [c for c in (self.clipnorm, self.global_clipnorm) if c is not None]
+        if self.learning_rate <= 0 or any(c <= 0 for c in clips):
+            raise ConfigError("train.learning_rate, clipnorm and global_clipnorm must be positive")
+        if self.clipnorm is not None and self.global_clipnorm is not None:
+            raise ConfigError("set train.clipnorm or train.global_clipnorm, not both")
+        if self.lr_decay is not None and not 0.0 < self.lr_decay <= 1.0:
+            raise ConfigError(f"train.lr_decay={self.lr_decay} must be in (0, 1]")
         if self.reduce_lr_factor is not None and not 0.0 < self.reduce_lr_factor < 1.0:
             raise ConfigError(f"train.reduce_lr_factor={self.reduce_lr_factor} must be in (0, 1)")
 
@@ -87,7 +97,9 @@ def run(
     model = build_model()
     model.compile(
         optimizer=OPTIMIZERS[config.optimizer](
-            learning_rate=config.learning_rate, clipnorm=config.clipnorm
+            learning_rate=config.learning_rate,
+            clipnorm=config.clipnorm,
+            global_clipnorm=config.global_clipnorm,
         ),
         loss=loss,
         metrics=metrics,
@@ -124,9 +136,22 @@ def _standard_callbacks(config: TrainConfig, out_dir: Path) -> list[keras.callba
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(factor=config.reduce_lr_factor, patience=0, verbose=1)
         )
+    if config.lr_decay:
+        callbacks.append(keras.callbacks.LearningRateScheduler(_decayed(config)))
     if tracking.active():
         callbacks.append(tracking.keras_callback())
     return callbacks
+
+
+def _decayed(config: TrainConfig):
+    """Epoch (0-based) -> learning rate: constant, then multiplied by ``lr_decay`` each epoch."""
+
+    def schedule(epoch: int, learning_rate: float) -> float:
+        return config.learning_rate * config.lr_decay ** max(
+            0, epoch + 1 - config.lr_decay_after_epoch
+        )
+
+    return schedule
 
 
 def _summary(model: keras.Model, history: dict, wall_time: float, data: TrainingData) -> dict:

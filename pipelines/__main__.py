@@ -13,7 +13,7 @@ from pathlib import Path
 
 from components.errors import PipelineError
 
-PIPELINES = ("sentiment",)
+PIPELINES = ("sentiment", "language_model")
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -46,6 +46,19 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_arguments(show)
     show.set_defaults(handler=_show_config)
 
+    generate = commands.add_parser("generate", help="sample text from an exported language model")
+    generate.add_argument("--model-name", default="lm_char", help="name under --serving-dir")
+    generate.add_argument("--serving-dir", type=Path, default=Path("serving/models"))
+    generate.add_argument("--version", type=int, help="default: the latest version")
+    generate.add_argument("--prompt", default="")
+    generate.add_argument("--length", type=int, default=300, help="tokens to generate")
+    generate.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest")
+    generate.add_argument(
+        "--top-k", type=int, default=0, help="sample among the k likeliest; 0: all"
+    )
+    generate.add_argument("--seed", type=int, default=42)
+    generate.set_defaults(handler=_generate)
+
     bench = commands.add_parser("bench", help="train and score every cell type on the full data")
     bench.add_argument("pipeline", choices=PIPELINES)
     bench.add_argument(
@@ -74,9 +87,9 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pipeline_module(name: str):
-    from pipelines import sentiment
+    from pipelines import language_model, sentiment
 
-    return {"sentiment": sentiment}[name]
+    return {"sentiment": sentiment, "language_model": language_model}[name]
 
 
 def resolve_config(
@@ -112,8 +125,7 @@ def _run(args) -> int:
     if "export" in result.outputs:
         print(f"  exported:   {result.outputs['export'].path}")
     if "evaluate" in result.outputs:
-        metrics = result.outputs["evaluate"].load()
-        print(f"  test accuracy: {metrics['accuracy']:.4f}  ROC-AUC: {metrics['roc_auc']:.4f}")
+        print(f"  test:       {module.headline(result.outputs['evaluate'].load())}")
     return 0
 
 
@@ -121,6 +133,31 @@ def _show_config(args) -> int:
     from pipelines.config import to_yaml
 
     print(to_yaml(resolve_config(args.pipeline, args.config, args.model, args.overrides)))
+    return 0
+
+
+def _generate(args) -> int:
+    """Calls the SavedModel's in-graph ``generate`` signature, exactly as TF Serving would."""
+    import tensorflow as tf
+
+    from components.errors import DataError
+
+    base = args.serving_dir / args.model_name
+    versions = sorted(int(p.name) for p in base.glob("*") if p.name.isdigit())
+    if not versions or (args.version is not None and args.version not in versions):
+        raise DataError(
+            f"no exported version {args.version or ''} under {base}; train one first, e.g. "
+            f"`make lm-char` (exported versions: {versions or 'none'})"
+        )
+    model = tf.saved_model.load(str(base / str(args.version or versions[-1])))
+    result = model.signatures["generate"](
+        prompt=tf.constant(args.prompt),
+        num_tokens=tf.constant(args.length),
+        temperature=tf.constant(args.temperature),
+        top_k=tf.constant(args.top_k),
+        seed=tf.constant(args.seed, tf.int64),
+    )
+    print(result["text"].numpy().decode())
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Full-data benchmarks: train and score each cell type, then write a table into BENCHMARKS.md.
+"""Full-data benchmarks: train and score each configuration, then write a table into BENCHMARKS.md.
 
-Every model runs through the real pipeline stages (ingest -> evaluate; no push to serving), with
-the default config plus the model preset, so the numbers describe what ``make sentiment`` gives.
+Every run goes through the real pipeline stages (everything but the push to serving) with a
+shipped config plus a model preset and overrides, so the numbers describe what the ``make``
+targets give. Each pipeline module formats its own metric columns (``benchmark_columns``).
 """
 
 from __future__ import annotations
@@ -16,64 +17,82 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from components.errors import ConfigError
 from pipelines.runner import run_pipeline
 
-# name -> (model preset, extra overrides). The default config pools over time (max), which gives
-# every step a short gradient path; the "-last" runs classify from the final state only, the
-# classic setup in which SimpleRNN's vanishing gradients show on long reviews.
+CONFIGS = Path(__file__).parent / "configs"
+# name -> (config file, model preset, extra overrides), in the order they run.
 BENCHMARK_RUNS = {
+    # The default config pools over time (max), which gives every step a short gradient path;
+    # the "-last" runs classify from the final state only, the classic setup in which
+    # SimpleRNN's vanishing gradients show on long reviews.
     "sentiment": {
-        "simplernn": ("simplernn", []),
-        "lstm": ("lstm", []),
-        "gru": ("gru", []),
-        "bilstm": ("bilstm", []),
-        "bigru": ("bigru", []),
-        "simplernn-last": ("simplernn", ["model.pooling=last"]),
-        "lstm-last": ("lstm", ["model.pooling=last"]),
-    }
+        "simplernn": ("sentiment.yaml", "simplernn", []),
+        "lstm": ("sentiment.yaml", "lstm", []),
+        "gru": ("sentiment.yaml", "gru", []),
+        "bilstm": ("sentiment.yaml", "bilstm", []),
+        "bigru": ("sentiment.yaml", "bigru", []),
+        "simplernn-last": ("sentiment.yaml", "simplernn", ["model.pooling=last"]),
+        "lstm-last": ("sentiment.yaml", "lstm", ["model.pooling=last"]),
+    },
+    # PTB at equal size (2 x 200, Zaremba "small" schedule) for each cell; char level on Tiny
+    # Shakespeare with the shipped config.
+    "language_model": {
+        "ptb-lstm": ("ptb.yaml", "lstm", []),
+        "ptb-gru": ("ptb.yaml", "gru", []),
+        "ptb-simplernn": ("ptb.yaml", "simplernn", ["train.learning_rate=0.1"]),
+        "char-lstm": ("language_model.yaml", "lstm", []),
+        "char-gru": ("language_model.yaml", "gru", []),
+    },
 }
 
 
-def run(pipeline: str, models: list[str] | None, output: Path, overrides: list[str]) -> int:
-    from components.errors import ConfigError
+def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[str]) -> int:
     from pipelines.__main__ import pipeline_module, resolve_config
 
     module = pipeline_module(pipeline)
     runs = BENCHMARK_RUNS[pipeline]
-    unknown = sorted(set(models or ()) - set(runs))
+    unknown = sorted(set(names or ()) - set(runs))
     if unknown:
         raise ConfigError(f"unknown benchmark run(s) {unknown}; choose from: {', '.join(runs)}")
     rows = []
-    for model in models or runs:
-        preset, extra = runs[model]
-        config = resolve_config(pipeline, None, preset, [*extra, *overrides])
+    for name in names or runs:
+        config_file, preset, extra = runs[name]
+        config = resolve_config(pipeline, CONFIGS / config_file, preset, [*extra, *overrides])
         stages = [stage for stage in module.STAGES if stage.name != "export"]
         result = run_pipeline(pipeline, config, stages, Path("artifacts/bench"))
         training = json.loads((result.outputs["train"].path / "training.json").read_text())
-        rows.append({**training, "model": model, "metrics": result.outputs["evaluate"].load()})
+        metrics = result.outputs["evaluate"].load()
+        rows.append(
+            {"run": name, **module.benchmark_columns(metrics), **_training_columns(training)}
+        )
         print(_table(rows), flush=True)
-    command = "make bench-sentiment" + (f" MODELS='{' '.join(models)}'" if models else "")
+    command = f"make bench-{_make_suffix(pipeline)}" + (
+        f" MODELS='{' '.join(names)}'" if names else ""
+    )
     _write_section(output, pipeline, _report(rows, command, overrides))
     return 0
 
 
-def _table(rows: list[dict]) -> str:
-    slices = list(rows[0]["metrics"]["by_length"])
-    header = (
-        "| model | test accuracy | ROC-AUC | F1 | "
-        + " | ".join(f"acc. {s} words" for s in slices)
-        + " | epochs (best) | train wall time | train reviews/s | parameters |"
-    )
-    lines = [header, "|" + " --- |" * (header.count("|") - 1)]
-    for row in rows:
-        metrics = row["metrics"]
-        by_length = " | ".join(f"{metrics['by_length'][s]['accuracy']:.3f}" for s in slices)
-        lines.append(
-            f"| {row['model']} | **{metrics['accuracy']:.4f}** | {metrics['roc_auc']:.4f} | "
-            f"{metrics['f1']:.4f} | {by_length} | {row['epochs_run']} ({row['best_epoch']}) | "
-            f"{row['train_wall_time_s'] / 60:.1f} min | {row['train_reviews_per_s']:.0f} | "
-            f"{row['parameters']:,} |"
-        )
+def _make_suffix(pipeline: str) -> str:
+    return {"language_model": "lm"}.get(pipeline, pipeline)
+
+
+def _training_columns(training: dict) -> dict[str, str]:
+    rate = next(key for key in training if key.startswith("train_") and key.endswith("_per_s"))
+    unit = rate.removeprefix("train_").removesuffix("_per_s")
+    return {
+        "epochs (best)": f"{training['epochs_run']} ({training['best_epoch']})",
+        "train wall time": f"{training['train_wall_time_s'] / 60:.1f} min",
+        f"train {unit}/s": f"{training[rate]:,.0f}",
+        "parameters": f"{training['parameters']:,}",
+    }
+
+
+def _table(rows: list[dict[str, str]]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -91,16 +110,12 @@ def _machine() -> str:
 
 
 def _report(rows: list[dict], command: str, overrides: list[str]) -> str:
-    test_examples = rows[0]["metrics"]["examples"]
     return "\n".join(
         [
             f"Command: `{command}`"
             + (f" with overrides `{' '.join(overrides)}`" if overrides else ""),
             f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
             f"Machine: {_machine()}",
-            f"Test split: the official {test_examples:,} IMDB test reviews; accuracy by review "
-            "length "
-            "in words (whitespace tokens before truncation).",
             "",
             _table(rows),
         ]
@@ -108,7 +123,7 @@ def _report(rows: list[dict], command: str, overrides: list[str]) -> str:
 
 
 def _write_section(path: Path, pipeline: str, body: str) -> None:
-    """Replace this pipeline's section of BENCHMARKS.md (between markers), keeping the rest."""
+    """Replace this pipeline's generated part of BENCHMARKS.md (between markers), keep the rest."""
     start, end = f"<!-- bench:{pipeline}:start -->", f"<!-- bench:{pipeline}:end -->"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     section = f"{start}\n{body}\n{end}"

@@ -105,6 +105,23 @@ def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedMo
     return export.run(config.export, archive, {"text": tf.constant(EXAMPLE_REVIEWS)}, out_dir)
 
 
+def headline(metrics: dict) -> str:
+    return f"accuracy {metrics['accuracy']:.4f}, ROC-AUC {metrics['roc_auc']:.4f}"
+
+
+def benchmark_columns(metrics: dict) -> dict[str, str]:
+    """Test scores for the benchmark table, with accuracy by review length (in words)."""
+    by_length = {
+        f"acc. {name} words": f"{s['accuracy']:.3f}" for name, s in metrics["by_length"].items()
+    }
+    return {
+        "test accuracy": f"**{metrics['accuracy']:.4f}**",
+        "ROC-AUC": f"{metrics['roc_auc']:.4f}",
+        "F1": f"{metrics['f1']:.4f}",
+        **by_length,
+    }
+
+
 def end_to_end_model(trained: TrainedModel, vocabulary: Vocabulary) -> keras.Model:
     """Raw review strings in, positive-class probability out: the vectorizer joined to the model."""
     text = keras.Input(shape=(), dtype="string", name="text")

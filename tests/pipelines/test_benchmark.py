@@ -1,42 +1,43 @@
 import pytest
 
 from components.errors import ConfigError
-from pipelines import benchmark
+from pipelines import benchmark, language_model, sentiment
 
 
-def row(model, accuracy):
+def test_training_columns_name_the_throughput_unit():
+    training = {
+        "epochs_run": 3,
+        "best_epoch": 2,
+        "train_wall_time_s": 90.0,
+        "train_tokens_per_s": 1234.5,
+        "parameters": 1234,
+    }
+    columns = benchmark._training_columns(training)
+    assert columns == {
+        "epochs (best)": "3 (2)",
+        "train wall time": "1.5 min",
+        "train tokens/s": "1,234",
+        "parameters": "1,234",
+    }
+
+
+def test_pipeline_columns_and_table():
     by_length = {
         "1-100": {"examples": 3, "accuracy": 0.9},
         "over_100": {"examples": 1, "accuracy": 0.5},
     }
-    metrics = {
-        "accuracy": accuracy,
-        "roc_auc": 0.9,
-        "f1": 0.8,
-        "examples": 4,
-        "by_length": by_length,
-    }
-    return {
-        "model": model,
-        "parameters": 1234,
-        "epochs_run": 3,
-        "best_epoch": 2,
-        "train_wall_time_s": 90.0,
-        "train_reviews_per_s": 500.0,
-        "metrics": metrics,
-    }
-
-
-def test_table_has_a_row_per_model_with_length_slices():
-    table = benchmark._table([row("lstm", 0.85), row("bigru", 0.88)])
-    lines = table.splitlines()
-    assert "acc. 1-100 words" in lines[0] and "acc. over_100 words" in lines[0]
-    assert (
-        lines[2].startswith("| lstm | **0.8500** |")
-        and "1.5 min" in lines[2]
-        and "1,234" in lines[2]
+    sentiment_row = sentiment.benchmark_columns(
+        {"accuracy": 0.88, "roc_auc": 0.95, "f1": 0.87, "by_length": by_length}
     )
-    assert len(lines) == 4
+    assert (
+        sentiment_row["test accuracy"] == "**0.8800**"
+        and sentiment_row["acc. over_100 words"] == "0.500"
+    )
+    split = {"tokens": 10, "perplexity": 115.94, "nats_per_token": 4.753, "bits_per_token": 6.857}
+    lm_row = language_model.benchmark_columns({"unit": "token", "validation": split, "test": split})
+    assert lm_row["test perplexity"] == "**115.94**"
+    table = benchmark._table([{"run": "a", **lm_row}, {"run": "b", **lm_row}]).splitlines()
+    assert table[0].startswith("| run | valid perplexity |") and len(table) == 4
 
 
 def test_section_is_replaced_and_the_rest_of_the_file_kept(tmp_path):

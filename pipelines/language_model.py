@@ -1,0 +1,222 @@
+"""Recurrent language models: character level (Tiny Shakespeare) or word level (Penn Treebank).
+
+ingest (contiguous splits) -> tokenize (vocabulary fitted on train, id streams) -> train
+(truncated BPTT over a continuous stream: stateful windows, state reset each epoch; or random
+stateless windows) -> evaluate (whole validation and test streams; perplexity, bits per token;
+a generated sample) -> export (SavedModel with ``serving_default`` next-token log-probabilities
+and an in-graph ``generate`` signature).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from components import evaluate_lm, export, ingest_text, tokenize, tracking, train
+from components.artifacts import Corpus, Metrics, PushedModel, TokenizedCorpus, TrainedModel
+from components.generation import TextGenerator
+from components.models import LanguageModelConfig, build_language_model, copy_weights, state_sizes
+from components.streams import random_windows, stateful_windows, window_count
+from pipelines import corpora
+from pipelines.runner import Stage
+
+MODEL_PRESETS = {
+    "simplernn": {"model.cell": "simple_rnn"},
+    "lstm": {"model.cell": "lstm"},
+    "gru": {"model.cell": "gru"},
+}
+
+
+@dataclasses.dataclass
+class WindowConfig:
+    num_steps: int = 20
+    """Tokens per window: how far back gradients flow (truncated BPTT)."""
+    stateful: bool = True
+    """Carry the state across windows of a continuous stream; false trains on random windows."""
+
+
+@dataclasses.dataclass
+class LanguageModelPipelineConfig:
+    data: corpora.CorpusConfig = dataclasses.field(default_factory=corpora.CorpusConfig)
+    ingest: ingest_text.CorpusIngestConfig = dataclasses.field(
+        default_factory=ingest_text.CorpusIngestConfig
+    )
+    tokenize: tokenize.TokenizerConfig = dataclasses.field(default_factory=tokenize.TokenizerConfig)
+    model: LanguageModelConfig = dataclasses.field(default_factory=LanguageModelConfig)
+    windows: WindowConfig = dataclasses.field(default_factory=WindowConfig)
+    train: train.TrainConfig = dataclasses.field(
+        default_factory=lambda: train.TrainConfig(clipnorm=None, global_clipnorm=5.0)
+    )
+    evaluate: evaluate_lm.LanguageModelEvaluateConfig = dataclasses.field(
+        default_factory=evaluate_lm.LanguageModelEvaluateConfig
+    )
+    export: export.ExportConfig = dataclasses.field(
+        default_factory=lambda: export.ExportConfig(model_name="language_model")
+    )
+
+
+Config = LanguageModelPipelineConfig  # the name the CLI looks up in every pipeline module
+
+
+def run_ingest(config: Config, inputs: dict, out_dir: Path) -> Corpus:
+    return ingest_text.run(config.ingest, corpora.source(config.data), out_dir)
+
+
+def run_tokenize(config: Config, inputs: dict, out_dir: Path) -> TokenizedCorpus:
+    return tokenize.run(config.tokenize, inputs["ingest"], out_dir)
+
+
+def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
+    tokenized = inputs["tokenize"]
+    tokenizer = tokenized.tokenizer()
+    batch, steps, stateful = (
+        config.train.batch_size,
+        config.windows.num_steps,
+        config.windows.stateful,
+    )
+    train_ids = tokenized.ids("train")
+    train_windows = (
+        stateful_windows(train_ids, batch, steps)
+        if stateful
+        else random_windows(train_ids, batch, steps, config.train.seed)
+    )
+    data = train.TrainingData(
+        train=train_windows.prefetch(tf.data.AUTOTUNE),
+        validation=stateful_windows(tokenized.ids("validation"), batch, steps),
+        samples_per_epoch=window_count(len(train_ids), batch, steps, stateful) * batch * steps,
+        sample_unit="tokens",
+    )
+    callbacks = [PerplexityLogger(tokenizer.level)]
+    if stateful:
+        callbacks.insert(0, StateResetter())
+    callbacks.append(SampleLogger(config, tokenizer))
+    return train.run(
+        config.train,
+        build_model=lambda: build_language_model(
+            config.model, tokenizer.vocabulary_size, batch_size=batch, stateful=stateful
+        ),
+        data=data,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[],
+        out_dir=out_dir,
+        callbacks=callbacks,
+    )
+
+
+def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
+    generator = text_generator(config.model, inputs["train"].load(), inputs["tokenize"])
+    return evaluate_lm.run(config.evaluate, generator, inputs["tokenize"], out_dir)
+
+
+def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
+    generator = text_generator(config.model, inputs["train"].load(), inputs["tokenize"])
+    archive = keras.export.ExportArchive()
+    archive.track(generator.step_model)
+    archive.track(generator.tokenizer)
+    archive.add_endpoint("serving_default", generator.next_token)
+    archive.add_endpoint("generate", generator.generate)
+    example = {"text": tf.constant([config.evaluate.sample_prompt or "the", "a"])}
+    return export.run(config.export, archive, example, out_dir)
+
+
+def headline(metrics: dict) -> str:
+    test, unit = metrics["test"], metrics["unit"]
+    return (
+        f"perplexity {test['perplexity']:.2f}, {test[f'nats_per_{unit}']:.4f} nats/{unit}, "
+        f"{test[f'bits_per_{unit}']:.4f} bits/{unit} over {test['tokens']:,} {unit}s"
+    )
+
+
+def benchmark_columns(metrics: dict) -> dict[str, str]:
+    unit = metrics["unit"]
+    validation, test = metrics["validation"], metrics["test"]
+    return {
+        "valid perplexity": f"{validation['perplexity']:.2f}",
+        "test perplexity": f"**{test['perplexity']:.2f}**",
+        f"valid nats/{unit}": f"{validation[f'nats_per_{unit}']:.4f}",
+        f"test bits/{unit}": f"{test[f'bits_per_{unit}']:.4f}",
+    }
+
+
+def text_generator(
+    model_config: LanguageModelConfig, trained: keras.Model, tokenized: TokenizedCorpus
+) -> TextGenerator:
+    """A batch-1 step model carrying explicit state, with the trained weights, and the tokenizer."""
+    tokenizer = tokenized.tokenizer()
+    step_model = build_language_model(
+        model_config, tokenizer.vocabulary_size, batch_size=1, explicit_states=True
+    )
+    copy_weights(trained, step_model)
+    return TextGenerator(step_model, tokenizer, state_sizes(model_config))
+
+
+class StateResetter(keras.callbacks.Callback):
+    """Zero the carried state where a stream starts: each epoch, and before validation."""
+
+    def _reset(self):
+        for layer in self.model.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_state()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset()
+
+    def on_test_begin(self, logs=None):
+        self._reset()
+
+
+class PerplexityLogger(keras.callbacks.Callback):
+    """Adds perplexity (word level) or bits per character (char level) to each epoch's logs."""
+
+    def __init__(self, level: str):
+        super().__init__()
+        self.level = level
+
+    def on_epoch_end(self, epoch, logs=None):
+        for prefix in ("", "val_"):
+            nats = logs[f"{prefix}loss"]
+            if self.level == "char":
+                logs[f"{prefix}bits_per_char"] = nats / math.log(2)
+            else:
+                logs[f"{prefix}perplexity"] = math.exp(min(nats, 50.0))
+
+
+class SampleLogger(keras.callbacks.Callback):
+    """Generates a short sample after every epoch and logs it to MLflow, to read progress."""
+
+    def __init__(self, config: Config, tokenizer):
+        super().__init__()
+        self.config, self.tokenizer = config, tokenizer
+
+    def on_epoch_end(self, epoch, logs=None):
+        step_model = build_language_model(
+            self.config.model, self.tokenizer.vocabulary_size, batch_size=1, explicit_states=True
+        )
+        copy_weights(self.model, step_model)
+        generator = TextGenerator(step_model, self.tokenizer, state_sizes(self.config.model))
+        settings = self.config.evaluate
+        sample = (
+            generator.generate(
+                tf.constant(settings.sample_prompt),
+                tf.constant(min(settings.sample_tokens, 200)),
+                tf.constant(settings.temperature),
+                tf.constant(settings.top_k),
+                tf.constant(settings.seed, tf.int64),
+            )["text"]
+            .numpy()
+            .decode()
+        )
+        tracking.log_text(sample, f"samples/epoch_{epoch + 1:03d}.txt")
+
+
+STAGES = [
+    Stage("ingest", run_ingest, Corpus, config_section="ingest"),
+    Stage("tokenize", run_tokenize, TokenizedCorpus, ("ingest",), "tokenize"),
+    Stage("train", run_train, TrainedModel, ("tokenize",), "train"),
+    Stage("evaluate", run_evaluate, Metrics, ("tokenize", "train"), "evaluate"),
+    Stage("export", run_export, PushedModel, ("tokenize", "train"), "export"),
+]
