@@ -11,6 +11,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from components import tracking
 from components.artifacts import Corpus
 from components.errors import ConfigError, DataError
@@ -61,6 +63,8 @@ def run(config: CorpusIngestConfig, source: CorpusSource, out_dir: Path) -> Corp
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, text in splits.items():
         (out_dir / f"{split}.txt").write_text(text, encoding="utf-8")
+        lines = pd.DataFrame({"line": text.split("\n")})
+        tracking.log_dataset(lines, f"{source.name}-{split}", source.uri, split)
     statistics = {split: _statistics(text) for split, text in splits.items()}
     (out_dir / "statistics.json").write_text(json.dumps(statistics, indent=2))
     tracking.log_dict({"source": source.uri, "splits": statistics}, "statistics.json")

@@ -73,6 +73,7 @@ def run_tokenize(config: Config, inputs: dict, out_dir: Path) -> TokenizedCorpus
 def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
     tokenized = inputs["tokenize"]
     tokenizer = tokenized.tokenizer()
+    keras.utils.set_random_seed(config.train.seed)  # random windows depend on the config alone
     batch, steps, stateful = (
         config.train.batch_size,
         config.windows.num_steps,

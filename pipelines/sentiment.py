@@ -62,6 +62,9 @@ def run_preprocess(config: SentimentConfig, inputs: dict, out_dir: Path) -> Voca
 def run_train(config: SentimentConfig, inputs: dict, out_dir: Path) -> TrainedModel:
     examples, vocabulary = inputs["ingest"], inputs["preprocess"]
     vectorizer = vocabulary.load_layer()
+    # Seed before the input pipeline exists: its shuffle order then depends on the config alone,
+    # not on what else ran earlier in this process.
+    keras.utils.set_random_seed(config.train.seed)
 
     def batches(split: str) -> tf.data.Dataset:
         frame = examples.load(split)

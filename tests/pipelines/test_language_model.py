@@ -60,6 +60,8 @@ def test_a_repeated_pattern_is_learned_to_near_zero_loss(tmp_path, mlflow_store)
     runs = {run.info.run_name: run for run in runs}
     assert "val_bits_per_char" in runs["train"].data.metrics
     assert "test_perplexity" in runs["evaluate"].data.metrics
+    logged = {d.dataset.name for d in runs["ingest"].inputs.dataset_inputs}
+    assert logged == {"pattern-train", "pattern-validation", "pattern-test"}
     samples = mlflow.artifacts.list_artifacts(
         run_id=runs["train"].info.run_id, artifact_path="samples"
     )
