@@ -60,6 +60,19 @@ class TextGenerator(tf.Module):
             "continuation": continuation,
         }
 
+    def generate_text(
+        self, prompt: str, num_tokens: int, temperature: float, top_k: int, seed: int
+    ) -> str:
+        """``generate`` for Python callers: plain values in, the whole text out."""
+        outputs = self.generate(
+            tf.constant(prompt),
+            tf.constant(num_tokens),
+            tf.constant(temperature, tf.float32),
+            tf.constant(top_k),
+            tf.constant(seed, tf.int64),
+        )
+        return outputs["text"].numpy().decode()
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def next_token(self, text):
         """For each text: log-probabilities of every next token, and the most likely one."""

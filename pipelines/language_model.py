@@ -21,6 +21,7 @@ from components.artifacts import Corpus, Metrics, PushedModel, TokenizedCorpus, 
 from components.generation import TextGenerator
 from components.models import LanguageModelConfig, build_language_model, copy_weights, state_sizes
 from components.streams import random_windows, stateful_windows, window_count
+from components.tokenize import Tokenizer
 from pipelines import corpora
 from pipelines.runner import Stage
 
@@ -109,12 +110,14 @@ def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
 
 
 def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
-    generator = text_generator(config.model, inputs["train"].load(), inputs["tokenize"])
+    tokenizer = inputs["tokenize"].tokenizer()
+    generator = text_generator(config.model, inputs["train"].load(), tokenizer)
     return evaluate_lm.run(config.evaluate, generator, inputs["tokenize"], out_dir)
 
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
-    generator = text_generator(config.model, inputs["train"].load(), inputs["tokenize"])
+    tokenizer = inputs["tokenize"].tokenizer()
+    generator = text_generator(config.model, inputs["train"].load(), tokenizer)
     archive = keras.export.ExportArchive()
     archive.track(generator.step_model)
     archive.track(generator.tokenizer)
@@ -144,10 +147,9 @@ def benchmark_columns(metrics: dict) -> dict[str, str]:
 
 
 def text_generator(
-    model_config: LanguageModelConfig, trained: keras.Model, tokenized: TokenizedCorpus
+    model_config: LanguageModelConfig, trained: keras.Model, tokenizer: Tokenizer
 ) -> TextGenerator:
     """A batch-1 step model carrying explicit state, with the trained weights, and the tokenizer."""
-    tokenizer = tokenized.tokenizer()
     step_model = build_language_model(
         model_config, tokenizer.vocabulary_size, batch_size=1, explicit_states=True
     )
@@ -189,27 +191,19 @@ class PerplexityLogger(keras.callbacks.Callback):
 class SampleLogger(keras.callbacks.Callback):
     """Generates a short sample after every epoch and logs it to MLflow, to read progress."""
 
-    def __init__(self, config: Config, tokenizer):
+    def __init__(self, config: Config, tokenizer: Tokenizer):
         super().__init__()
         self.config, self.tokenizer = config, tokenizer
 
     def on_epoch_end(self, epoch, logs=None):
-        step_model = build_language_model(
-            self.config.model, self.tokenizer.vocabulary_size, batch_size=1, explicit_states=True
-        )
-        copy_weights(self.model, step_model)
-        generator = TextGenerator(step_model, self.tokenizer, state_sizes(self.config.model))
+        generator = text_generator(self.config.model, self.model, self.tokenizer)
         settings = self.config.evaluate
-        sample = (
-            generator.generate(
-                tf.constant(settings.sample_prompt),
-                tf.constant(min(settings.sample_tokens, 200)),
-                tf.constant(settings.temperature),
-                tf.constant(settings.top_k),
-                tf.constant(settings.seed, tf.int64),
-            )["text"]
-            .numpy()
-            .decode()
+        sample = generator.generate_text(
+            settings.sample_prompt,
+            min(settings.sample_tokens, 200),
+            settings.temperature,
+            settings.top_k,
+            settings.seed,
         )
         tracking.log_text(sample, f"samples/epoch_{epoch + 1:03d}.txt")
 
