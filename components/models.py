@@ -13,7 +13,7 @@ import keras
 from components.errors import ConfigError
 
 CELLS = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
-POOLINGS = ("last", "mean", "max")
+POOLINGS = ("last", "mean", "max", "relu_max")
 
 
 @dataclasses.dataclass
@@ -36,7 +36,8 @@ class RecurrentModelConfig:
     mask_padding: bool = True
     """Skip padding steps, so a review's length does not change what the cells see."""
     pooling: str = "max"
-    """How the last layer's outputs become one vector: last state, or mean / max over time."""
+    """How the last layer's outputs become one vector: last state, or mean / max over time;
+    ``relu_max`` floors the max at 0, so a feature fires only when some step drives it up."""
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -108,8 +109,10 @@ def build_text_classifier(
         )
     for layer in recurrent_stack(config, return_sequences=config.pooling != "last"):
         hidden = layer(hidden)
-    if config.pooling == "max":
+    if config.pooling in ("max", "relu_max"):
         hidden = MaskedGlobalMaxPooling1D(name="max_over_time")(hidden)
+    if config.pooling == "relu_max":
+        hidden = keras.layers.ReLU(name="floor_at_zero")(hidden)
     elif config.pooling == "mean":
         hidden = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(hidden)
     hidden = keras.layers.Dropout(config.dropout, name="head_dropout")(hidden)

@@ -34,6 +34,7 @@ BENCHMARK_RUNS = {
         "bigru": ("sentiment.yaml", "bigru", []),
         "simplernn-last": ("sentiment.yaml", "simplernn", ["model.pooling=last"]),
         "lstm-last": ("sentiment.yaml", "lstm", ["model.pooling=last"]),
+        "bigru-relu_max": ("sentiment.yaml", "bigru", ["model.pooling=relu_max"]),
     },
     # PTB at equal size (2 x 200, Zaremba "small" schedule) for each cell; char level on Tiny
     # Shakespeare with the shipped config.
@@ -63,19 +64,28 @@ def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[st
         result = run_pipeline(pipeline, config, stages, Path("artifacts/bench"))
         training = json.loads((result.outputs["train"].path / "training.json").read_text())
         metrics = result.outputs["evaluate"].load()
-        rows.append(
-            {"run": name, **module.benchmark_columns(metrics), **_training_columns(training)}
-        )
+        rows.append({
+            "run": name,
+            **module.benchmark_columns(metrics),
+            **_training_columns(training),
+            "measured": f"{datetime.now(UTC):%Y-%m-%d}, `{_command(pipeline, name, overrides)}`",
+        })  # fmt: skip
         print(_table(rows), flush=True)
-    command = f"make bench-{_make_suffix(pipeline)}" + (
-        f" MODELS='{' '.join(names)}'" if names else ""
+    # Rows of runs not redone this time stay, so a single run can be measured again on its own.
+    done = {row["run"] for row in rows}
+    kept = [row for row in _rows_in_section(output, pipeline) if row["run"] not in done]
+    order = list(runs)
+    merged = sorted(
+        kept + rows, key=lambda row: order.index(row["run"]) if row["run"] in order else 99
     )
-    _write_section(output, pipeline, _report(rows, command, overrides))
+    _write_section(output, pipeline, f"Machine: {_machine()}\n\n{_table(merged)}")
     return 0
 
 
-def _make_suffix(pipeline: str) -> str:
-    return {"language_model": "lm"}.get(pipeline, pipeline)
+def _command(pipeline: str, name: str, overrides: list[str]) -> str:
+    suffix = {"language_model": "lm"}.get(pipeline, pipeline)
+    extra = f" SET='{' '.join(overrides)}'" if overrides else ""
+    return f"make bench-{suffix} MODELS={name}{extra}"
 
 
 def _training_columns(training: dict) -> dict[str, str]:
@@ -90,7 +100,7 @@ def _training_columns(training: dict) -> dict[str, str]:
 
 
 def _table(rows: list[dict[str, str]]) -> str:
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(column for row in rows for column in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
@@ -109,17 +119,22 @@ def _machine() -> str:
     )
 
 
-def _report(rows: list[dict], command: str, overrides: list[str]) -> str:
-    return "\n".join(
-        [
-            f"Command: `{command}`"
-            + (f" with overrides `{' '.join(overrides)}`" if overrides else ""),
-            f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-            f"Machine: {_machine()}",
-            "",
-            _table(rows),
-        ]
-    )
+def _rows_in_section(path: Path, pipeline: str) -> list[dict[str, str]]:
+    """The table rows already in this pipeline's section of BENCHMARKS.md."""
+    start, end = f"<!-- bench:{pipeline}:start -->", f"<!-- bench:{pipeline}:end -->"
+    text = path.read_text() if path.exists() else ""
+    if start not in text or end not in text:
+        return []
+    section = text[text.index(start) : text.index(end)]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    if not lines:
+        return []
+    columns = [cell.strip() for cell in lines[0].strip("| ").split(" | ")]
+    return [
+        dict(zip(columns, (cell.strip() for cell in line.strip("| ").split(" | ")), strict=True))
+        for line in lines[1:]
+        if not line.startswith("| ---")
+    ]
 
 
 def _write_section(path: Path, pipeline: str, body: str) -> None:

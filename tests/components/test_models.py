@@ -17,7 +17,8 @@ from components.models import (
 
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize(
-    "bidirectional, layers, pooling", [(False, 1, "last"), (True, 2, "max"), (False, 2, "mean")]
+    "bidirectional, layers, pooling",
+    [(False, 1, "last"), (True, 2, "max"), (False, 2, "mean"), (True, 1, "relu_max")],
 )
 def test_every_cell_and_shape_builds_and_predicts_probabilities(
     cell, bidirectional, layers, pooling

@@ -53,3 +53,14 @@ def test_section_is_replaced_and_the_rest_of_the_file_kept(tmp_path):
 def test_unknown_benchmark_run_lists_the_valid_ones(tmp_path):
     with pytest.raises(ConfigError, match="choose from: simplernn, lstm, gru, bilstm, bigru"):
         benchmark.run("sentiment", ["transformer"], tmp_path / "B.md", [])
+
+
+def test_rows_written_to_a_section_are_read_back(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    rows = [
+        {"run": "lstm", "test accuracy": "**0.85**", "measured": "2026-11-24, `make bench`"},
+        {"run": "gru", "test accuracy": "**0.86**", "measured": "2026-11-24, `make bench`"},
+    ]
+    benchmark._write_section(path, "sentiment", f"Machine: x\n\n{benchmark._table(rows)}")
+    assert benchmark._rows_in_section(path, "sentiment") == rows
+    assert benchmark._rows_in_section(path, "language_model") == []

@@ -40,3 +40,9 @@ def test_missing_data_path_is_a_clear_error(tmp_path, mlflow_store, capsys):
     )
     assert code == 2
     assert "IMDB data not found" in capsys.readouterr().err
+
+
+def test_generate_without_an_exported_model_says_how_to_get_one(tmp_path, capsys):
+    assert main(["generate", "--serving-dir", str(tmp_path), "--prompt", "ROMEO:"]) == 2
+    error = capsys.readouterr().err
+    assert "no exported version" in error and "make lm-char" in error
