@@ -81,6 +81,44 @@ class TokenizedCorpus(Artifact):
 
 
 @dataclasses.dataclass(frozen=True)
+class TimeSeries(Artifact):
+    """A regular panel of series (panel.parquet: one row per series and period) and statistics."""
+
+    def load(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "panel.parquet")
+
+    def statistics(self) -> dict[str, Any]:
+        return json.loads((self.path / "statistics.json").read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesWindows(Artifact):
+    """One backtest fold's transform: the series on a period grid (values.npy), static columns,
+    the fitted feature_spec.json, and (series, origin) window pairs per split."""
+
+    def spec(self):
+        from components.series_windows import FeatureSpec
+
+        return FeatureSpec.load(self.path / "feature_spec.json")
+
+    def values(self) -> np.ndarray:
+        """[series, period, target + known-future + past covariates], NaN outside a series."""
+        return np.load(self.path / "values.npy")
+
+    def statics(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "statics.parquet")
+
+    def origins(self, split: str) -> np.ndarray:
+        return np.load(self.path / f"{split}.origins.npy")
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.path / "windows.json").read_text())
+
+    def grid_dates(self) -> list[str]:
+        return self.summary()["grid"]
+
+
+@dataclasses.dataclass(frozen=True)
 class Vocabulary(Artifact):
     """A fitted text vectorization: vocabulary.txt plus the layer settings in vectorizer.json."""
 
@@ -135,7 +173,17 @@ class PushedModel(Artifact):
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
     cls.__name__: cls
-    for cls in (Examples, Corpus, TokenizedCorpus, Vocabulary, TrainedModel, Metrics, PushedModel)
+    for cls in (
+        Examples,
+        Corpus,
+        TokenizedCorpus,
+        TimeSeries,
+        SeriesWindows,
+        Vocabulary,
+        TrainedModel,
+        Metrics,
+        PushedModel,
+    )
 }
 
 

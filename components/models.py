@@ -132,6 +132,9 @@ class LanguageModelConfig:
     """Dropout on the embeddings, between layers and before the softmax (Zaremba et al. 2014)."""
     tie_embeddings: bool = False
     """Share the input embedding matrix with the output projection (Press & Wolf 2017)."""
+    unroll: bool = False
+    """Unroll the recurrence over the fixed training window instead of looping. On this CPU it
+    halved the step time of PTB's 20-step windows and slowed 100-step character windows."""
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -157,15 +160,19 @@ def build_language_model(
     batch_size: int | None = None,
     stateful: bool = False,
     explicit_states: bool = False,
+    sequence_length: int | None = None,
 ) -> keras.Model:
     """Token ids (batch, time) -> next-token logits (batch, time, vocabulary).
 
     ``stateful`` carries the state from one batch to the next (truncated BPTT over a stream; needs
     a fixed ``batch_size``). ``explicit_states`` adds the states as inputs and outputs instead, for
-    step-by-step generation and whole-split evaluation. All variants share layer names, so weights
-    copy between them by name.
+    step-by-step generation and whole-split evaluation. A fixed ``sequence_length`` (training
+    windows) lets ``config.unroll`` take effect. All variants share layer names, so weights copy
+    between them by name.
     """
-    token_ids = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="token_ids")
+    token_ids = keras.Input(
+        batch_shape=(batch_size, sequence_length), dtype="int32", name="token_ids"
+    )
     states_in = [
         keras.Input(batch_shape=(batch_size, size), name=f"state_{i}")
         for i, size in enumerate(state_sizes(config))
@@ -182,6 +189,7 @@ def build_language_model(
             return_sequences=True,
             return_state=explicit_states,
             stateful=stateful,
+            unroll=config.unroll and sequence_length is not None,
             name=f"{config.cell}_{index}",
         )
         if explicit_states:

@@ -106,7 +106,14 @@ def _download_ptb() -> Path:
     """Download Mikolov's simple-examples tarball (used by Zaremba et al.); unpack the PTB files."""
     import keras
 
-    archive = Path(keras.utils.get_file("simple-examples.tgz", PTB_URL))
+    try:
+        archive = Path(keras.utils.get_file("simple-examples.tgz", PTB_URL))
+    except Exception as error:  # keras raises a bare Exception for every network failure
+        raise DataError(
+            f"could not download Penn Treebank from {PTB_URL} ({error}); without internet, point "
+            f"${DATA_DIR_ENV} or data.data_dir at a mirror holding ptb/ptb.train.txt, "
+            "ptb.valid.txt and ptb.test.txt"
+        ) from error
     folder = archive.parent / "ptb"
     if not all((folder / name).is_file() for name in PTB_FILES.values()):
         folder.mkdir(exist_ok=True)

@@ -99,7 +99,11 @@ def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
     return train.run(
         config.train,
         build_model=lambda: build_language_model(
-            config.model, tokenizer.vocabulary_size, batch_size=batch, stateful=stateful
+            config.model,
+            tokenizer.vocabulary_size,
+            batch_size=batch,
+            stateful=stateful,
+            sequence_length=steps,
         ),
         data=data,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

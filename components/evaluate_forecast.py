@@ -1,0 +1,302 @@
+"""Evaluate forecasts (Evaluator): score the model's forecasts beside the baselines' on a test span.
+
+Every forecast is scored on the same series and periods in original units, pooled over series and
+horizon steps: MAE, RMSE, WAPE, sMAPE, seasonal MASE, holiday-weighted MAE (WMAE, the Kaggle
+Walmart metric) and MAE per horizon step; plus pinball loss and interval coverage when the model
+gives quantiles. Writes metrics.json, the forecasts in long form (forecasts.parquet), a plot of a
+few series against their actuals and a plot of error by horizon step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from components import tracking
+from components.artifacts import Metrics
+from components.errors import ConfigError, DataError
+
+REFERENCE = "seasonal_naive"
+"""The baseline (as ``components.baselines`` names it) that skill is measured against."""
+TABLE_COLUMNS = ("series", "date", "step", "holiday", "actual")
+
+
+@dataclasses.dataclass
+class ForecastEvaluateConfig:
+    holiday_weight: float = 5.0
+    """Weight of holiday periods in WMAE (5 in the Kaggle Walmart competition); others weigh 1."""
+    season_length: int = 52
+    """Periods per season, for the in-sample scale of seasonal MASE."""
+    plot_series: int = 4
+    """Series drawn against their actuals: the largest by sales, then spread down the sizes."""
+
+    def __post_init__(self):
+        if self.holiday_weight <= 0:
+            raise ConfigError(f"evaluate.holiday_weight={self.holiday_weight} must be positive")
+        for field in ("season_length", "plot_series"):
+            if getattr(self, field) < 1:
+                raise ConfigError(f"evaluate.{field}={getattr(self, field)} must be at least 1")
+
+
+def run(
+    config: ForecastEvaluateConfig,
+    actual: np.ndarray,
+    forecasts: dict[str, np.ndarray],
+    holiday: np.ndarray,
+    histories: list[np.ndarray],
+    series_ids: list[str],
+    dates: np.ndarray,
+    out_dir: Path,
+    quantiles: dict[float, np.ndarray] | None = None,
+    model_name: str = "model",
+) -> Metrics:
+    """Score every forecast against ``actual``; write metrics, forecasts and plots to ``out_dir``.
+
+    Args:
+        config: Holiday weight, season length and plot settings.
+        actual: Observed values, shape (series, horizon).
+        forecasts: Name -> point forecasts shaped like ``actual``; includes ``model_name``.
+        holiday: Whether each (series, step) is a holiday period.
+        histories: Each series' values up to the forecast origin, for the MASE scale and plots.
+        series_ids: One name per series.
+        dates: The date of each (series, step).
+        out_dir: Where the files go; created when missing.
+        quantiles: Quantile level (e.g. 0.1) -> the model's forecasts at that level, if any.
+        model_name: The model's key in ``forecasts``; its MLflow metrics carry no name.
+    """
+    actual = np.asarray(actual, dtype=float)
+    forecasts = {name: np.asarray(values, dtype=float) for name, values in forecasts.items()}
+    quantiles = {
+        float(q): np.asarray(values, dtype=float) for q, values in (quantiles or {}).items()
+    }
+    holiday, dates = np.asarray(holiday, dtype=bool), np.asarray(dates, dtype="datetime64[ns]")
+    _validate(actual, forecasts, holiday, histories, series_ids, dates, quantiles, model_name)
+    results = _results(config, actual, forecasts, holiday, histories, quantiles)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(_finite_or_none(results), indent=2))
+    table = _forecast_table(actual, forecasts, holiday, series_ids, dates, quantiles, model_name)
+    table.to_parquet(out_dir / "forecasts.parquet", index=False)
+    plotted = _plot_forecasts(
+        config, actual, forecasts, model_name, quantiles, histories, series_ids, dates
+    )
+    _save_figure(plotted, out_dir / "forecast_vs_actual.png")
+    _save_figure(_plot_error_by_horizon(results["by_horizon"]), out_dir / "error_by_horizon.png")
+    tracking.log_metrics(_mlflow_metrics(results, model_name))
+    tracking.log_dict(_finite_or_none(results), "metrics.json")
+    return Metrics(out_dir)
+
+
+def _validate(actual, forecasts, holiday, histories, series_ids, dates, quantiles, model_name):
+    if actual.ndim != 2 or 0 in actual.shape:
+        raise DataError(f"actual must be a non-empty (series, horizon) array, not {actual.shape}")
+    if model_name not in forecasts:
+        raise ConfigError(f"model_name={model_name!r} is not among the forecasts {list(forecasts)}")
+    clashing = sorted(set(forecasts) & set(TABLE_COLUMNS))
+    if clashing:
+        raise ConfigError(f"forecast names {clashing} clash with table columns {TABLE_COLUMNS}")
+    if not all(0 < q < 1 for q in quantiles):
+        raise ConfigError(f"quantile levels {sorted(quantiles)} must lie between 0 and 1")
+    values = {"actual": actual, **{f"forecasts[{name!r}]": v for name, v in forecasts.items()}}
+    values.update({f"quantiles[{q}]": v for q, v in quantiles.items()})
+    for label, array in {**values, "holiday": holiday, "dates": dates}.items():
+        if array.shape != actual.shape:
+            raise DataError(f"{label} has shape {array.shape}, but actual has {actual.shape}")
+    for label, array in values.items():
+        if not np.isfinite(array).all():
+            raise DataError(
+                f"{label} has {np.count_nonzero(~np.isfinite(array))} non-finite values"
+            )
+    for label, items in (("histories", histories), ("series_ids", series_ids)):
+        if len(items) != actual.shape[0]:
+            raise DataError(f"{label} has {len(items)} entries for {actual.shape[0]} series")
+
+
+def _results(config, actual, forecasts, holiday, histories, quantiles) -> dict:
+    scales = _mase_scales(histories, config.season_length)
+    weights = np.where(holiday, config.holiday_weight, 1.0)
+    results = {
+        "series": actual.shape[0],
+        "mase_excluded": int(np.isnan(scales).sum()),
+        "models": {
+            name: _scores(actual, values, weights, scales) for name, values in forecasts.items()
+        },
+        "by_horizon": {
+            name: np.abs(values - actual).mean(axis=0).tolist()
+            for name, values in forecasts.items()
+        },
+    }
+    if quantiles:
+        results["quantiles"] = _quantile_scores(actual, quantiles)
+    if REFERENCE in forecasts:
+        reference = results["models"][REFERENCE]["wmae"]
+        results["relative_to_seasonal_naive"] = {
+            name: 1 - scores["wmae"] / reference if reference > 0 else math.nan
+            for name, scores in results["models"].items()
+        }
+    return results
+
+
+def _mase_scales(histories: list[np.ndarray], season: int) -> np.ndarray:
+    """Each series' in-sample mean |y_t - y_(t-season)|: NaN where the history is no longer than a
+    season or the scale is zero, so those series drop out of MASE."""
+    scales = np.full(len(histories), np.nan)
+    for index, history in enumerate(histories):
+        history = np.asarray(history, dtype=float)
+        if len(history) > season:
+            scale = np.abs(history[season:] - history[:-season]).mean()
+            scales[index] = scale if scale > 0 else np.nan
+    return scales
+
+
+def _scores(actual, forecast, weights, scales) -> dict[str, float]:
+    errors = np.abs(forecast - actual)
+    magnitude = np.abs(actual) + np.abs(forecast)
+    # Actual and forecast both zero is a perfect forecast: the term counts as 0, not 0/0.
+    smape_terms = np.divide(2 * errors, magnitude, out=np.zeros_like(errors), where=magnitude > 0)
+    scaled = errors.mean(axis=1) / scales
+    total = np.abs(actual).sum()
+    return {
+        "mae": float(errors.mean()),
+        "rmse": float(np.sqrt(np.mean(errors**2))),
+        "wape": float(errors.sum() / total) if total > 0 else math.nan,
+        "smape": float(smape_terms.mean()),
+        "mase": float(np.nanmean(scaled)) if np.isfinite(scaled).any() else math.nan,
+        "wmae": float((weights * errors).sum() / weights.sum()),
+    }
+
+
+def _quantile_scores(actual: np.ndarray, quantiles: dict[float, np.ndarray]) -> dict:
+    levels = sorted(quantiles)
+    pinball = {}
+    for q in levels:
+        difference = actual - quantiles[q]
+        pinball[_level_name(q)] = float(np.maximum(q * difference, (q - 1) * difference).mean())
+    results = {"pinball": pinball}
+    if len(levels) > 1:
+        low, high = levels[0], levels[-1]
+        inside = (actual >= quantiles[low]) & (actual <= quantiles[high])
+        results["coverage"] = {
+            "interval": f"{_level_name(low)}_{_level_name(high)}",
+            "observed": float(inside.mean()),
+            "nominal": round(high - low, 6),
+        }
+    return results
+
+
+def _level_name(q: float) -> str:
+    return f"p{q * 100:g}"  # 0.1 -> p10, 0.025 -> p2.5
+
+
+def _finite_or_none(value):
+    """``value`` with NaN and infinities as None, which JSON can hold."""
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _mlflow_metrics(results: dict, model_name: str) -> dict[str, float]:
+    """Flat metrics: ``test_wmae`` for the model, ``test_<forecast>_wmae`` for the others."""
+
+    def prefix(name: str) -> str:
+        # MLflow names allow letters, digits and _-./ only; "/" would nest, so it goes too.
+        return "test_" if name == model_name else f"test_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}_"
+
+    metrics = {
+        prefix(name) + metric: value
+        for name, scores in results["models"].items()
+        for metric, value in scores.items()
+    }
+    for name, skill in results.get("relative_to_seasonal_naive", {}).items():
+        metrics[f"{prefix(name)}wmae_skill_vs_{REFERENCE}"] = skill
+    quantile_results = results.get("quantiles", {})
+    for level, loss in quantile_results.get("pinball", {}).items():
+        metrics[f"test_pinball_{level}"] = loss
+    if "coverage" in quantile_results:
+        coverage = quantile_results["coverage"]
+        metrics[f"test_coverage_{coverage['interval']}"] = coverage["observed"]
+    return {name: value for name, value in metrics.items() if math.isfinite(value)}
+
+
+def _forecast_table(actual, forecasts, holiday, series_ids, dates, quantiles, model_name):
+    """One row per series and step: actual, each forecast, and ``<model>_p<level>`` quantiles."""
+    series_count, horizon = actual.shape
+    columns = {
+        "series": np.repeat(np.asarray(series_ids, dtype=str), horizon),
+        "date": dates.reshape(-1),
+        "step": np.tile(np.arange(1, horizon + 1), series_count),
+        "holiday": holiday.reshape(-1),
+        "actual": actual.reshape(-1),
+    }
+    columns.update({name: values.reshape(-1) for name, values in forecasts.items()})
+    columns.update(
+        {f"{model_name}_{_level_name(q)}": quantiles[q].reshape(-1) for q in sorted(quantiles)}
+    )
+    return pd.DataFrame(columns)
+
+
+def _save_figure(figure: Figure, path: Path) -> None:
+    figure.savefig(path, dpi=100)
+    tracking.log_figure(figure, path.name)
+
+
+def _plotted_series(actual: np.ndarray, count: int) -> list[int]:
+    """The largest series by sales, then series evenly spread down the ranking; the smallest,
+    mostly noise, are left out."""
+    ranking = np.argsort(-np.abs(actual).sum(axis=1), kind="stable")
+    positions = np.unique(np.linspace(0, len(ranking), count, endpoint=False).astype(int))
+    return ranking[positions].tolist()
+
+
+def _plot_forecasts(
+    config, actual, forecasts, model_name, quantiles, histories, series_ids, dates
+) -> Figure:
+    """The last season of history, the actuals, the model, seasonal naive and the outermost
+    quantile band, against steps from the forecast origin."""
+    chosen = _plotted_series(actual, config.plot_series)
+    columns = min(2, len(chosen))
+    # A bare Figure (no pyplot) needs no GUI backend and no global state.
+    figure = Figure(figsize=(6.5 * columns, 3.5 * math.ceil(len(chosen) / columns)))
+    axes = figure.subplots(math.ceil(len(chosen) / columns), columns, squeeze=False).reshape(-1)
+    steps = np.arange(1, actual.shape[1] + 1)
+    levels = sorted(quantiles)
+    for axis, index in zip(axes, chosen, strict=False):
+        recent = np.asarray(histories[index], dtype=float)[-config.season_length :]
+        axis.plot(np.arange(1 - len(recent), 1), recent, color="0.55", label="history")
+        axis.plot(steps, actual[index], color="black", label="actual")
+        if len(levels) > 1:
+            low, high = quantiles[levels[0]][index], quantiles[levels[-1]][index]
+            band = f"{_level_name(levels[0])}-{_level_name(levels[-1])}".upper()
+            axis.fill_between(steps, low, high, color="C0", alpha=0.2, label=band)
+        axis.plot(steps, forecasts[model_name][index], color="C0", label=model_name)
+        if REFERENCE in forecasts:
+            reference = forecasts[REFERENCE][index]
+            axis.plot(steps, reference, color="C1", linestyle="--", label="seasonal naive")
+        first = np.datetime_as_string(dates[index, 0], unit="D")
+        axis.set(title=str(series_ids[index]), xlabel=f"steps from origin (step 1: {first})")
+    for axis in axes[len(chosen) :]:
+        axis.set_visible(False)
+    axes[0].legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def _plot_error_by_horizon(by_horizon: dict[str, list[float]]) -> Figure:
+    figure = Figure(figsize=(7, 4))
+    axis = figure.subplots()
+    for name, errors in by_horizon.items():
+        axis.plot(np.arange(1, len(errors) + 1), errors, marker="o", markersize=3, label=name)
+    axis.set(title="Test MAE by horizon step", xlabel="steps ahead", ylabel="MAE")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,230 @@
+"""Transform for forecasting: time-ordered splits, scaling statistics and lookback/horizon windows.
+
+Every series is laid on one global period grid. For backtest fold ``k`` the last ``(k + 1)``
+horizons are cut off: the next horizon is the test block, the horizon before it validation, and
+training windows only see targets up to the validation origin. Scales and covariate statistics are
+fitted on those training periods alone, then travel inside the model (``FeatureSpec``), so the
+serving graph takes sales in original units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from components import tracking
+from components.artifacts import SeriesWindows, TimeSeries
+from components.errors import ConfigError, DataError
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass
+class WindowConfig:
+    lookback: int = 52
+    """Past periods the model reads (52 weeks lets it see last year's same week)."""
+    horizon: int = 8
+    """Periods forecast at once."""
+    stride: int = 1
+    """Periods between consecutive training origins of one series."""
+
+    def __post_init__(self):
+        if min(self.lookback, self.horizon, self.stride) < 1:
+            raise ConfigError("windows.lookback, windows.horizon and windows.stride must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """What the model needs to turn raw inputs into features; fitted on training periods only."""
+
+    lookback: int
+    horizon: int
+    period_days: int
+    target: str
+    id_columns: list[str]
+    known_future: list[str]
+    past_covariates: list[str]
+    static_categorical: list[str]
+    static_numeric: list[str]
+    series_keys: list[str]
+    series_scales: list[float]
+    """Mean absolute target over each series' training periods, plus 1 (never zero)."""
+    vocabularies: dict[str, list[str]]
+    feature_mean: dict[str, float]
+    feature_std: dict[str, float]
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureSpec:
+        return cls(**json.loads(path.read_text()))
+
+
+def run(config: WindowConfig, series: TimeSeries, fold: int, out_dir: Path) -> SeriesWindows:
+    """Lay the panel on a grid, cut fold ``fold``'s splits and fit the scaling on its train part."""
+    panel = series.load()
+    statistics = series.statistics()
+    columns = statistics["columns"]
+    grid = pd.DatetimeIndex(sorted(panel["date"].unique()))
+    period_days = int((grid[1] - grid[0]).days) if len(grid) > 1 else 7
+    test_origin = len(grid) - 1 - (fold + 1) * config.horizon
+    validation_origin = test_origin - config.horizon
+    if validation_origin - config.horizon < config.lookback - 1:
+        raise DataError(
+            f"{len(grid)} periods are too few for lookback {config.lookback}, horizon "
+            f"{config.horizon} and backtest fold {fold}: need at least "
+            f"{config.lookback + (fold + 3) * config.horizon}"
+        )
+    frame = panel.assign(step=grid.get_indexer(panel["date"]))
+    keys = sorted(frame["series"].unique())
+    row = pd.Index(keys).get_indexer(frame["series"])
+    numeric = [*columns["known_future"], *columns["past_covariates"]]
+    values = np.full((len(keys), len(grid), 1 + len(numeric)), np.nan, np.float32)
+    values[row, frame["step"].to_numpy()] = frame[["target", *numeric]].to_numpy(np.float32)
+    first = frame.groupby("series")["step"].min().reindex(keys).to_numpy()
+    last = frame.groupby("series")["step"].max().reindex(keys).to_numpy()
+    statics = frame.groupby("series").first().reindex(keys)
+
+    training = np.arange(len(grid)) <= validation_origin
+    scales = np.nanmean(np.abs(values[:, training, 0]), axis=1) + 1.0
+    spec = FeatureSpec(
+        lookback=config.lookback,
+        horizon=config.horizon,
+        period_days=period_days,
+        target=columns["target"],
+        id_columns=columns["series_id"],
+        known_future=columns["known_future"],
+        past_covariates=columns["past_covariates"],
+        static_categorical=columns["static_categorical"],
+        static_numeric=columns["static_numeric"],
+        series_keys=keys,
+        series_scales=[float(s) for s in np.nan_to_num(scales, nan=1.0)],
+        vocabularies={
+            column: sorted(statics[column].astype(str).unique())
+            for column in [*columns["series_id"], *columns["static_categorical"]]
+        },
+        **_feature_statistics(values[:, training, 1:], numeric, statics, columns),
+    )
+    origins = {
+        "train": _training_origins(first, last, config, validation_origin),
+        "validation": _single_origins(first, last, config, validation_origin),
+        "test": _single_origins(first, last, config, test_origin),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / "values.npy", values)
+    statics.reset_index()[["series", *spec.vocabularies, *spec.static_numeric]].to_parquet(
+        out_dir / "statics.parquet"
+    )
+    (out_dir / "feature_spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2))
+    for split, pairs in origins.items():
+        np.save(out_dir / f"{split}.origins.npy", pairs)
+    summary = _summary(
+        grid, fold, origins, test_origin, validation_origin, config.horizon, len(keys)
+    )
+    (out_dir / "windows.json").write_text(json.dumps(summary, indent=2))
+    tracking.log_dict(summary, "windows.json")
+    return SeriesWindows(out_dir)
+
+
+def _feature_statistics(
+    covariates: np.ndarray, numeric: list[str], statics: pd.DataFrame, columns: dict
+) -> dict[str, dict[str, float]]:
+    mean = dict(zip(numeric, np.nanmean(covariates, axis=(0, 1)).tolist(), strict=True))
+    std = dict(zip(numeric, np.nanstd(covariates, axis=(0, 1)).tolist(), strict=True))
+    for column in columns["static_numeric"]:
+        mean[column], std[column] = float(statics[column].mean()), float(statics[column].std())
+    # A constant feature (std 0) or an all-missing one (NaN) must not divide by zero later.
+    std = {k: (v if np.isfinite(v) and v > 0 else 1.0) for k, v in std.items()}
+    mean = {k: (v if np.isfinite(v) else 0.0) for k, v in mean.items()}
+    return {"feature_mean": mean, "feature_std": std}
+
+
+def _training_origins(first, last, config: WindowConfig, validation_origin: int) -> np.ndarray:
+    """(series, origin) pairs: the whole window inside the series, targets up to validation."""
+    pairs = [
+        (series, origin)
+        for series in range(len(first))
+        for origin in range(
+            first[series] + config.lookback - 1,
+            min(last[series], validation_origin) - config.horizon + 1,
+            config.stride,
+        )
+    ]
+    return np.asarray(pairs, np.int64).reshape(-1, 2)
+
+
+def _single_origins(first, last, config: WindowConfig, origin: int) -> np.ndarray:
+    covered = (first <= origin - config.lookback + 1) & (last >= origin + config.horizon)
+    series = np.flatnonzero(covered)
+    return np.stack([series, np.full_like(series, origin)], axis=1).astype(np.int64)
+
+
+def _summary(
+    grid, fold, origins, test_origin, validation_origin, horizon, series_count
+) -> dict[str, Any]:
+    def date(step: int) -> str:
+        return f"{grid[step]:%Y-%m-%d}"
+
+    return {
+        "fold": fold,
+        "periods": len(grid),
+        "series": series_count,
+        "train_targets_until": date(validation_origin),
+        "validation_origin": date(validation_origin),
+        "test_origin": date(test_origin),
+        "test_periods": [date(test_origin + 1), date(min(test_origin + horizon, len(grid) - 1))],
+        "grid": [date(step) for step in range(len(grid))],
+        "windows": {split: int(len(pairs)) for split, pairs in origins.items()},
+        "series_without_test_window": series_count - int(len(origins["test"])),
+    }
+
+
+def make_dataset(
+    windows: SeriesWindows,
+    split: str,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of (raw model inputs, target in original units, weight 1/scale).
+
+    The weight makes an error of one series-scale count the same for every series, so large
+    stores do not drown out small departments while the model still predicts original units.
+    """
+    spec, values, statics = windows.spec(), windows.values(), windows.statics()
+    pairs = windows.origins(split)
+    dates = tf.constant(windows.grid_dates())
+    scales = tf.constant(spec.series_scales, tf.float32)  # statics rows follow spec.series_keys
+    values = tf.constant(values)
+    static_strings = {c: tf.constant(statics[c].astype(str).to_numpy()) for c in spec.vocabularies}
+    static_numbers = {c: tf.constant(statics[c].to_numpy(np.float32)) for c in spec.static_numeric}
+    known = [1 + i for i in range(len(spec.known_future))]
+    past = [1 + len(spec.known_future) + i for i in range(len(spec.past_covariates))]
+    lookback, horizon = spec.lookback, spec.horizon
+
+    def gather(batch):
+        series, origin = batch[:, 0], batch[:, 1]
+        steps = origin[:, None] + tf.range(-lookback + 1, horizon + 1, dtype=tf.int64)[None, :]
+        rows = tf.broadcast_to(series[:, None], tf.shape(steps))
+        window = tf.gather_nd(values, tf.stack([rows, steps], axis=-1))
+        inputs = {
+            spec.target: window[:, :lookback, 0],
+            "forecast_start": tf.gather(dates, origin + 1),
+        }
+        for name, index in zip(spec.known_future, known, strict=True):
+            inputs[name] = window[:, :, index]
+        for name, index in zip(spec.past_covariates, past, strict=True):
+            inputs[name] = window[:, :lookback, index]
+        for name, column in static_strings.items():
+            inputs[name] = tf.gather(column, series)
+        for name, column in static_numbers.items():
+            inputs[name] = tf.gather(column, series)
+        return inputs, window[:, lookback:, 0], 1.0 / tf.gather(scales, series)
+
+    dataset = tf.data.Dataset.from_tensor_slices(pairs)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(pairs), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
