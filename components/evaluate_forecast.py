@@ -78,7 +78,10 @@ def run(
     }
     holiday, dates = np.asarray(holiday, dtype=bool), np.asarray(dates, dtype="datetime64[ns]")
     _validate(actual, forecasts, holiday, histories, series_ids, dates, quantiles, model_name)
-    results = _results(config, actual, forecasts, holiday, histories, quantiles)
+    results = {
+        "model_name": model_name,
+        **_results(config, actual, forecasts, holiday, histories, quantiles),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(_finite_or_none(results), indent=2))
     table = _forecast_table(actual, forecasts, holiday, series_ids, dates, quantiles, model_name)

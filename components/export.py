@@ -49,13 +49,21 @@ def run(
     archive: keras.export.ExportArchive,
     example_inputs: dict[str, tf.Tensor],
     out_dir: Path,
+    extra_files: dict[str, str] | None = None,
 ) -> PushedModel:
-    """Push ``archive``; ``example_inputs`` (one batch per signature input) must make it answer."""
+    """Push ``archive``; ``example_inputs`` (one batch per signature input) must make it answer.
+
+    ``extra_files`` (name -> text) go to the SavedModel's ``assets.extra/``, which TF Serving
+    ignores: the place for what a client needs to know to build a request.
+    """
     base = Path(config.serving_dir).resolve() / config.model_name
     base.mkdir(parents=True, exist_ok=True)
     staging = base / f".staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     archive.write_out(str(staging), verbose=False)
+    for name, text in (extra_files or {}).items():
+        (staging / "assets.extra").mkdir(exist_ok=True)
+        (staging / "assets.extra" / name).write_text(text)
     outputs = tf.saved_model.load(str(staging)).signatures["serving_default"](**example_inputs)
     log.info(
         "exported model answers with outputs %s", {k: v.shape.as_list() for k, v in outputs.items()}

@@ -44,6 +44,10 @@ class ForecastModelConfig:
     (or the middle quantile) is the point forecast. Null: one point forecast with MAE loss."""
     calendar_harmonics: int = 3
     """Sine/cosine pairs of the yearly cycle added as features."""
+    seasonal_residual: bool = True
+    """Predict a correction to last year's same weeks (the seasonal-naive forecast) rather than
+    the level itself, so training starts from a strong forecast. Needs weekly data and a
+    lookback of at least 52."""
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -75,6 +79,9 @@ class SeriesScale(keras.layers.Layer):
         self.keys, self.scales = list(keys), [float(s) for s in scales]
         self.lookup = keras.layers.StringLookup(vocabulary=self.keys, num_oov_indices=1)
         self.table = tf.constant([0.0, *self.scales], tf.float32)  # index 0: unseen series
+
+    def build(self, ids_shape, history_shape):
+        self.built = True  # the lookup table is complete from the constructor
 
     def call(self, ids, history):
         key = ids[0] if len(ids) == 1 else tf.strings.join(ids, separator="_")
@@ -147,11 +154,13 @@ def days_since_epoch(dates: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class Rescale(keras.layers.Layer):
-    """Scaled forecasts times the series scale: back to original units."""
+class ToOriginalUnits(keras.layers.Layer):
+    """(Scaled forecast [B, H, outputs] + scaled baseline [B, H, 1] or 0) x series scale."""
 
-    def call(self, scaled, scale):
-        return scaled * (scale[:, :, None] if len(scaled.shape) == 3 else scale)
+    def call(self, scaled, scale, baseline=None):
+        if baseline is not None:
+            scaled = scaled + baseline
+        return scaled * scale[:, :, None]
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -200,9 +209,16 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
         future_steps.append(_crop(known, lookback, 0))
     if spec.past_covariates:
         past_steps.append(_standardized(inputs, spec.past_covariates, spec, "past_covariates"))
+    last_year = None
     if lookback >= SEASON_WEEKS and horizon <= SEASON_WEEKS and spec.period_days == 7:
         # Last year's same weeks, the seasonal-naive forecast, as a feature of each future step.
-        future_steps.append(_crop(scaled, lookback - SEASON_WEEKS, SEASON_WEEKS - horizon))
+        last_year = _crop(scaled, lookback - SEASON_WEEKS, SEASON_WEEKS - horizon)
+        future_steps.append(last_year)
+    elif config.seasonal_residual:
+        raise ConfigError(
+            "model.seasonal_residual needs weekly data, windows.lookback >= 52 and "
+            "windows.horizon <= 52; set it to false or lengthen the lookback"
+        )
     static = _static_context(inputs, spec, config)
     encoder_input = _concat([*past_steps, keras.layers.RepeatVector(lookback)(static)])
     encoded = encoder_input
@@ -232,9 +248,10 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
         )
         decoded = keras.layers.Dropout(config.dropout)(decoded)
         forecast = keras.layers.Dense(outputs, name="forecast_scaled")(decoded)
+    baseline = last_year if config.seasonal_residual else None
+    forecast = ToOriginalUnits(name="forecast_units")(forecast, scale, baseline)
     if not config.quantiles:
-        forecast = keras.layers.Reshape((horizon,))(forecast)
-    forecast = Rescale(name="forecast")(forecast, scale)
+        forecast = keras.layers.Reshape((horizon,), name="forecast")(forecast)
     direction = "bi" if config.bidirectional else ""
     name = f"{direction}{config.cell}_x{config.layers}_{config.architecture}_forecaster"
     return keras.Model(inputs, forecast, name=name)

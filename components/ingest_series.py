@@ -94,6 +94,11 @@ class SeriesIngestConfig:
     """Negative targets (returns): ``keep``, ``clip`` to zero, or ``error``."""
     duplicate_rows: str = "error"
     """Several rows for one key: ``error``, or keep the ``first`` and count the rest."""
+    future_rows: bool = False
+    """Keep the rows after a series' last target (target empty): they carry the known-future
+    covariates of the periods to forecast. On when forecasting from a CSV, off for training."""
+    max_series: int | None = None
+    """Keep only the first this-many usable series, in sorted order (smoke runs and tests)."""
 
     def __post_init__(self):
         _require_one_of("ingest.fill_missing", self.fill_missing, ("zero", "interpolate", "ffill"))
@@ -183,7 +188,8 @@ def run(config: SeriesIngestConfig, out_dir: Path, min_length: int) -> TimeSerie
             f"{config.path}: no series has min_length={min_length} periods; the longest has "
             f"{lengths.max()}"
         )
-    panel = _output(panel[~panel["series"].isin(short.index)], config)
+    kept = lengths.index[~lengths.index.isin(short.index)][: config.max_series]
+    panel = _output(panel[panel["series"].isin(kept)], config)
     statistics.update(_statistics(panel, config, series_read, short, min_length))
     out_dir.mkdir(parents=True, exist_ok=True)
     _write(out_dir / "panel.parquet", lambda path: panel.to_parquet(path, index=False))
@@ -455,9 +461,12 @@ def _sorted_series(table: pd.DataFrame, config: SeriesIngestConfig) -> pd.DataFr
 
 
 def _regularized(table: pd.DataFrame, grid: pd.DatetimeIndex, config: SeriesIngestConfig):
-    """Every grid period from each series' first to its last non-empty target, in order."""
+    """Every grid period from each series' first to its last non-empty target, in order (to its
+    last row with ``future_rows``)."""
     observed = table[table[config.target].notna()]
     bounds = observed.groupby("series", sort=False)["_period"].agg(["min", "max"])
+    if config.future_rows:
+        bounds["max"] = table.groupby("series", sort=False)["_period"].max().reindex(bounds.index)
     lengths = (bounds["max"] - bounds["min"] + 1).to_numpy()
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     periods = np.repeat(bounds["min"].to_numpy(), lengths) + offsets

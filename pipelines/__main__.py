@@ -13,7 +13,7 @@ from pathlib import Path
 
 from components.errors import PipelineError
 
-PIPELINES = ("sentiment", "language_model")
+PIPELINES = ("sentiment", "language_model", "sales_forecast")
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -59,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=42)
     generate.set_defaults(handler=_generate)
 
+    forecast = commands.add_parser("forecast", help="forecast a sales CSV with an exported model")
+    forecast.add_argument("--input", type=Path, required=True, help="CSV in the training format")
+    forecast.add_argument("--output", type=Path, default=Path("forecast.csv"))
+    forecast.add_argument("--model-name", default="sales", help="name under --serving-dir")
+    forecast.add_argument("--serving-dir", type=Path, default=Path("serving/models"))
+    forecast.add_argument("--version", type=int, help="default: the latest version")
+    forecast.set_defaults(handler=_forecast)
+
     bench = commands.add_parser("bench", help="train and score every cell type on the full data")
     bench.add_argument("pipeline", choices=PIPELINES)
     bench.add_argument(
@@ -87,9 +95,10 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pipeline_module(name: str):
-    from pipelines import language_model, sentiment
+    from pipelines import language_model, sales_forecast, sentiment
 
-    return {"sentiment": sentiment, "language_model": language_model}[name]
+    modules = {"sentiment": sentiment, "language_model": language_model}
+    return {**modules, "sales_forecast": sales_forecast}[name]
 
 
 def resolve_config(
@@ -140,16 +149,7 @@ def _generate(args) -> int:
     """Calls the SavedModel's in-graph ``generate`` signature, exactly as TF Serving would."""
     import tensorflow as tf
 
-    from components.errors import DataError
-
-    base = args.serving_dir / args.model_name
-    versions = sorted(int(p.name) for p in base.glob("*") if p.name.isdigit())
-    if not versions or (args.version is not None and args.version not in versions):
-        raise DataError(
-            f"no exported version {args.version or ''} under {base}; train one first, e.g. "
-            f"`make lm-char` (exported versions: {versions or 'none'})"
-        )
-    model = tf.saved_model.load(str(base / str(args.version or versions[-1])))
+    model = tf.saved_model.load(str(_exported_version(args, "make lm-char")))
     result = model.signatures["generate"](
         prompt=tf.constant(args.prompt),
         num_tokens=tf.constant(args.length),
@@ -159,6 +159,28 @@ def _generate(args) -> int:
     )
     print(result["text"].numpy().decode())
     return 0
+
+
+def _forecast(args) -> int:
+    from pipelines import forecast_csv
+
+    table = forecast_csv.run(_exported_version(args, "make sales"), args.input, args.output)
+    print(f"wrote {len(table):,} forecast rows to {args.output}")
+    return 0
+
+
+def _exported_version(args, how_to_train: str) -> Path:
+    """``<serving_dir>/<model_name>/<version>``, the latest version unless one is named."""
+    from components.errors import DataError
+
+    base = args.serving_dir / args.model_name
+    versions = sorted(int(p.name) for p in base.glob("*") if p.name.isdigit())
+    if not versions or (args.version is not None and args.version not in versions):
+        raise DataError(
+            f"no exported version {args.version or ''} under {base}; train one first, e.g. "
+            f"`{how_to_train}` (exported versions: {versions or 'none'})"
+        )
+    return base / str(args.version or versions[-1])
 
 
 def _bench(args) -> int:

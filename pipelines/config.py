@@ -49,6 +49,8 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{field.name}"
         if dataclasses.is_dataclass(value):
             flat.update(flatten(value, f"{key}."))
+        elif isinstance(value, list) and any(map(dataclasses.is_dataclass, value)):
+            flat[key] = [dataclasses.asdict(item) for item in value]  # e.g. the joins of a CSV
         else:
             flat[key] = value
     return flat

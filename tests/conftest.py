@@ -88,3 +88,45 @@ def tiny_sentiment(tmp_path_factory):
         config, {"ingest": examples, "preprocess": vocabulary}, root / "trained"
     )
     return {"config": config, "ingest": examples, "preprocess": vocabulary, "train": trained}
+
+
+def write_shop_sales(folder: Path, series: int = 8, weeks: int = 140, seed: int = 0) -> Path:
+    """``shop.csv``: weekly units per SKU with a yearly cycle, promotions and a region.
+
+    Column names, date format (day/month/year) and weekday (Monday) all differ from Walmart's,
+    so a pipeline reading it proves the ingest is driven by config alone.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2021-01-04", periods=weeks, freq="W-MON")
+    rows = []
+    for index in range(series):
+        level = 50.0 * (index + 1)
+        promo = rng.random(weeks) < 0.1
+        season = 1.0 + 0.6 * np.sin(2 * np.pi * np.arange(weeks) / 52.0 + index)
+        units = level * season * (1 + 0.5 * promo) + rng.normal(0, 0.03 * level, weeks)
+        for date, value, flag in zip(dates, units, promo, strict=True):
+            rows.append((f"SKU{index}", f"{date:%d/%m/%Y}", round(value, 2), flag, "NS"[index % 2]))
+    frame = pd.DataFrame(rows, columns=["sku", "week", "units", "promo", "region"])
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "shop.csv", index=False)
+    return folder / "shop.csv"
+
+
+SHOP_INGEST = {
+    "data.path": "shop.csv",
+    "data.date_column": "week",
+    "data.date_format": "'%d/%m/%Y'",  # quoted: a bare % starts a YAML directive
+    "data.target": "units",
+    "data.series_id": "[sku]",
+    "data.joins": "[]",
+    "data.known_future": "[promo]",
+    "data.past_covariates": "[]",
+    "data.static_categorical": "[region]",
+    "data.static_numeric": "[]",
+    "data.frequency": "W-MON",
+    "backtest.holiday_column": "null",
+}
+"""``--set`` overrides that point the sales pipeline at ``shop.csv`` (plus data.data_dir)."""

@@ -1,0 +1,131 @@
+"""Forecast from a CSV with an exported sales model, through its ``serving_default`` signature.
+
+The CSV has the training source's columns (as the model's ingest config names them). Each series'
+last row with a target is its forecast origin; rows after it with an empty target carry the
+known-future covariates (holidays, planned markdowns) of the forecast weeks. Missing future rows
+are added, so the ingest joins (e.g. Walmart's features.csv) can fill them, else they count as 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from omegaconf import OmegaConf
+
+from components import ingest_series
+from components.errors import DataError
+
+log = logging.getLogger(__name__)
+REQUEST_INFO = "forecast_request.json"
+
+
+def run(saved_model_dir: Path, input_csv: Path, output_csv: Path) -> pd.DataFrame:
+    """Forecast every series in ``input_csv`` with enough history; write and return the table."""
+    info_path = saved_model_dir / "assets.extra" / REQUEST_INFO
+    if not info_path.is_file():
+        raise DataError(f"{saved_model_dir} is not an exported sales model (no {info_path.name})")
+    info = json.loads(info_path.read_text())
+    config = OmegaConf.to_object(
+        OmegaConf.merge(OmegaConf.structured(ingest_series.SeriesIngestConfig), info["ingest"])
+    )
+    lookback, horizon = info["lookback"], info["horizon"]
+    with tempfile.TemporaryDirectory() as scratch:
+        extended = Path(scratch) / "input.csv"
+        _with_future_rows(input_csv, config, horizon, extended)
+        config.path, config.max_series, config.future_rows = str(extended), None, True
+        panel = ingest_series.run(config, Path(scratch) / "panel", lookback + horizon).load()
+    inputs, index = _requests(panel, config, lookback, horizon)
+    model = tf.saved_model.load(str(saved_model_dir))
+    outputs = model.signatures["serving_default"](**inputs)
+    table = _forecast_table(index, outputs, config, horizon)
+    output_csv.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output_csv.with_suffix(".tmp")
+    table.to_csv(temporary, index=False)
+    temporary.replace(output_csv)
+    return table
+
+
+def _with_future_rows(source: Path, config, horizon: int, destination: Path) -> None:
+    """Append, per series, rows for the ``horizon`` periods after its last target (if missing)."""
+    if not source.is_file():
+        raise DataError(f"{source}: input CSV not found")
+    table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    missing = [c for c in [*config.series_id, config.date_column, config.target] if c not in table]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing}; it has {list(table.columns)}")
+    dates = pd.to_datetime(table[config.date_column], format=config.date_format, errors="coerce")
+    observed = table[config.target].str.strip() != ""
+    step = pd.tseries.frequencies.to_offset(config.frequency)
+    keys = list(zip(*(table[c] for c in config.series_id), strict=True))
+    existing = set(zip(keys, dates, strict=True))
+    time_varying = [config.target, *config.known_future, *config.past_covariates]
+    rows = []
+    for _, series in table[observed].assign(_date=dates[observed]).groupby(config.series_id):
+        last = series.loc[series["_date"].idxmax()]
+        key = tuple(last[config.series_id])
+        for k in range(1, horizon + 1):
+            date = last["_date"] + k * step
+            if (key, date) not in existing:
+                row = last.drop("_date").copy()
+                row[config.date_column] = date.strftime(config.date_format)
+                row[[c for c in time_varying if c in row.index]] = ""
+                rows.append(row)
+    pd.concat([table, pd.DataFrame(rows)], ignore_index=True).to_csv(destination, index=False)
+
+
+def _requests(panel: pd.DataFrame, config, lookback: int, horizon: int):
+    """A request row per series: its last ``lookback`` observed periods, the next ``horizon``."""
+    inputs: dict[str, list] = {config.target: [], "forecast_start": []}
+    inputs |= {c: [] for c in [*config.known_future, *config.past_covariates]}
+    inputs |= {c: [] for c in [*config.series_id, *config.static_categorical]}
+    inputs |= {c: [] for c in config.static_numeric}
+    index, skipped = [], 0
+    for key, series in panel.groupby("series", sort=False):
+        observed = np.flatnonzero(~series["filled"].to_numpy())
+        origin = observed[-1] if len(observed) else -1
+        if origin + 1 < lookback or origin + horizon >= len(series):
+            skipped += 1
+            continue
+        past = series.iloc[origin + 1 - lookback : origin + 1]
+        window = series.iloc[origin + 1 - lookback : origin + 1 + horizon]
+        inputs[config.target].append(past["target"].to_numpy(np.float32))
+        inputs["forecast_start"].append(f"{window['date'].iloc[lookback]:%Y-%m-%d}")
+        for column in config.known_future:
+            inputs[column].append(window[column].to_numpy(np.float32))
+        for column in config.past_covariates:
+            inputs[column].append(past[column].to_numpy(np.float32))
+        for column in [*config.series_id, *config.static_categorical]:
+            inputs[column].append(str(series[column].iloc[0]))
+        for column in config.static_numeric:
+            inputs[column].append(np.float32(series[column].iloc[0]))
+        index.append((key, series[config.series_id].iloc[0], window["date"].iloc[lookback:]))
+    if skipped:
+        log.warning(
+            "%d series have fewer than %d observed periods; not forecast", skipped, lookback
+        )
+    if not index:
+        raise DataError(f"no series in the input has {lookback} observed periods to forecast from")
+    tensors = {name: tf.constant(np.stack(values)) for name, values in inputs.items()}
+    return tensors, index
+
+
+def _forecast_table(index, outputs: dict, config, horizon: int) -> pd.DataFrame:
+    columns = {name: value.numpy() for name, value in outputs.items()}
+    rows = []
+    for i, (_, ids, dates) in enumerate(index):
+        for step, date in enumerate(dates):
+            rows.append(
+                {
+                    **ids.to_dict(),
+                    config.date_column: f"{date:%Y-%m-%d}",
+                    "step": step + 1,
+                    **{name: float(values[i, step]) for name, values in columns.items()},
+                }
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,276 @@
+"""Weekly sales forecasting (Walmart store x department series, or any CSV described by config).
+
+ingest (config-driven CSV reading, joins, regular weekly grid) -> preprocess (time-ordered split,
+scaling fitted on training weeks, lookback/horizon windows) -> train (recurrent encoder, direct or
+encoder-decoder head, MAE or quantile loss) -> evaluate (test block; naive, seasonal-naive,
+moving-average and ETS baselines on the same series) -> backtest (the same at earlier origins,
+retrained each time) -> export (SavedModel taking raw history, returning original units).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from components import (
+    baselines,
+    evaluate_forecast,
+    export,
+    ingest_series,
+    series_windows,
+    tracking,
+    train,
+)
+from components.artifacts import Metrics, PushedModel, SeriesWindows, TimeSeries, TrainedModel
+from components.errors import ConfigError
+from components.forecast_models import ForecastModelConfig, build_forecaster, forecast_loss
+from pipelines import forecast_csv
+from pipelines.runner import Stage
+
+MODEL_PRESETS = {
+    name: {"model.cell": cell, "model.architecture": architecture}
+    for cell, short in (("simple_rnn", "simplernn"), ("lstm", "lstm"), ("gru", "gru"))
+    for architecture, suffix in (("direct", ""), ("encoder_decoder", "-seq2seq"))
+    for name in [f"{short}{suffix}"]
+}
+
+
+@dataclasses.dataclass
+class BacktestConfig:
+    folds: int = 3
+    """Forecast origins one horizon apart, latest first; fold 0 is the test split. Every fold
+    retrains on the weeks before its own validation block."""
+    holiday_column: str | None = "IsHoliday"
+    """Known-future column flagging holiday weeks (weighted in WMAE); null: no holidays."""
+
+    def __post_init__(self):
+        if self.folds < 1:
+            raise ConfigError(f"backtest.folds={self.folds} must be >= 1")
+
+
+@dataclasses.dataclass
+class SalesForecastConfig:
+    data: ingest_series.SeriesIngestConfig = dataclasses.field(
+        default_factory=ingest_series.SeriesIngestConfig
+    )
+    windows: series_windows.WindowConfig = dataclasses.field(
+        default_factory=series_windows.WindowConfig
+    )
+    model: ForecastModelConfig = dataclasses.field(default_factory=ForecastModelConfig)
+    train: train.TrainConfig = dataclasses.field(
+        default_factory=lambda: train.TrainConfig(epochs=10, batch_size=256)
+    )
+    baselines: baselines.BaselineConfig = dataclasses.field(
+        default_factory=baselines.BaselineConfig
+    )
+    evaluate: evaluate_forecast.ForecastEvaluateConfig = dataclasses.field(
+        default_factory=evaluate_forecast.ForecastEvaluateConfig
+    )
+    backtest: BacktestConfig = dataclasses.field(default_factory=BacktestConfig)
+    export: export.ExportConfig = dataclasses.field(
+        default_factory=lambda: export.ExportConfig(model_name="sales")
+    )
+
+    def __post_init__(self):
+        holiday = self.backtest.holiday_column
+        if holiday is not None and holiday not in self.data.known_future:
+            raise ConfigError(
+                f"backtest.holiday_column={holiday!r} must be one of data.known_future "
+                f"{self.data.known_future} (or null)"
+            )
+
+
+Config = SalesForecastConfig  # the name the CLI looks up in every pipeline module
+
+
+def run_ingest(config: Config, inputs: dict, out_dir: Path) -> TimeSeries:
+    min_length = config.windows.lookback + config.windows.horizon
+    return ingest_series.run(config.data, out_dir, min_length)
+
+
+def run_preprocess(config: Config, inputs: dict, out_dir: Path) -> SeriesWindows:
+    return series_windows.run(config.windows, inputs["ingest"], 0, out_dir)
+
+
+def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
+    return _train(config, inputs["preprocess"], out_dir)
+
+
+def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
+    return _evaluate(config, inputs["preprocess"], inputs["train"], out_dir)
+
+
+def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
+    """Folds 1.. (earlier origins) retrained and scored like fold 0; results averaged over all."""
+    folds = [inputs["evaluate"].load()]
+    for fold in range(1, config.backtest.folds):
+        fold_dir = out_dir / f"fold_{fold}"
+        with tracking.component_run(f"backtest_fold_{fold}"):
+            windows = series_windows.run(
+                config.windows, inputs["ingest"], fold, fold_dir / "windows"
+            )
+            trained = _train(config, windows, fold_dir / "train")
+            folds.append(_evaluate(config, windows, trained, fold_dir / "evaluate").load())
+    summary = _backtest_summary(folds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    tracking.log_dict(summary, "backtest.json")
+    tracking.log_metrics(
+        {
+            f"backtest_{name}_{metric}": value
+            for name, scores in summary["mean"].items()
+            for metric, value in scores.items()
+            if value is not None
+        }
+    )
+    return Metrics(out_dir)
+
+
+def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
+    windows, trained = inputs["preprocess"], inputs["train"]
+    model = trained.load()
+    example, _, _ = next(iter(series_windows.make_dataset(windows, "test", 2)))
+    request = {
+        "ingest": dataclasses.asdict(config.data),
+        "lookback": config.windows.lookback,
+        "horizon": config.windows.horizon,
+        "quantiles": config.model.quantiles,
+    }
+    return export.run(
+        config.export,
+        serving_archive(model, config.model.quantiles),
+        example,
+        out_dir,
+        extra_files={forecast_csv.REQUEST_INFO: json.dumps(request, indent=2)},
+    )
+
+
+def serving_archive(
+    model: keras.Model, quantiles: list[float] | None
+) -> keras.export.ExportArchive:
+    """``serving_default``: raw history, covariates and ids -> ``forecast`` (+ ``p10``...)."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = {
+        name: tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=name)
+        for name, tensor in model.input.items()
+    }
+
+    @tf.function(input_signature=[signature])
+    def serve(inputs):
+        predicted = model(inputs, training=False)
+        if not quantiles:
+            return {"forecast": predicted}
+        outputs = {f"p{round(q * 100):02d}": predicted[:, :, i] for i, q in enumerate(quantiles)}
+        return {"forecast": predicted[:, :, _median_index(quantiles)], **outputs}
+
+    archive.add_endpoint("serving_default", serve)
+    return archive
+
+
+def headline(metrics: dict) -> str:
+    name = metrics["model_name"]
+    scores = metrics["models"][name]
+    skill = metrics.get("relative_to_seasonal_naive", {}).get(name)
+    versus = f", {skill:+.1%} WMAE vs seasonal naive" if skill is not None else ""
+    return f"{name}: WMAE {scores['wmae']:,.0f}, MAE {scores['mae']:,.0f}{versus}"
+
+
+def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
+    keras.utils.set_random_seed(config.train.seed)  # the shuffle order depends on the config alone
+    batch = config.train.batch_size
+    data = train.TrainingData(
+        series_windows.make_dataset(windows, "train", batch, shuffle_seed=config.train.seed),
+        series_windows.make_dataset(windows, "validation", batch),
+        samples_per_epoch=len(windows.origins("train")),
+        sample_unit="windows",
+    )
+    return train.run(
+        config.train,
+        build_model=lambda: build_forecaster(config.model, windows.spec()),
+        data=data,
+        loss=forecast_loss(config.model),
+        metrics=[],
+        out_dir=out_dir,
+    )
+
+
+def _evaluate(
+    config: Config, windows: SeriesWindows, trained: TrainedModel, out_dir: Path
+) -> Metrics:
+    spec, values, pairs = windows.spec(), windows.values(), windows.origins("test")
+    model = trained.load()
+    inputs = series_windows.make_dataset(windows, "test", config.train.batch_size)
+    predicted = model.predict(inputs.map(lambda x, y, w: x), verbose=0)
+    series, origins = pairs[:, 0], pairs[:, 1]
+    steps = origins[:, None] + np.arange(1, spec.horizon + 1)[None, :]
+    histories = [values[s, : o + 1, 0] for s, o in pairs]
+    histories = [h[~np.isnan(h)] for h in histories]
+    holiday = np.zeros(steps.shape, bool)
+    if config.backtest.holiday_column:
+        column = 1 + spec.known_future.index(config.backtest.holiday_column)
+        holiday = values[series[:, None], steps, column] > 0.5
+    quantiles = None
+    if config.model.quantiles:
+        quantiles = {q: predicted[:, :, i] for i, q in enumerate(config.model.quantiles)}
+        predicted = predicted[:, :, _median_index(config.model.quantiles)]
+    name = model.name.removesuffix("_forecaster")
+    forecasts = {
+        name: predicted,
+        **baselines.forecast(config.baselines, histories, spec.horizon).forecasts,
+    }
+    return evaluate_forecast.run(
+        config.evaluate,
+        actual=values[series[:, None], steps, 0],
+        forecasts=forecasts,
+        holiday=holiday,
+        histories=histories,
+        series_ids=[spec.series_keys[s] for s in series],
+        dates=np.asarray(windows.grid_dates(), "datetime64[D]")[steps],
+        out_dir=out_dir,
+        quantiles=quantiles,
+        model_name=name,
+    )
+
+
+def _median_index(quantiles: list[float]) -> int:
+    return int(np.argmin([abs(q - 0.5) for q in quantiles]))
+
+
+def _backtest_summary(folds: list[dict]) -> dict:
+    names = list(folds[0]["models"])
+    metrics = list(folds[0]["models"][names[0]])
+    mean = {
+        name: {
+            metric: _mean([fold["models"][name][metric] for fold in folds]) for metric in metrics
+        }
+        for name in names
+    }
+    summary = {"folds": len(folds), "model_name": folds[0]["model_name"], "mean": mean}
+    if "seasonal_naive" in mean:
+        reference = mean["seasonal_naive"]["wmae"]
+        summary["relative_to_seasonal_naive"] = {
+            name: 1.0 - scores["wmae"] / reference for name, scores in mean.items()
+        }
+    summary["per_fold"] = [fold["models"] for fold in folds]
+    return summary
+
+
+def _mean(values: list[float | None]) -> float | None:
+    finite = [v for v in values if v is not None]
+    return float(np.mean(finite)) if finite else None
+
+
+STAGES = [
+    Stage("ingest", run_ingest, TimeSeries, config_section="data"),
+    Stage("preprocess", run_preprocess, SeriesWindows, ("ingest",), "windows"),
+    Stage("train", run_train, TrainedModel, ("preprocess",), "train"),
+    Stage("evaluate", run_evaluate, Metrics, ("preprocess", "train"), "evaluate"),
+    Stage("backtest", run_backtest, Metrics, ("ingest", "evaluate"), "backtest"),
+    Stage("export", run_export, PushedModel, ("preprocess", "train"), "export"),
+]
