@@ -14,7 +14,7 @@ PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL
 	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s))
 
 .PHONY: help venv run sentiment sentiment-smoke lm-char lm-word lm-smoke generate test lint \
-	mlflow-ui bench-sentiment bench-lm clean
+	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,17 @@ lm-word: venv  ## word-level LM on Penn Treebank, Zaremba et al.'s "small" setup
 lm-smoke: venv  ## character-level LM on 20k characters (seconds)
 	$(PY) -m pipelines run language_model --config pipelines/configs/language_model.smoke.yaml $(PIPELINE_ARGS)
 
+sales: venv  ## Walmart weekly sales forecasting with backtest (MODEL=gru|lstm|simplernn[-seq2seq])
+	$(PY) -m pipelines run sales_forecast --config pipelines/configs/sales_forecast.yaml $(PIPELINE_ARGS)
+
+sales-smoke: venv  ## the sales pipeline on 60 series (about a minute)
+	$(PY) -m pipelines run sales_forecast --config pipelines/configs/sales_forecast.smoke.yaml $(PIPELINE_ARGS)
+
+# make forecast INPUT=history.csv OUTPUT=forecast.csv [SALES_MODEL=sales]
+forecast: venv  ## forecast the weeks after INPUT's history with the latest exported sales model
+	$(PY) -m pipelines forecast --input $(or $(INPUT),$(RNN_DATA_DIR)/sales/walmart_recruiting/train.csv) \
+		--output $(or $(OUTPUT),forecast.csv) --model-name $(or $(SALES_MODEL),sales)
+
 # make generate PROMPT="ROMEO:" LENGTH=300 TEMPERATURE=0.8 [TOP_K=40 SEED=1 LM=lm_char]
 generate: venv  ## sample from the latest exported language model
 	$(PY) -m pipelines generate --model-name $(or $(LM),lm_char) --prompt "$(PROMPT)" \
@@ -64,6 +75,9 @@ bench-sentiment: venv  ## full-data benchmark of every cell type -> BENCHMARKS.m
 
 bench-lm: venv  ## PTB word-level and Tiny Shakespeare char-level benchmarks -> BENCHMARKS.md
 	$(PY) -m pipelines bench language_model $(if $(MODELS),--models $(MODELS))
+
+bench-sales: venv  ## full Walmart backtest of each model and baseline -> BENCHMARKS.md
+	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS))
 
 clean:  ## remove run outputs (artifacts, MLflow store, exported models); keeps .venv
 	rm -rf artifacts mlruns mlflow.db serving/models .pytest_cache

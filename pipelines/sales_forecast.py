@@ -108,6 +108,7 @@ def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
 def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
     """Folds 1.. (earlier origins) retrained and scored like fold 0; results averaged over all."""
     folds = [inputs["evaluate"].load()]
+    train_seconds = [_train_seconds(inputs["train"])]
     for fold in range(1, config.backtest.folds):
         fold_dir = out_dir / f"fold_{fold}"
         with tracking.component_run(f"backtest_fold_{fold}"):
@@ -115,8 +116,9 @@ def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
                 config.windows, inputs["ingest"], fold, fold_dir / "windows"
             )
             trained = _train(config, windows, fold_dir / "train")
+            train_seconds.append(_train_seconds(trained))
             folds.append(_evaluate(config, windows, trained, fold_dir / "evaluate").load())
-    summary = _backtest_summary(folds)
+    summary = {**_backtest_summary(folds), "train_wall_time_s": sum(train_seconds)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     tracking.log_dict(summary, "backtest.json")
@@ -179,6 +181,49 @@ def headline(metrics: dict) -> str:
     skill = metrics.get("relative_to_seasonal_naive", {}).get(name)
     versus = f", {skill:+.1%} WMAE vs seasonal naive" if skill is not None else ""
     return f"{name}: WMAE {scores['wmae']:,.0f}, MAE {scores['mae']:,.0f}{versus}"
+
+
+BENCHMARK_STAGE = "backtest"  # benchmark tables report backtest means, not the test fold alone
+
+
+def benchmark_columns(metrics: dict) -> dict[str, str]:
+    minutes = metrics["train_wall_time_s"] / 60
+    return {
+        **_score_columns(metrics, metrics["model_name"]),
+        "train wall time, all folds": f"{minutes:.1f} min",
+    }
+
+
+def benchmark_reference_rows(metrics: dict) -> list[dict[str, str]]:
+    """One row per baseline, scored on the same folds as the model."""
+    return [
+        {"run": f"baseline: {name}", **_score_columns(metrics, name)}
+        for name in metrics["mean"]
+        if name != metrics["model_name"]
+    ]
+
+
+def _score_columns(metrics: dict, name: str) -> dict[str, str]:
+    scores = metrics["mean"][name]
+    skill = metrics.get("relative_to_seasonal_naive", {}).get(name)
+
+    def number(value, pattern: str) -> str:
+        return "n/a" if value is None else format(value, pattern)
+
+    return {
+        f"backtest WMAE ({metrics['folds']} folds)": f"**{number(scores['wmae'], ',.0f')}**",
+        "vs seasonal naive": number(skill, "+.1%"),
+        "MAE": number(scores["mae"], ",.0f"),
+        "RMSE": number(scores["rmse"], ",.0f"),
+        "WAPE": number(scores["wape"], ".3f"),
+        "sMAPE": number(scores["smape"], ".3f"),
+        "MASE": number(scores["mase"], ".3f"),
+        "test-fold WMAE": number(metrics["per_fold"][0][name]["wmae"], ",.0f"),
+    }
+
+
+def _train_seconds(trained: TrainedModel) -> float:
+    return json.loads((trained.path / "training.json").read_text())["train_wall_time_s"]
 
 
 def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
@@ -271,6 +316,6 @@ STAGES = [
     Stage("preprocess", run_preprocess, SeriesWindows, ("ingest",), "windows"),
     Stage("train", run_train, TrainedModel, ("preprocess",), "train"),
     Stage("evaluate", run_evaluate, Metrics, ("preprocess", "train"), "evaluate"),
-    Stage("backtest", run_backtest, Metrics, ("ingest", "evaluate"), "backtest"),
+    Stage("backtest", run_backtest, Metrics, ("ingest", "train", "evaluate"), "backtest"),
     Stage("export", run_export, PushedModel, ("preprocess", "train"), "export"),
 ]

@@ -300,8 +300,6 @@ def test_config_loads_through_omegaconf_with_join_overrides(tmp_path):
 
 
 def test_the_walmart_mirror_ingests_with_its_defaults_and_by_config(tmp_path):
-    if not (SHARED_DATA / "sales" / "walmart_recruiting" / "train.csv").is_file():
-        pytest.skip(f"no Walmart mirror under {SHARED_DATA}")
     config = SeriesIngestConfig(data_dir=str(SHARED_DATA))
     series = ingest_series.run(config, tmp_path / "recruiting", min_length=1)
     panel, statistics = series.load(), series.statistics()

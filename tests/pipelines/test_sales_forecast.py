@@ -1,0 +1,140 @@
+"""The sales-forecasting pipeline end to end: a CSV of a user's own, and a slice of Walmart."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from pipelines.__main__ import main
+from tests.conftest import SHARED_DATA, SHOP_INGEST, write_shop_sales
+
+pytestmark = pytest.mark.e2e
+CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
+
+
+def run_pipeline(tmp_path, config: Path | None, settings: dict[str, str]) -> Path:
+    arguments = ["run", "sales_forecast", "--artifacts-root", str(tmp_path / "artifacts")]
+    arguments += ["--config", str(config)] if config else []
+    settings = {"export.serving_dir": str(tmp_path / "models"), **settings}
+    arguments += [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
+    assert main(arguments) == 0
+    return next((tmp_path / "artifacts" / "sales_forecast").iterdir())
+
+
+@pytest.fixture(scope="module")
+def shop_run(tmp_path_factory):
+    """The whole pipeline on ``shop.csv`` (config only, no code), with an isolated MLflow store."""
+    root = tmp_path_factory.mktemp("shop_run")
+    data = root / "data"
+    write_shop_sales(data, series=6, weeks=130)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    patch = pytest.MonkeyPatch()
+    patch.chdir(root)
+    patch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    settings = {
+        **SHOP_INGEST,
+        "data.data_dir": str(data),
+        "model.units": "8",
+        "train.epochs": "2",
+        "train.batch_size": "32",
+        "backtest.folds": "2",
+        "export.model_name": "shop",
+    }
+    yield root, run_pipeline(root, None, settings)
+    patch.undo()
+
+
+def test_every_stage_leaves_its_artifact_and_manifest(shop_run):
+    _, run_dir = shop_run
+    stages = ["ingest", "preprocess", "train", "evaluate", "backtest", "export"]
+    for stage in stages:
+        manifest = json.loads((run_dir / stage / "manifest.json").read_text())
+        assert manifest["component"] == stage
+    assert not list(run_dir.glob(".*.partial"))
+
+
+def test_the_backtest_scores_the_model_and_every_baseline_on_two_folds(shop_run):
+    _, run_dir = shop_run
+    backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
+    assert backtest["folds"] == 2
+    names = set(backtest["mean"])
+    assert {"naive", "seasonal_naive", "moving_average", "ets", backtest["model_name"]} == names
+    assert all(np.isfinite(scores["wmae"]) for scores in backtest["mean"].values())
+    assert backtest["train_wall_time_s"] > 0
+    evaluate = run_dir / "evaluate" / "metrics"
+    assert (evaluate / "forecast_vs_actual.png").stat().st_size > 0
+    assert (evaluate / "error_by_horizon.png").stat().st_size > 0
+
+
+def test_the_exported_model_answers_raw_history_in_original_units(shop_run):
+    root, _ = shop_run
+    version = root / "models" / "shop" / "1"
+    history = pd.read_csv(root / "data" / "shop.csv")
+    sku0 = history[history["sku"] == "SKU0"]
+    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    result = serve(
+        units=tf.constant([sku0["units"].to_numpy()[-52:]], tf.float32),
+        promo=tf.constant([np.zeros(60)], tf.float32),
+        sku=tf.constant(["SKU0"]),
+        region=tf.constant(["N"]),
+        forecast_start=tf.constant(["2023-06-05"]),
+    )
+    forecast = result["forecast"].numpy()
+    assert forecast.shape == (1, 8)
+    low, high = sku0["units"].min(), sku0["units"].max()
+    assert np.all((forecast > 0.5 * low) & (forecast < 1.5 * high)), "original units, not scaled"
+    assert (version / "assets.extra" / "forecast_request.json").is_file()
+
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    shown = subprocess.run(
+        [str(cli), "show", "--dir", str(version), "--tag_set", "serve",
+         "--signature_def", "serving_default"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for name in ("units", "promo", "sku", "region", "forecast_start", "forecast"):
+        assert f"['{name}']" in shown
+
+
+def test_mlflow_recorded_the_runs_and_registered_the_model(shop_run):
+    runs = mlflow.search_runs(experiment_names=["sales_forecast"])
+    assert set(runs["status"]) == {"FINISHED"}
+    assert {"ingest", "train", "evaluate", "backtest", "backtest_fold_1", "export"} <= set(
+        runs["tags.mlflow.runName"]
+    )
+    assert mlflow.MlflowClient().get_registered_model("shop").latest_versions
+
+
+def test_forecast_cli_writes_the_next_horizon_for_every_series(shop_run):
+    root, _ = shop_run
+    output = root / "forecast.csv"
+    arguments = ["forecast", "--input", str(root / "data" / "shop.csv"), "--output", str(output)]
+    assert main([*arguments, "--serving-dir", str(root / "models"), "--model-name", "shop"]) == 0
+    table = pd.read_csv(output)
+    assert len(table) == 6 * 8
+    assert sorted(table["step"].unique()) == list(range(1, 9))
+    last_week = pd.to_datetime(pd.read_csv(root / "data" / "shop.csv")["week"], dayfirst=True).max()
+    assert pd.to_datetime(table["week"]).min() == last_week + pd.Timedelta(weeks=1)
+    assert table["forecast"].notna().all()
+
+
+def test_a_slice_of_walmart_runs_with_the_shipped_smoke_config(tmp_path, mlflow_store):
+    settings = {
+        "data.data_dir": str(SHARED_DATA),
+        "data.max_series": "20",
+        "train.epochs": "1",
+        "backtest.folds": "1",
+        "export.register": "false",
+    }
+    run_dir = run_pipeline(tmp_path, CONFIGS / "sales_forecast.smoke.yaml", settings)
+    statistics = json.loads((run_dir / "ingest" / "time_series" / "statistics.json").read_text())
+    assert statistics["series"]["kept"] == 20
+    metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
+    assert metrics["series"] == 20
+    assert (tmp_path / "models" / "sales_smoke" / "1" / "saved_model.pb").is_file()
