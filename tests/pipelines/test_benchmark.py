@@ -64,3 +64,23 @@ def test_rows_written_to_a_section_are_read_back(tmp_path):
     benchmark._write_section(path, "sentiment", f"Machine: x\n\n{benchmark._table(rows)}")
     assert benchmark._rows_in_section(path, "sentiment") == rows
     assert benchmark._rows_in_section(path, "language_model") == []
+
+
+def test_sales_rows_report_backtest_means_and_one_row_per_baseline():
+    from pipelines import sales_forecast
+
+    scores = {"wmae": 900.0, "mae": 1000.0, "rmse": 2000.0, "wape": 0.1, "smape": 0.2, "mase": 0.9}
+    reference = {**scores, "wmae": 1200.0, "mase": None}
+    metrics = {
+        "folds": 3,
+        "model_name": "gru_x1_direct",
+        "mean": {"gru_x1_direct": scores, "seasonal_naive": reference},
+        "relative_to_seasonal_naive": {"gru_x1_direct": 0.25, "seasonal_naive": 0.0},
+        "per_fold": [{"gru_x1_direct": {"wmae": 800.0}, "seasonal_naive": {"wmae": 1100.0}}],
+        "train_wall_time_s": 600.0,
+    }
+    row = sales_forecast.benchmark_columns(metrics)
+    assert row["backtest WMAE (3 folds)"] == "**900**" and row["vs seasonal naive"] == "+25.0%"
+    assert row["train wall time, all folds"] == "10.0 min" and row["test-fold WMAE"] == "800"
+    (baseline,) = sales_forecast.benchmark_reference_rows(metrics)
+    assert baseline["run"] == "baseline: seasonal_naive" and baseline["MASE"] == "n/a"
