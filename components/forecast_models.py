@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from components.errors import ConfigError
-from components.models import CELLS, RecurrentModelConfig, recurrent_stack
+from components.models import CELLS, RecurrentModelConfig, recurrent_stack, require_known_cell
 from components.series_windows import FeatureSpec
 
 ARCHITECTURES = ("direct", "encoder_decoder")
@@ -50,11 +50,7 @@ class ForecastModelConfig:
     lookback of at least 52."""
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ConfigError(
-                f"model.cell={self.cell!r} is not a known model type; choose one of: "
-                f"{', '.join(CELLS)}"
-            )
+        require_known_cell(self.cell)
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(
                 f"model.architecture={self.architecture!r} is not valid; choose one of: "

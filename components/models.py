@@ -16,6 +16,13 @@ CELLS = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru":
 POOLINGS = ("last", "mean", "max", "relu_max")
 
 
+def require_known_cell(cell: str) -> None:
+    if cell not in CELLS:
+        raise ConfigError(
+            f"model.cell={cell!r} is not a known model type; choose one of: {', '.join(CELLS)}"
+        )
+
+
 @dataclasses.dataclass
 class RecurrentModelConfig:
     cell: str = "gru"
@@ -40,11 +47,7 @@ class RecurrentModelConfig:
     ``relu_max`` floors the max at 0, so a feature fires only when some step drives it up."""
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ConfigError(
-                f"model.cell={self.cell!r} is not a known model type; choose one of: "
-                f"{', '.join(CELLS)}"
-            )
+        require_known_cell(self.cell)
         if self.pooling not in POOLINGS:
             raise ConfigError(
                 f"model.pooling={self.pooling!r} is not valid; choose one of: {', '.join(POOLINGS)}"
@@ -137,11 +140,7 @@ class LanguageModelConfig:
     halved the step time of PTB's 20-step windows and slowed 100-step character windows."""
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ConfigError(
-                f"model.cell={self.cell!r} is not a known model type; choose one of: "
-                f"{', '.join(CELLS)}"
-            )
+        require_known_cell(self.cell)
         if self.layers < 1 or self.units < 1 or self.embedding_dim < 1:
             raise ConfigError("model.layers, model.units and model.embedding_dim must be positive")
         if not 0.0 <= self.dropout < 1.0:
