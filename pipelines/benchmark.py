@@ -41,7 +41,7 @@ BENCHMARK_RUNS = {
     "language_model": {
         "ptb-lstm": ("ptb.yaml", "lstm", []),
         "ptb-gru": ("ptb.yaml", "gru", []),
-        "ptb-simplernn": ("ptb.yaml", "simplernn", ["train.learning_rate=0.1"]),
+        "ptb-simplernn": ("ptb.yaml", "simplernn", ["train.learning_rate=5.0"]),
         "char-lstm": ("language_model.yaml", "lstm", []),
         "char-gru": ("language_model.yaml", "gru", []),
     },
