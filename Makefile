@@ -8,13 +8,16 @@ PY := $(VENV)/bin/python
 RNN_DATA_DIR ?= $(abspath ../shared/data)
 export RNN_DATA_DIR
 export PYTHONUNBUFFERED := 1
+# What serving/deployment.py generates (git-ignored; serving/deployment.yaml is the user's file).
+SERVING_FILES := models.config batching_parameters.txt monitoring.config docker-compose.yml
 
 # Optional knobs: CONFIG=path.yaml MODEL=bigru EPOCHS=3 SET="train.batch_size=32 model.units=128"
 PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL)) \
 	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s))
 
 .PHONY: help venv run sentiment sentiment-smoke lm-char lm-word lm-smoke generate test lint \
-	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales clean
+	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales serving-config \
+	serve-docker clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -61,6 +64,15 @@ generate: venv  ## sample from the latest exported language model
 		--length $(or $(LENGTH),300) --temperature $(or $(TEMPERATURE),0.8) \
 		--top-k $(or $(TOP_K),0) --seed $(or $(SEED),42)
 
+serving-config: venv  ## regenerate TF Serving's files in serving/ from serving/models
+	$(PY) -m serving.deployment --models-dir serving/models
+
+serve-docker: serving-config  ## official TF Serving in Docker: gRPC 127.0.0.1:8500, REST :8501
+	@command -v docker >/dev/null && docker compose version >/dev/null 2>&1 || { \
+		echo "make serve-docker needs Docker with the compose plugin ('docker compose')."; \
+		echo "Install it, or serve without Docker: see serving/README.md."; exit 1; }
+	docker compose -f serving/docker-compose.yml up
+
 test: venv  ## run the test suite
 	$(PY) -m pytest
 
@@ -81,3 +93,4 @@ bench-sales: venv  ## full Walmart backtest of each model and baseline -> BENCHM
 
 clean:  ## remove run outputs (artifacts, MLflow store, exported models); keeps .venv
 	rm -rf artifacts mlruns mlflow.db serving/models .pytest_cache
+	rm -f $(addprefix serving/,$(SERVING_FILES))

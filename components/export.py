@@ -2,9 +2,10 @@
 
 The task supplies a ``keras.export.ExportArchive`` whose signatures take raw inputs (preprocessing
 is inside the graph). The SavedModel is written to a hidden temporary directory beside the model's
-versions, loaded back and called once, registered in MLflow, and only then renamed to the next
-integer version, so TF Serving (which watches ``<serving_dir>/<model_name>/``) never sees a
-half-written or unverified version.
+versions with TF Serving warmup requests built from the example inputs, loaded back and made to
+answer them, registered in MLflow, and only then renamed to the next integer version, so TF Serving
+(which watches ``<serving_dir>/<model_name>/``) never sees a half-written or unverified version.
+TF Serving's deployment files beside ``serving_dir`` are then regenerated (serving/deployment.py).
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ import shutil
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from components import tracking
 from components.artifacts import PushedModel
 from components.errors import ConfigError
+from serving import deployment
 
 log = logging.getLogger(__name__)
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+"""TF Serving replays this file's requests (under ``assets.extra/``) before serving a version."""
 
 
 @dataclasses.dataclass
@@ -36,6 +43,10 @@ class ExportConfig:
     """TF Serving model base directory; versions are written as ``<model_name>/<N>/``."""
     register: bool = True
     """Log the SavedModel to MLflow (as a pyfunc over its signature) and register a new version."""
+    deployment_files: bool = True
+    """After the push, regenerate TF Serving's deployment files (``models.config``, batching and
+    monitoring configs, ``docker-compose.yml``) in the parent of ``serving_dir``; see
+    serving/README.md."""
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.model_name):
@@ -64,7 +75,7 @@ def run(
     for name, text in (extra_files or {}).items():
         (staging / "assets.extra").mkdir(exist_ok=True)
         (staging / "assets.extra" / name).write_text(text)
-    outputs = tf.saved_model.load(str(staging)).signatures["serving_default"](**example_inputs)
+    outputs = _answer_warmup(_write_warmup(staging, config.model_name, example_inputs), staging)
     log.info(
         "exported model answers with outputs %s", {k: v.shape.as_list() for k, v in outputs.items()}
     )
@@ -77,6 +88,8 @@ def run(
     # Renaming is the last step: only a verified, registered SavedModel becomes a servable version.
     version_dir = _rename_to_next_version(staging, base)
     record.update(version=int(version_dir.name), path=str(version_dir))
+    if config.deployment_files:
+        record["deployment_files"] = [str(p) for p in deployment.write_deployment(base.parent)]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "push.json").write_text(json.dumps(record, indent=2))
     tracking.log_dict(record, "push.json")
@@ -95,3 +108,38 @@ def _rename_to_next_version(staging: Path, base: Path) -> Path:
         except OSError:
             if not target.exists():
                 raise
+
+
+def _write_warmup(saved_model_dir: Path, model_name: str, example_inputs: dict) -> Path:
+    """Write ``assets.extra/tf_serving_warmup_requests``: ``PredictionLog`` records in a TFRecord.
+
+    TF Serving runs them when it loads the version, so the first real requests do not pay for
+    tracing and allocation. One request with the first example alone, one with the whole batch:
+    the two batch shapes a client most often sends.
+    """
+    arrays = {name: np.asarray(value) for name, value in example_inputs.items()}
+    batch = len(next(iter(arrays.values())))
+    path = saved_model_dir / "assets.extra" / WARMUP_FILE
+    path.parent.mkdir(exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for size in sorted({1, batch}):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = "serving_default"
+            for name, array in arrays.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(array[:size]))
+            warmup = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(warmup.SerializeToString())
+    return path
+
+
+def _answer_warmup(warmup: Path, saved_model_dir: Path) -> dict[str, tf.Tensor]:
+    """Call ``serving_default`` on each warmup request, as TF Serving will when it loads the version
+    (a version whose warmup fails is not served); returns the last outputs."""
+    serve = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
+    for record in tf.data.TFRecordDataset(str(warmup)):
+        request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        outputs = serve(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+    return outputs

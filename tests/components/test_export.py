@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.config import model_server_config_pb2
 
 from components import export
 from components.errors import ConfigError
@@ -13,9 +16,9 @@ from pipelines import sentiment
 REVIEWS = ["wonderful brilliant superb film", "awful boring terrible waste"]
 
 
-def push(tiny_sentiment, serving_dir: Path, out_dir: Path):
+def push(tiny_sentiment, serving_dir: Path, out_dir: Path, **options):
     archive = sentiment.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
-    config = ExportConfig(model_name="sentiment", serving_dir=str(serving_dir))
+    config = ExportConfig(model_name="sentiment", serving_dir=str(serving_dir), **options)
     return export.run(config, archive, {"text": tf.constant(REVIEWS)}, out_dir)
 
 
@@ -25,6 +28,38 @@ def test_versions_increase_and_no_staging_is_left(tiny_sentiment, tmp_path):
     assert (first.version, second.version) == (1, 2)
     assert sorted(p.name for p in (tmp_path / "models" / "sentiment").iterdir()) == ["1", "2"]
     assert (second.path / "saved_model.pb").is_file()
+
+
+def test_a_push_regenerates_the_deployment_files_beside_serving_dir(tiny_sentiment, tmp_path):
+    push(tiny_sentiment, tmp_path / "models", tmp_path / "a")
+    push(tiny_sentiment, tmp_path / "models", tmp_path / "b")
+    config = text_format.Parse(
+        (tmp_path / "models.config").read_text(), model_server_config_pb2.ModelServerConfig()
+    )
+    (entry,) = config.model_config_list.config
+    assert (entry.name, entry.base_path) == ("sentiment", "/models/sentiment")
+    assert dict(entry.version_labels) == {"stable": 1, "canary": 2}
+    assert (tmp_path / "docker-compose.yml").is_file()
+
+
+def test_deployment_files_can_be_left_alone(tiny_sentiment, tmp_path):
+    push(tiny_sentiment, tmp_path / "models", tmp_path / "out", deployment_files=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "out"]
+
+
+def test_each_version_carries_tf_serving_warmup_requests(tiny_sentiment, tmp_path):
+    pushed = push(tiny_sentiment, tmp_path / "models", tmp_path / "out")
+    records = tf.data.TFRecordDataset(str(pushed.path / "assets.extra" / export.WARMUP_FILE))
+    requests = [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        for record in records
+    ]
+    assert [(r.model_spec.name, r.model_spec.signature_name) for r in requests] == [
+        ("sentiment", "serving_default")
+    ] * 2
+    assert [list(r.inputs) for r in requests] == [["text"], ["text"]]
+    texts = [[t.decode() for t in tf.make_ndarray(r.inputs["text"])] for r in requests]
+    assert texts == [REVIEWS[:1], REVIEWS]
 
 
 def test_exported_model_classifies_raw_strings(tiny_sentiment, tmp_path):
