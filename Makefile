@@ -17,7 +17,7 @@ PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL
 
 .PHONY: help venv run sentiment sentiment-smoke lm-char lm-word lm-smoke generate test lint \
 	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales serving-config \
-	serve-docker clean
+	serve-docker serve predict clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -72,6 +72,17 @@ serve-docker: serving-config  ## official TF Serving in Docker: gRPC 127.0.0.1:8
 		echo "make serve-docker needs Docker with the compose plugin ('docker compose')."; \
 		echo "Install it, or serve without Docker: see serving/README.md."; exit 1; }
 	docker compose -f serving/docker-compose.yml up
+
+# make serve [PORT=8501 GRPC_PORT=8500]: TF Serving's APIs without Docker; new exports load live.
+serve: venv  ## local server for serving/models with TF Serving's REST (:8501) and gRPC (:8500) APIs
+	$(PY) -m serving.server --models-dir serving/models $(if $(PORT),--port $(PORT)) \
+		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT))
+
+# make predict MODEL=sentiment TEXT="A moving film."  |  MODEL=lm_char PROMPT="ROMEO:" LENGTH=200
+predict: venv  ## ask the running server: TEXT= to classify, PROMPT= to generate (MODEL=, URL=)
+	$(PY) -m serving.client --model $(or $(MODEL),sentiment) $(if $(URL),--url $(URL)) \
+		$(if $(PROMPT),--prompt "$(PROMPT)" --length $(or $(LENGTH),200) \
+		$(if $(TEMPERATURE),--temperature $(TEMPERATURE)),--text "$(TEXT)")
 
 test: venv  ## run the test suite
 	$(PY) -m pytest

@@ -1,0 +1,135 @@
+"""Command-line client for TF Serving's REST API: the local server (``make serve``) or the real one.
+
+``python -m serving.client --model sentiment --text "A moving film."`` sends the reviews to the
+model's ``serving_default`` signature (row format) and prints one line per review;
+``--prompt "ROMEO:" --length 200`` calls a language model's ``generate`` signature (columnar format,
+its inputs being scalars) and prints the text; ``--status`` and ``--metadata`` print the model's
+version status and signature defs. Standard library only (``urllib``, ``json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from urllib.parse import quote
+
+DEFAULT_URL = "http://127.0.0.1:8501"
+
+
+class ServingClientError(Exception):
+    """The server refused the request (its ``error`` message) or could not be reached."""
+
+
+def call(url: str, path: str, payload: dict | None = None, timeout: float = 120.0) -> dict:
+    """GET ``path`` (or POST ``payload`` as JSON) and return the JSON answer."""
+    data = None if payload is None else json.dumps(payload).encode("utf-8")
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    request = urllib.request.Request(url.rstrip("/") + path, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:
+        body = error.read().decode("utf-8", "replace")
+        try:
+            message = json.loads(body)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = body or error.reason
+        raise ServingClientError(f"HTTP {error.code} from {request.full_url}: {message}") from None
+    except urllib.error.URLError as error:
+        raise ServingClientError(
+            f"cannot reach {url}: {error.reason} (is a server running? `make serve`)"
+        ) from None
+
+
+def model_path(model: str, version: int | None = None, label: str | None = None) -> str:
+    """``/v1/models/<model>``, with ``/versions/<n>`` or ``/labels/<label>``."""
+    path = f"/v1/models/{quote(model, safe='')}"
+    if version is not None:
+        return f"{path}/versions/{version}"
+    return f"{path}/labels/{quote(label, safe='')}" if label else path
+
+
+def predict_texts(url: str, model: str, texts: list[str], **version) -> list:
+    """One prediction per text from ``serving_default``: a dict of outputs, or a value."""
+    return call(url, model_path(model, **version) + ":predict", {"instances": texts})["predictions"]
+
+
+def generate(
+    url: str,
+    model: str,
+    prompt: str,
+    length: int,
+    temperature: float = 0.8,
+    top_k: int = 0,
+    seed: int = 42,
+    **version,
+) -> str:
+    """The prompt and its continuation, from the language model's ``generate`` signature."""
+    inputs = {
+        "prompt": prompt,
+        "num_tokens": length,
+        "temperature": float(temperature),
+        "top_k": top_k,
+        "seed": seed,
+    }
+    payload = {"signature_name": "generate", "inputs": inputs}
+    return call(url, model_path(model, **version) + ":predict", payload)["outputs"]["text"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    version = {"version": args.version, "label": args.label}
+    try:
+        if args.status or args.metadata:
+            suffix = "/metadata" if args.metadata else ""
+            print(json.dumps(call(args.url, model_path(args.model, **version) + suffix), indent=2))
+        elif args.prompt is not None:
+            print(
+                generate(
+                    args.url, args.model, args.prompt, args.length, args.temperature,
+                    args.top_k, args.seed, **version,
+                )
+            )  # fmt: skip
+        else:
+            predictions = predict_texts(args.url, args.model, args.text, **version)
+            for text, prediction in zip(args.text, predictions, strict=True):
+                print(_prediction_line(text, prediction))
+    except ServingClientError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _prediction_line(text: str, prediction) -> str:
+    if isinstance(prediction, dict) and {"sentiment", "probability"} <= set(prediction):
+        return f"{prediction['sentiment']}\t{prediction['probability']:.4f}\t{text}"
+    return json.dumps(prediction)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__)
+    parser.add_argument(
+        "--url", default=DEFAULT_URL, help=f"server address (default {DEFAULT_URL})"
+    )
+    parser.add_argument("--model", default="sentiment", help="model name under /v1/models/")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, help="a specific version (default: the latest)")
+    which.add_argument("--label", help="a version label, e.g. stable or canary")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    what.add_argument("--prompt", help="generate text after this prompt (language models)")
+    what.add_argument("--status", action="store_true", help="print the model's version status")
+    what.add_argument("--metadata", action="store_true", help="print the model's signatures")
+    generation = parser.add_argument_group("generation (with --prompt)")
+    generation.add_argument("--length", type=int, default=200, help="tokens to generate")
+    generation.add_argument("--temperature", type=float, default=0.8, help="0: the likeliest")
+    generation.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest")
+    generation.add_argument("--seed", type=int, default=42)
+    return parser
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

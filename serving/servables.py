@@ -1,0 +1,146 @@
+"""One loaded model version (a *servable*, in TF Serving's words): its SavedModel and signatures.
+
+Loading reads the ``serve`` MetaGraphDef of ``saved_model.pb`` (its signature defs are what the
+metadata endpoint returns, rendered as TF Serving renders them), loads the SavedModel and replays
+``assets.extra/tf_serving_warmup_requests`` when there is one, so a version is announced only once
+it has answered. A servable is immutable; the model store swaps whole servables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
+
+from serving import classify_regress
+from serving.status import ServingError, invalid_argument, not_found
+
+log = logging.getLogger(__name__)
+DEFAULT_SIGNATURE = "serving_default"
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000  # TF Serving refuses a warmup file with more
+
+
+@dataclasses.dataclass(frozen=True)
+class Servable:
+    name: str
+    version: int
+    path: Path
+    module: object
+    """What ``tf.saved_model.load`` returned: it owns the signatures' concrete functions."""
+    signature_defs: Mapping[str, meta_graph_pb2.SignatureDef]
+    signature_defs_json: str
+    """The ``SignatureDefMap`` as JSON, for the metadata endpoint."""
+
+    def signature(self, name: str) -> meta_graph_pb2.SignatureDef:
+        """The signature def called ``name`` (empty: ``serving_default``) that can be run."""
+        name = name or DEFAULT_SIGNATURE
+        if name not in self.signature_defs or name not in self.module.signatures:
+            raise invalid_argument(f'Serving signature name: "{name}" not found in signature def')
+        return self.signature_defs[name]
+
+    def input_dtypes(self, signature_name: str) -> dict[str, int]:
+        """Input name -> DT_* enum, sorted by name as TF Serving's map iterates them."""
+        inputs = self.signature(signature_name).inputs
+        return {name: inputs[name].dtype for name in sorted(inputs)}
+
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call the signature; shapes are checked first so a mismatch is a clear 400."""
+        name = signature_name or DEFAULT_SIGNATURE
+        signature = self.signature(name)
+        tensors = {}
+        for key, array in inputs.items():
+            info = signature.inputs[key]
+            expected = tf.TensorShape(info.tensor_shape)
+            if not expected.is_compatible_with(np.shape(array)):
+                raise invalid_argument(
+                    f"input {key} has shape {list(np.shape(array))}, but signature {name} takes "
+                    f"{_shape_text(expected)} (-1: any size)"
+                )
+            tensors[key] = tf.constant(array, dtype=tf.as_dtype(info.dtype))
+        try:
+            outputs = self.module.signatures[name](**tensors)
+        except (TypeError, ValueError) as error:
+            raise invalid_argument(f"signature {name}: {error}") from None
+        return {key: value.numpy() for key, value in outputs.items()}
+
+
+def load(name: str, version: int, path: Path) -> Servable:
+    """Load and warm up one version directory; raises what its status will report."""
+    meta_graph = _serving_meta_graph(path)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in meta_graph.signature_def.items():
+        signature_map.signature_def[key].CopyFrom(signature)
+    servable = Servable(
+        name=name,
+        version=version,
+        path=path,
+        module=tf.saved_model.load(str(path), tags=["serve"]),
+        signature_defs=dict(meta_graph.signature_def),
+        signature_defs_json=json_format.MessageToJson(
+            signature_map,
+            always_print_fields_with_no_presence=True,
+            preserving_proto_field_name=True,
+        ),
+    )
+    _warm_up(servable)
+    return servable
+
+
+def _serving_meta_graph(path: Path) -> meta_graph_pb2.MetaGraphDef:
+    proto = path / "saved_model.pb"
+    if not proto.is_file():
+        raise not_found(
+            "Could not find SavedModel .pb or .pbtxt at supplied export directory path: ", path
+        )
+    try:
+        saved_model = saved_model_pb2.SavedModel.FromString(proto.read_bytes())
+    except DecodeError as error:
+        raise ServingError("DATA_LOSS", f"Could not parse {proto}: {error}") from None
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return meta_graph
+    raise not_found(f"Could not find meta graph def matching supplied tags: {{ serve }} in {path}")
+
+
+def _warm_up(servable: Servable) -> None:
+    """Replay the recorded predict requests, as TF Serving does before a version is available."""
+    path = servable.path / WARMUP_FILE
+    if not path.is_file():
+        return
+    records = list(tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS + 1))
+    if len(records) > MAX_WARMUP_RECORDS:
+        raise invalid_argument(
+            f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
+        )
+    for record in records:
+        entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        kind = entry.WhichOneof("log_type")
+        if kind == "predict_log":
+            request = entry.predict_log.request
+            inputs = {key: tf.make_ndarray(tensor) for key, tensor in request.inputs.items()}
+            servable.run(request.model_spec.signature_name, inputs)
+        elif kind in ("classify_log", "regress_log"):
+            request = getattr(entry, kind).request
+            examples = classify_regress.examples_from_input(request.input)
+            method = getattr(classify_regress, kind.removesuffix("_log"))
+            method(servable, request.model_spec.signature_name, examples)
+        else:
+            raise ServingError("UNIMPLEMENTED", f"{path}: warmup of a {kind} is not supported here")
+    log.info(
+        "%s version %d: replayed %d warmup requests", servable.name, servable.version, len(records)
+    )
+
+
+def _shape_text(shape: tf.TensorShape) -> str:
+    if shape.rank is None:
+        return "any shape"
+    return "[" + ",".join(str(-1 if size is None else size) for size in shape.as_list()) + "]"

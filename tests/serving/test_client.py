@@ -1,0 +1,105 @@
+"""The client against `python -m serving.server` in its own process, as `make serve` runs it."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from serving import client
+from tests.conftest import synthetic_review
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+POSITIVE, NEGATIVE = (synthetic_review(label, random.Random(11)) for label in (1, 0))
+
+
+@pytest.fixture(scope="module")
+def server_url(exported_models, tmp_path_factory):
+    """`python -m serving.server` on a free port over the exported models, for the module."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    command = [sys.executable, "-m", "serving.server", "--models-dir", str(exported_models)]
+    command += ["--no-grpc"]  # the gRPC API has its own tests; a fixed port could be taken here
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], cwd=REPOSITORY, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(url, process, log_path)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)  # the server stops cleanly on Ctrl-C
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            client.call(url, client.model_path("sentiment"))
+            return
+        except client.ServingClientError:
+            time.sleep(0.5)
+    pytest.fail(f"the server did not answer in time:\n{log_path.read_text()}")
+
+
+def test_texts_print_sentiment_probability_and_text(server_url, capsys):
+    arguments = ["--url", server_url, "--model", "sentiment", "--text", POSITIVE]
+    assert client.main([*arguments, "--text", NEGATIVE]) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [(label, text) for label, _, text in lines] == [
+        ("positive", POSITIVE),
+        ("negative", NEGATIVE),
+    ]
+    assert float(lines[0][1]) > 0.5 > float(lines[1][1])
+
+
+def test_a_prompt_calls_the_generate_signature(server_url, capsys):
+    arguments = ["--url", server_url, "--model", "lm_char", "--prompt", "abc", "--length", "12"]
+    assert client.main([*arguments, "--temperature", "0", "--label", "stable"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("abc") and len(printed) == len("abc") + 12 + 1  # and print's "\n"
+    same = client.generate(server_url, "lm_char", "abc", 12, temperature=0.0, version=1)
+    assert printed == same + "\n"
+
+
+def test_other_models_print_each_prediction_as_json(server_url, capsys):
+    assert client.main(["--url", server_url, "--model", "lm_char", "--text", "ab"]) == 0
+    prediction = json.loads(capsys.readouterr().out)
+    assert set(prediction) == {"log_probabilities", "next_token", "next_token_id"}
+
+
+def test_status_and_metadata(server_url, capsys):
+    assert client.main(["--url", server_url, "--model", "sentiment", "--status"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"
+    assert client.main(["--url", server_url, "--model", "lm_char", "--metadata"]) == 0
+    signatures = json.loads(capsys.readouterr().out)["metadata"]["signature_def"]["signature_def"]
+    assert {"serving_default", "generate"} <= set(signatures)
+
+
+def test_errors_print_the_server_message_and_exit_1(server_url, capsys):
+    assert client.main(["--url", server_url, "--model", "nope", "--text", "x"]) == 1
+    assert "HTTP 404" in capsys.readouterr().err
+    assert client.main(["--url", server_url, "--version", "7", "--text", "x"]) == 1
+    assert "Servable not found for request: Specific(sentiment, 7)" in capsys.readouterr().err
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert client.main(["--url", closed, "--text", "x"]) == 1
+    assert "cannot reach" in capsys.readouterr().err
