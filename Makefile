@@ -16,8 +16,8 @@ PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL
 	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s))
 
 .PHONY: help venv run sentiment sentiment-smoke lm-char lm-word lm-smoke generate test lint \
-	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales serving-config \
-	serve-docker serve predict clean
+	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving \
+	serving-config serve-docker serve predict clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -101,6 +101,11 @@ bench-lm: venv  ## PTB word-level and Tiny Shakespeare char-level benchmarks -> 
 
 bench-sales: venv  ## full Walmart backtest of each model and baseline -> BENCHMARKS.md
 	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS))
+
+# make bench-serving [REQUESTS=2000]: starts its own server on a free port; stop `make serve` first
+# for steady numbers. Uses serving/models/sentiment, else exports a smoke-config model for the run.
+bench-serving: venv  ## loopback load test of the local server at concurrency 1, 8, 32 -> BENCHMARKS.md
+	$(PY) -m serving.loadtest $(if $(REQUESTS),--requests $(REQUESTS))
 
 clean:  ## remove run outputs (artifacts, MLflow store, exported models); keeps .venv
 	rm -rf artifacts mlruns mlflow.db serving/models .pytest_cache

@@ -4,10 +4,12 @@ The CSV has the training source's columns (as the model's ingest config names th
 last row with a target is its forecast origin; rows after it with an empty target carry the
 known-future covariates (holidays, planned markdowns) of the forecast weeks. Missing future rows
 are added, so the ingest joins (e.g. Walmart's features.csv) can fill them, else they count as 0.
+:func:`requests_from_csv` builds the request without TensorFlow, so a REST client can send it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -15,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from omegaconf import OmegaConf
 
 from components import ingest_series
@@ -27,28 +28,67 @@ REQUEST_INFO = "forecast_request.json"
 
 def run(saved_model_dir: Path, input_csv: Path, output_csv: Path) -> pd.DataFrame:
     """Forecast every series in ``input_csv`` with enough history; write and return the table."""
+    import tensorflow as tf
+
     info_path = saved_model_dir / "assets.extra" / REQUEST_INFO
     if not info_path.is_file():
         raise DataError(f"{saved_model_dir} is not an exported sales model (no {info_path.name})")
-    info = json.loads(info_path.read_text())
+    request = requests_from_csv(info_path, input_csv)
+    model = tf.saved_model.load(str(saved_model_dir))
+    tensors = {name: tf.constant(values) for name, values in request.inputs.items()}
+    outputs = model.signatures["serving_default"](**tensors)
+    table = request.forecast_table({name: value.numpy() for name, value in outputs.items()})
+    write_csv(table, output_csv)
+    return table
+
+
+@dataclasses.dataclass(frozen=True)
+class ForecastRequest:
+    """The named input arrays of ``serving_default``, a row per series, and what each row is."""
+
+    inputs: dict[str, np.ndarray]
+    index: list
+    """Per row: the series key, its id columns and the ``horizon`` dates forecast."""
+    config: ingest_series.SeriesIngestConfig
+    horizon: int
+
+    def forecast_table(self, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
+        """A row per series and step: ids, date, step and every ``[rows, horizon]`` output."""
+        return _forecast_table(self.index, outputs, self.config, self.horizon)
+
+
+def requests_from_csv(request_info: Path | dict, input_csv: Path) -> ForecastRequest:
+    """The model's inputs for every series in ``input_csv`` with ``lookback`` observed periods.
+
+    Args:
+        request_info: ``assets.extra/forecast_request.json`` of the export (or its content):
+            the ingest config, ``lookback`` and ``horizon`` the model was trained with.
+        input_csv: history in the training source's columns.
+    """
+    info = request_info
+    if not isinstance(info, dict):
+        if not Path(info).is_file():
+            raise DataError(f"{info}: request info not found (an export's {REQUEST_INFO})")
+        info = json.loads(Path(info).read_text())
     config = OmegaConf.to_object(
         OmegaConf.merge(OmegaConf.structured(ingest_series.SeriesIngestConfig), info["ingest"])
     )
     lookback, horizon = info["lookback"], info["horizon"]
     with tempfile.TemporaryDirectory() as scratch:
         extended = Path(scratch) / "input.csv"
-        _with_future_rows(input_csv, config, horizon, extended)
+        _with_future_rows(Path(input_csv), config, horizon, extended)
         config.path, config.max_series, config.future_rows = str(extended), None, True
         panel = ingest_series.run(config, Path(scratch) / "panel", lookback + horizon).load()
     inputs, index = _requests(panel, config, lookback, horizon)
-    model = tf.saved_model.load(str(saved_model_dir))
-    outputs = model.signatures["serving_default"](**inputs)
-    table = _forecast_table(index, outputs, config, horizon)
+    return ForecastRequest(inputs, index, config, horizon)
+
+
+def write_csv(table: pd.DataFrame, output_csv: Path) -> None:
+    """Write ``table`` whole or not at all (through a temporary file)."""
     output_csv.parent.mkdir(parents=True, exist_ok=True)
     temporary = output_csv.with_suffix(".tmp")
     table.to_csv(temporary, index=False)
     temporary.replace(output_csv)
-    return table
 
 
 def _with_future_rows(source: Path, config, horizon: int, destination: Path) -> None:
@@ -111,12 +151,11 @@ def _requests(panel: pd.DataFrame, config, lookback: int, horizon: int):
         )
     if not index:
         raise DataError(f"no series in the input has {lookback} observed periods to forecast from")
-    tensors = {name: tf.constant(np.stack(values)) for name, values in inputs.items()}
-    return tensors, index
+    return {name: np.stack(values) for name, values in inputs.items()}, index
 
 
 def _forecast_table(index, outputs: dict, config, horizon: int) -> pd.DataFrame:
-    columns = {name: value.numpy() for name, value in outputs.items()}
+    columns = {name: np.asarray(value) for name, value in outputs.items()}
     rows = []
     for i, (_, ids, dates) in enumerate(index):
         for step, date in enumerate(dates):

@@ -3,8 +3,11 @@
 ``python -m serving.client --model sentiment --text "A moving film."`` sends the reviews to the
 model's ``serving_default`` signature (row format) and prints one line per review;
 ``--prompt "ROMEO:" --length 200`` calls a language model's ``generate`` signature (columnar format,
-its inputs being scalars) and prints the text; ``--status`` and ``--metadata`` print the model's
-version status and signature defs. Standard library only (``urllib``, ``json``).
+its inputs being scalars) and prints the text; ``--csv history.csv --model sales`` sends a sales
+history to a forecasting model (columnar format, built as ``python -m pipelines forecast`` builds
+it) and writes the forecast CSV; ``--status`` and ``--metadata`` print the model's version status
+and signature defs. Standard library only (``urllib``, ``json``), but for ``--csv``, which reads the
+CSV with pandas (never TensorFlow).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import quote
 
 DEFAULT_URL = "http://127.0.0.1:8501"
+DEFAULT_MODELS_DIR = Path("serving/models")
 
 
 class ServingClientError(Exception):
@@ -79,6 +84,36 @@ def generate(
     return call(url, model_path(model, **version) + ":predict", payload)["outputs"]["text"]
 
 
+def forecast(url: str, model: str, history_csv: Path, request_info: Path | dict, **version):
+    """The forecast table of every series in ``history_csv`` with enough history.
+
+    ``request_info``: the export's ``assets.extra/forecast_request.json`` (or its content), which
+    says how to read the CSV and how many periods the model takes and returns.
+    """
+    from pipelines import forecast_csv
+
+    request = forecast_csv.requests_from_csv(request_info, history_csv)
+    inputs = {name: values.tolist() for name, values in request.inputs.items()}
+    answer = call(url, model_path(model, **version) + ":predict", {"inputs": inputs})["outputs"]
+    # TF Serving leaves out the output's name when a signature has only one.
+    return request.forecast_table(answer if isinstance(answer, dict) else {"forecast": answer})
+
+
+def request_info_path(models_dir: Path, model: str, version: int | None = None) -> Path:
+    """``<models_dir>/<model>/<version>/assets.extra/forecast_request.json``, latest by default."""
+    from pipelines.forecast_csv import REQUEST_INFO
+
+    base = Path(models_dir) / model
+    versions = sorted(int(p.name) for p in base.glob("*") if p.name.isdigit())
+    chosen = version if version is not None else (versions[-1] if versions else None)
+    if chosen is None:
+        raise ServingClientError(
+            f"no exported version of {model} under {models_dir} to read {REQUEST_INFO} from; "
+            "pass --request-info"
+        )
+    return base / str(chosen) / "assets.extra" / REQUEST_INFO
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     version = {"version": args.version, "label": args.label}
@@ -93,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.top_k, args.seed, **version,
                 )
             )  # fmt: skip
+        elif args.csv is not None:
+            return _forecast(args, version)
         else:
             predictions = predict_texts(args.url, args.model, args.text, **version)
             for text, prediction in zip(args.text, predictions, strict=True):
@@ -100,6 +137,25 @@ def main(argv: list[str] | None = None) -> int:
     except ServingClientError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _forecast(args, version: dict) -> int:
+    from components.errors import DataError
+
+    info = args.request_info or request_info_path(args.models_dir, args.model, args.version)
+    try:
+        table = forecast(args.url, args.model, args.csv, info, **version)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        print(table.to_csv(index=False), end="")
+    else:
+        from pipelines.forecast_csv import write_csv
+
+        write_csv(table, args.output)
+        print(f"wrote {len(table):,} forecast rows to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -123,6 +179,20 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--prompt", help="generate text after this prompt (language models)")
     what.add_argument("--status", action="store_true", help="print the model's version status")
     what.add_argument("--metadata", action="store_true", help="print the model's signatures")
+    what.add_argument("--csv", type=Path, help="sales history CSV to forecast (sales models)")
+    sales = parser.add_argument_group("forecasting (with --csv)")
+    sales.add_argument(
+        "--request-info",
+        type=Path,
+        help="the export's forecast_request.json (default: the one under --models-dir)",
+    )
+    sales.add_argument(
+        "--models-dir",
+        type=Path,
+        default=DEFAULT_MODELS_DIR,
+        help=f"where the exports are, for the default --request-info ({DEFAULT_MODELS_DIR})",
+    )
+    sales.add_argument("--output", type=Path, help="write the forecast CSV here (default: stdout)")
     generation = parser.add_argument_group("generation (with --prompt)")
     generation.add_argument("--length", type=int, default=200, help="tokens to generate")
     generation.add_argument("--temperature", type=float, default=0.8, help="0: the likeliest")

@@ -1,9 +1,10 @@
 """Exported models for the server and client tests (built once per session), and HTTP helpers.
 
 ``sentiment``: the ``tiny_sentiment`` GRU through the real export stage. ``lm_char``: a one-epoch
-language-model pipeline run on a repeated pattern (``serving_default`` and ``generate``). ``toy``:
-a hand-written SavedModel with several typed inputs and outputs, ``classify`` and ``regress``
-signatures, built in a second.
+language-model pipeline run on a repeated pattern (``serving_default`` and ``generate``). ``shop``:
+a one-epoch sales pipeline run on ``write_shop_sales`` data (raw history in, ``forecast`` out).
+``toy``: a hand-written SavedModel with several typed inputs and outputs, ``classify`` and
+``regress`` signatures, built in a second.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tensorflow as tf
 from components import export
 from pipelines import sentiment
 from pipelines.__main__ import main
+from tests.conftest import SHOP_INGEST, write_shop_sales
 
 LM_SMOKE = Path(__file__).resolve().parents[2] / "pipelines/configs/language_model.smoke.yaml"
 
@@ -70,7 +72,9 @@ def save_toy(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def exported_models(tmp_path_factory, tiny_sentiment) -> Path:
-    """``<root>/models/{sentiment,lm_char,toy}/1``, never changed by a test (copy it first)."""
+    """``<root>/models/{sentiment,lm_char,shop,toy}/1``, never changed by a test (copy it first).
+
+    ``<root>/shop.csv`` is the sales history ``shop`` was trained on."""
     root = tmp_path_factory.mktemp("served")
     models = root / "models"
     archive = sentiment.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
@@ -78,6 +82,7 @@ def exported_models(tmp_path_factory, tiny_sentiment) -> Path:
     examples = {"text": tf.constant(sentiment.EXAMPLE_REVIEWS)}
     export.run(config, archive, examples, root / "push")
     _train_language_model(root, models)
+    _train_sales_model(root, models)
     save_toy(models / "toy" / "1")
     return models
 
@@ -85,11 +90,6 @@ def exported_models(tmp_path_factory, tiny_sentiment) -> Path:
 def _train_language_model(root: Path, models: Path) -> None:
     corpus = root / "pattern.txt"
     corpus.write_text("abcdefgh\n" * 400)
-    patch = pytest.MonkeyPatch()
-    patch.chdir(root)
-    uri, previous_uri = f"sqlite:///{root / 'mlflow.db'}", mlflow.get_tracking_uri()
-    patch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
     settings = {
         "data.corpus": "text",
         "data.path": str(corpus),
@@ -98,11 +98,32 @@ def _train_language_model(root: Path, models: Path) -> None:
         "windows.num_steps": "16",
         "train.batch_size": "8",
         "evaluate.sample_tokens": "10",
-        "export.register": "false",
-        "export.serving_dir": str(models),
     }
-    arguments = ["run", "language_model", "--config", str(LM_SMOKE)]
-    arguments += ["--artifacts-root", str(root / "artifacts")]
+    _run_pipeline(root, models, ["language_model", "--config", str(LM_SMOKE)], settings)
+
+
+def _train_sales_model(root: Path, models: Path) -> None:
+    write_shop_sales(root, series=4, weeks=140)
+    settings = {
+        **SHOP_INGEST,
+        "data.data_dir": str(root),
+        "model.units": "4",
+        "train.epochs": "1",
+        "backtest.folds": "1",
+        "export.model_name": "shop",
+    }
+    _run_pipeline(root, models, ["sales_forecast"], settings)
+
+
+def _run_pipeline(root: Path, models: Path, pipeline: list[str], settings: dict) -> None:
+    """``python -m pipelines run <pipeline...>`` exporting to ``models``; MLflow under ``root``."""
+    patch = pytest.MonkeyPatch()
+    patch.chdir(root)
+    uri, previous_uri = f"sqlite:///{root / 'mlflow.db'}", mlflow.get_tracking_uri()
+    patch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    settings = {**settings, "export.register": "false", "export.serving_dir": str(models)}
+    arguments = ["run", *pipeline, "--artifacts-root", str(root / "artifacts")]
     arguments += [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
     try:
         assert main(arguments) == 0

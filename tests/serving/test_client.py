@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from pipelines import forecast_csv
 from serving import client
 from tests.conftest import synthetic_review
 
@@ -91,6 +93,29 @@ def test_status_and_metadata(server_url, capsys):
     assert client.main(["--url", server_url, "--model", "lm_char", "--metadata"]) == 0
     signatures = json.loads(capsys.readouterr().out)["metadata"]["signature_def"]["signature_def"]
     assert {"serving_default", "generate"} <= set(signatures)
+
+
+def test_a_sales_history_csv_is_forecast_as_the_forecast_command_does(
+    server_url, exported_models, tmp_path, capsys
+):
+    history = exported_models.parent / "shop.csv"
+    output = tmp_path / "forecast.csv"
+    arguments = ["--url", server_url, "--model", "shop", "--csv", str(history)]
+    local = ["--models-dir", str(exported_models)]
+    assert client.main([*arguments, *local, "--output", str(output)]) == 0
+    served = pd.read_csv(output)
+    assert len(served) == 4 * 8 and sorted(served["step"].unique()) == list(range(1, 9))
+    direct = forecast_csv.run(exported_models / "shop" / "1", history, tmp_path / "direct.csv")
+    assert list(served.columns) == list(direct.columns)
+    assert (served["week"] == direct["week"]).all() and (served["sku"] == direct["sku"]).all()
+    assert served["forecast"].to_numpy() == pytest.approx(direct["forecast"].to_numpy(), rel=1e-5)
+    capsys.readouterr()
+    info = exported_models / "shop" / "1" / "assets.extra" / forecast_csv.REQUEST_INFO
+    assert client.main([*arguments, "--request-info", str(info)]) == 0  # the CSV on stdout
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == ",".join(direct.columns) and len(printed.splitlines()) == 33
+    assert client.main([*arguments, "--models-dir", str(tmp_path)]) == 1
+    assert "pass --request-info" in capsys.readouterr().err
 
 
 def test_errors_print_the_server_message_and_exit_1(server_url, capsys):

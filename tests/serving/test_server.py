@@ -131,6 +131,51 @@ def test_language_model_signatures(api):
     assert call(f"{api}/lm_char:predict", negative)[0] == 400
 
 
+SHOP_INPUTS = {"units", "promo", "sku", "region", "forecast_start"}
+
+
+def shop_history(exported_models, count: int) -> dict[str, list]:
+    """Columnar raw history for ``count`` series of the ``shop`` model, sized by its export."""
+    info = exported_models / "shop" / "1" / "assets.extra" / "forecast_request.json"
+    lookback, horizon = (json.loads(info.read_text())[key] for key in ("lookback", "horizon"))
+    return {
+        "units": [[100.0 + 10 * i + (week % 4) for week in range(lookback)] for i in range(count)],
+        "promo": [[float(week % 9 == 0) for week in range(lookback + horizon)]] * count,
+        "sku": [f"SKU{i}" for i in range(count)],
+        "region": ["NS"[i % 2] for i in range(count)],
+        "forecast_start": ["2023-06-05"] * count,
+    }
+
+
+def test_the_sales_model_lists_its_raw_history_inputs(api):
+    status, metadata = call(f"{api}/shop/metadata")
+    assert status == 200
+    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert set(signature["inputs"]) == SHOP_INPUTS
+    assert signature["inputs"]["units"]["dtype"] == "DT_FLOAT"
+    assert signature["inputs"]["sku"]["dtype"] == "DT_STRING"
+    assert set(signature["outputs"]) == {"forecast"}
+
+
+def test_the_sales_model_forecasts_from_columnar_and_row_requests(api, exported_models):
+    history = shop_history(exported_models, 3)
+    status, answer = call(f"{api}/shop:predict", {"inputs": history})
+    assert status == 200
+    forecast = np.array(answer["outputs"])  # one output: TF Serving leaves out its name
+    assert forecast.shape == (3, 8) and np.isfinite(forecast).all()
+    serve = tf.saved_model.load(str(exported_models / "shop" / "1")).signatures["serving_default"]
+    direct = serve(**{name: tf.constant(values) for name, values in history.items()})["forecast"]
+    assert forecast == pytest.approx(direct.numpy(), rel=1e-5)
+
+    instances = [{name: values[i] for name, values in history.items()} for i in range(3)]
+    status, answer = call(f"{api}/shop:predict", {"instances": instances})
+    assert status == 200
+    assert np.array(answer["predictions"]) == pytest.approx(forecast, rel=1e-6)
+    short = {**history, "units": [row[:10] for row in history["units"]]}
+    status, answer = call(f"{api}/shop:predict", {"inputs": short})
+    assert status == 400 and "input units has shape [3, 10]" in answer["error"]
+
+
 def test_an_unexpected_failure_is_a_500_and_the_server_stays_up(api, monkeypatch):
     def broken(*args):
         raise RuntimeError("boom")
