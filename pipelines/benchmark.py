@@ -99,7 +99,7 @@ def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[st
 
 
 def _command(pipeline: str, name: str, overrides: list[str]) -> str:
-    suffix = {"language_model": "lm"}.get(pipeline, pipeline)
+    suffix = {"language_model": "lm", "sales_forecast": "sales"}.get(pipeline, pipeline)
     extra = f" SET='{' '.join(overrides)}'" if overrides else ""
     return f"make bench-{suffix} MODELS={name}{extra}"
 
