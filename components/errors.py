@@ -11,3 +11,11 @@ class ConfigError(PipelineError):
 
 class DataError(PipelineError):
     """Input data is missing, unreadable or fails validation."""
+
+
+def require_one_of(field: str, value: object, allowed: tuple | list) -> None:
+    """Raise a ConfigError that names the field, the value and the valid choices."""
+    if value not in allowed:
+        raise ConfigError(
+            f"{field}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}"
+        )

@@ -15,7 +15,7 @@ import math
 import keras
 import tensorflow as tf
 
-from components.errors import ConfigError
+from components.errors import ConfigError, require_one_of
 from components.models import CELLS, RecurrentModelConfig, recurrent_stack, require_known_cell
 from components.series_windows import FeatureSpec
 
@@ -51,11 +51,7 @@ class ForecastModelConfig:
 
     def __post_init__(self):
         require_known_cell(self.cell)
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(
-                f"model.architecture={self.architecture!r} is not valid; choose one of: "
-                f"{', '.join(ARCHITECTURES)}"
-            )
+        require_one_of("model.architecture", self.architecture, ARCHITECTURES)
         if self.quantiles is not None and not all(0.0 < q < 1.0 for q in self.quantiles):
             raise ConfigError(f"model.quantiles={self.quantiles} must all lie in (0, 1)")
         if min(self.layers, self.units, self.embedding_dim) < 1:

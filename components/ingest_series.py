@@ -21,7 +21,7 @@ import pandas as pd
 
 from components import tracking
 from components.artifacts import TimeSeries
-from components.errors import ConfigError, DataError
+from components.errors import ConfigError, DataError, require_one_of
 from components.series_csv import DATA_DIR_ENV, SeriesCsvFiles
 
 log = logging.getLogger(__name__)
@@ -101,10 +101,10 @@ class SeriesIngestConfig:
     """Keep only the first this-many usable series, in sorted order (smoke runs and tests)."""
 
     def __post_init__(self):
-        _require_one_of("ingest.fill_missing", self.fill_missing, ("zero", "interpolate", "ffill"))
-        _require_one_of("ingest.covariate_fill", self.covariate_fill, ("zero", "ffill"))
-        _require_one_of("ingest.negative_target", self.negative_target, ("keep", "clip", "error"))
-        _require_one_of("ingest.duplicate_rows", self.duplicate_rows, ("error", "first"))
+        require_one_of("ingest.fill_missing", self.fill_missing, ("zero", "interpolate", "ffill"))
+        require_one_of("ingest.covariate_fill", self.covariate_fill, ("zero", "ffill"))
+        require_one_of("ingest.negative_target", self.negative_target, ("keep", "clip", "error"))
+        require_one_of("ingest.duplicate_rows", self.duplicate_rows, ("error", "first"))
         if not self.series_id:
             raise ConfigError(
                 "ingest.series_id is empty; name the column(s) that identify a series"
@@ -145,11 +145,6 @@ def _check_roles(config: SeriesIngestConfig) -> None:
         raise ConfigError(
             f"ingest: column(s) {clashes} clash with the panel's {list(RESERVED_COLUMNS)}"
         )
-
-
-def _require_one_of(field: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{field}={value!r} is not valid; choose one of: {', '.join(allowed)}")
 
 
 def run(config: SeriesIngestConfig, out_dir: Path, min_length: int) -> TimeSeries:

@@ -56,14 +56,6 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def require_one_of(field: str, value: Any, allowed: tuple | list) -> None:
-    """Raise a ConfigError that names the field, the value and the valid choices."""
-    if value not in allowed:
-        raise ConfigError(
-            f"{field}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}"
-        )
-
-
 def require_range(field: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise ConfigError(f"{field}={value!r} must be between {low} and {high}")
