@@ -213,9 +213,9 @@ class SampleLogger(keras.callbacks.Callback):
 
 
 STAGES = [
-    Stage("ingest", run_ingest, Corpus, config_section="ingest"),
-    Stage("tokenize", run_tokenize, TokenizedCorpus, ("ingest",), "tokenize"),
-    Stage("train", run_train, TrainedModel, ("tokenize",), "train"),
-    Stage("evaluate", run_evaluate, Metrics, ("tokenize", "train"), "evaluate"),
-    Stage("export", run_export, PushedModel, ("tokenize", "train"), "export"),
+    Stage("ingest", run_ingest, Corpus, config_sections=("data", "ingest")),
+    Stage("tokenize", run_tokenize, TokenizedCorpus, ("ingest",), ("tokenize",)),
+    Stage("train", run_train, TrainedModel, ("tokenize",), ("model", "windows", "train", "evaluate")),
+    Stage("evaluate", run_evaluate, Metrics, ("tokenize", "train"), ("model", "evaluate")),
+    Stage("export", run_export, PushedModel, ("tokenize", "train"), ("model", "evaluate", "export")),
 ]

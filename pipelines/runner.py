@@ -35,8 +35,9 @@ class Stage:
     run: Callable[[Any, dict[str, Artifact], Path], Artifact]
     output: type[Artifact]
     inputs: tuple[str, ...] = ()
-    config_section: str | None = None
-    """The config attribute this stage reads, recorded in its manifest."""
+    config_sections: tuple[str, ...] = ()
+    """Every config attribute the stage reads: recorded in its manifest and part of its cache key,
+    so a change to any of them reruns the stage (and, through its new output, what follows)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,9 +109,9 @@ def _run_stage(stage: Stage, config: Any, outputs: dict, run_dir: Path, run_id: 
             "mlflow_run_id": mlflow_run_id,
             "started_at": started_at.isoformat(timespec="seconds"),
             "duration_s": round(time.perf_counter() - started, 2),
-            "config": flatten(getattr(config, stage.config_section))
-            if stage.config_section
-            else {},
+            "config": {
+                section: flatten(getattr(config, section)) for section in stage.config_sections
+            },
             "inputs": {name: artifact.describe() for name, artifact in inputs.items()},
             "output": output.describe(),
         }

@@ -311,11 +311,13 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
+# Scoring reads the model's quantiles, the batch size, the baselines and the holiday column.
+EVALUATE_SECTIONS = ("model", "train", "baselines", "evaluate", "backtest")
 STAGES = [
-    Stage("ingest", run_ingest, TimeSeries, config_section="data"),
-    Stage("preprocess", run_preprocess, SeriesWindows, ("ingest",), "windows"),
-    Stage("train", run_train, TrainedModel, ("preprocess",), "train"),
-    Stage("evaluate", run_evaluate, Metrics, ("preprocess", "train"), "evaluate"),
-    Stage("backtest", run_backtest, Metrics, ("ingest", "train", "evaluate"), "backtest"),
-    Stage("export", run_export, PushedModel, ("preprocess", "train"), "export"),
+    Stage("ingest", run_ingest, TimeSeries, config_sections=("data", "windows")),
+    Stage("preprocess", run_preprocess, SeriesWindows, ("ingest",), ("windows",)),
+    Stage("train", run_train, TrainedModel, ("preprocess",), ("model", "train")),
+    Stage("evaluate", run_evaluate, Metrics, ("preprocess", "train"), EVALUATE_SECTIONS),
+    Stage("backtest", run_backtest, Metrics, ("ingest", "train", "evaluate"), ("windows", *EVALUATE_SECTIONS)),
+    Stage("export", run_export, PushedModel, ("preprocess", "train"), ("data", "windows", "model", "export")),
 ]

@@ -152,9 +152,9 @@ def serving_archive(
 
 
 STAGES = [
-    Stage("ingest", run_ingest, Examples, config_section="ingest"),
-    Stage("preprocess", run_preprocess, Vocabulary, ("ingest",), "preprocess"),
-    Stage("train", run_train, TrainedModel, ("ingest", "preprocess"), "train"),
-    Stage("evaluate", run_evaluate, Metrics, ("ingest", "preprocess", "train"), "evaluate"),
-    Stage("export", run_export, PushedModel, ("preprocess", "train"), "export"),
+    Stage("ingest", run_ingest, Examples, config_sections=("data", "ingest")),
+    Stage("preprocess", run_preprocess, Vocabulary, ("ingest",), ("preprocess",)),
+    Stage("train", run_train, TrainedModel, ("ingest", "preprocess"), ("preprocess", "model", "train")),
+    Stage("evaluate", run_evaluate, Metrics, ("ingest", "preprocess", "train"), ("evaluate",)),
+    Stage("export", run_export, PushedModel, ("preprocess", "train"), ("evaluate", "export")),
 ]

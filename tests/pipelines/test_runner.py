@@ -39,7 +39,7 @@ def explode(config, inputs, out_dir):
 
 
 STAGES = [
-    Stage("make", make, Examples, config_section="make"),
+    Stage("make", make, Examples, config_sections=("make",)),
     Stage("score", score, Metrics, ("make",)),
 ]
 
@@ -52,7 +52,7 @@ def test_stages_run_in_order_with_manifests_and_mlflow_runs(tmp_path, mlflow_sto
     assert manifest["inputs"]["make"]["digest"] == result.outputs["make"].digest()
     assert manifest["output"]["path"] == str(result.run_dir / "score" / "metrics")
     assert json.loads((result.run_dir / "make" / "manifest.json").read_text())["config"] == {
-        "value": 1
+        "make": {"value": 1}
     }
 
     runs = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
