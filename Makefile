@@ -12,12 +12,14 @@ export PYTHONUNBUFFERED := 1
 SERVING_FILES := models.config batching_parameters.txt monitoring.config docker-compose.yml
 
 # Optional knobs: CONFIG=path.yaml MODEL=bigru EPOCHS=3 SET="train.batch_size=32 model.units=128"
+# FORCE=1 reruns every stage instead of reusing the results of an identical earlier run.
 PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL)) \
-	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s))
+	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s)) \
+	$(if $(FORCE),--no-cache)
 
 .PHONY: help venv run sentiment sentiment-smoke lm-char lm-word lm-smoke generate test lint \
 	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving \
-	serving-config serve-docker serve predict clean
+	serving-config serve-docker serve predict rollback lineage tune compare clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -53,6 +55,15 @@ sales: venv  ## Walmart weekly sales forecasting with backtest (MODEL=gru|lstm|s
 sales-smoke: venv  ## the sales pipeline on 60 series (about a minute)
 	$(PY) -m pipelines run sales_forecast --config pipelines/configs/sales_forecast.smoke.yaml $(PIPELINE_ARGS)
 
+# make tune PIPELINE=sentiment|language_model|sales_forecast TRIALS=20 [CONFIG= SET=...]
+tune: venv  ## search tune.space with KerasTuner, then run the pipeline with the best values
+	$(PY) -m pipelines run $(or $(PIPELINE),sentiment) --tune \
+		$(if $(TRIALS),--set tune.max_trials=$(TRIALS)) $(PIPELINE_ARGS)
+
+# make compare PIPELINE=sentiment [LAST=5]
+compare: venv  ## table and plot of a pipeline's finished MLflow runs and their test metrics
+	$(PY) -m pipelines compare $(or $(PIPELINE),sentiment) $(if $(LAST),--last $(LAST))
+
 # make forecast INPUT=history.csv OUTPUT=forecast.csv [SALES_MODEL=sales]
 forecast: venv  ## forecast the weeks after INPUT's history with the latest exported sales model
 	$(PY) -m pipelines forecast --input $(or $(INPUT),$(RNN_DATA_DIR)/sales/walmart_recruiting/train.csv) \
@@ -66,6 +77,11 @@ generate: venv  ## sample from the latest exported language model
 
 serving-config: venv  ## regenerate TF Serving's files in serving/ from serving/models
 	$(PY) -m serving.deployment --models-dir serving/models
+
+# make rollback MODEL=sentiment [SERVING_DIR=serving/models]
+rollback: venv  ## serve MODEL's previous version again and point the MLflow champion alias at it
+	$(PY) -m pipelines rollback --model-name $(or $(MODEL),$(error set MODEL=<model name>, e.g. MODEL=sentiment)) \
+		--serving-dir $(or $(SERVING_DIR),serving/models)
 
 serve-docker: serving-config  ## official TF Serving in Docker: gRPC 127.0.0.1:8500, REST :8501
 	@command -v docker >/dev/null && docker compose version >/dev/null 2>&1 || { \
@@ -83,6 +99,10 @@ predict: venv  ## ask the running server: TEXT= to classify, PROMPT= to generate
 	$(PY) -m serving.client --model $(or $(MODEL),sentiment) $(if $(URL),--url $(URL)) \
 		$(if $(PROMPT),--prompt "$(PROMPT)" --length $(or $(LENGTH),200) \
 		$(if $(TEMPERATURE),--temperature $(TEMPERATURE)),--text "$(TEXT)")
+
+# make lineage ARTIFACT=serving/models/sentiment/3  (or any artifact / stage directory)
+lineage: venv  ## print the data, config, runs and metrics behind an artifact or served version
+	$(PY) -m pipelines lineage $(or $(ARTIFACT),$(error set ARTIFACT=serving/models/<name>/<version>))
 
 test: venv  ## run the test suite
 	$(PY) -m pytest

@@ -159,16 +159,45 @@ class Metrics(Artifact):
 
 
 @dataclasses.dataclass(frozen=True)
+class Blessing(Artifact):
+    """The evaluator's verdict on a candidate model (blessing.json): blessed or not, and why."""
+
+    def load(self) -> dict[str, Any]:
+        return json.loads((self.path / "blessing.json").read_text())
+
+    @property
+    def blessed(self) -> bool:
+        return bool(self.load()["blessed"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters(Artifact):
+    """The tuner's best values as config overrides (hyperparameters.json) and all its trials."""
+
+    def load(self) -> dict[str, Any]:
+        return json.loads((self.path / "hyperparameters.json").read_text())
+
+    def overrides(self) -> dict[str, Any]:
+        """Config key (``model.units``) -> best value, applied on top of the pipeline's config."""
+        return self.load()["best"]
+
+
+@dataclasses.dataclass(frozen=True)
 class PushedModel(Artifact):
-    """A SavedModel in TF Serving layout: ``<serving_dir>/<model_name>/<version>/``."""
+    """What the pusher did (push.json): the serving version it wrote, or why it pushed nothing."""
+
+    def load(self) -> dict[str, Any]:
+        return json.loads((self.path / "push.json").read_text())
 
     @property
-    def model_name(self) -> str:
-        return self.path.parent.name
+    def pushed(self) -> bool:
+        return bool(self.load()["pushed"])
 
     @property
-    def version(self) -> int:
-        return int(self.path.name)
+    def version_dir(self) -> Path | None:
+        """``<serving_dir>/<model_name>/<version>`` (TF Serving layout), or None if not pushed."""
+        record = self.load()
+        return Path(record["path"]) if record["pushed"] else None
 
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
@@ -182,6 +211,8 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         Vocabulary,
         TrainedModel,
         Metrics,
+        Blessing,
+        Hyperparameters,
         PushedModel,
     )
 }

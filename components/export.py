@@ -1,11 +1,15 @@
-"""Export (Pusher): write a SavedModel for TensorFlow Serving and register the model in MLflow.
+"""Export (Pusher): write a blessed model for TensorFlow Serving and register it in MLflow.
 
-The task supplies a ``keras.export.ExportArchive`` whose signatures take raw inputs (preprocessing
-is inside the graph). The SavedModel is written to a hidden temporary directory beside the model's
-versions with TF Serving warmup requests built from the example inputs, loaded back and made to
-answer them, registered in MLflow, and only then renamed to the next integer version, so TF Serving
-(which watches ``<serving_dir>/<model_name>/``) never sees a half-written or unverified version.
-TF Serving's deployment files beside ``serving_dir`` are then regenerated (serving/deployment.py).
+Only a model the blessing stage approved is pushed; for any other, push.json records why not and
+nothing under ``serving_dir`` changes. The task supplies a ``keras.export.ExportArchive`` whose
+signatures take raw inputs (preprocessing is inside the graph). The SavedModel is written to a
+hidden temporary directory beside the model's versions with TF Serving warmup requests built from
+the example inputs, loaded back and made to answer them, registered in MLflow, and only then
+renamed to the next integer version, so TF Serving (which watches ``<serving_dir>/<model_name>/``)
+never sees a half-written or unverified version. The version carries its blessing
+(``assets.extra/evaluation.json``, the next candidate's baseline) and its registered MLflow
+version becomes the ``champion`` alias. TF Serving's deployment files beside ``serving_dir`` are
+then regenerated (serving/deployment.py).
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from components import tracking
-from components.artifacts import PushedModel
+from components.artifacts import Blessing, PushedModel, TrainedModel
+from components.blessing import EVALUATION_FILE
 from components.errors import ConfigError
 from serving import deployment
+from serving.versions import list_versions, next_version
 
 log = logging.getLogger(__name__)
 
@@ -59,49 +65,92 @@ def run(
     config: ExportConfig,
     archive: keras.export.ExportArchive,
     example_inputs: dict[str, tf.Tensor],
+    blessing: Blessing,
+    trained: TrainedModel,
     out_dir: Path,
     extra_files: dict[str, str] | None = None,
 ) -> PushedModel:
-    """Push ``archive``; ``example_inputs`` (one batch per signature input) must make it answer.
+    """Push ``archive`` (built from ``trained``) if ``blessing`` approves it and that very model is
+    not already the newest version; ``example_inputs`` (one batch per signature input) must make
+    it answer.
 
     ``extra_files`` (name -> text) go to the SavedModel's ``assets.extra/``, which TF Serving
     ignores: the place for what a client needs to know to build a request.
     """
+    if not blessing.blessed:
+        failed = [reason for reason in blessing.load()["reasons"] if reason.endswith("FAIL")]
+        reason = f"not blessed: {'; '.join(failed)}"
+        log.warning("%s is not pushed, %s", config.model_name, reason)
+        record = {"pushed": False, "model_name": config.model_name, "reason": reason}
+        return _record(out_dir, record)
     base = Path(config.serving_dir).resolve() / config.model_name
+    model_digest = trained.digest()
+    if (serving := _newest_version_of(base, model_digest)) is not None:
+        # A rerun of an unchanged pipeline (blessed against itself) must not add a copy.
+        reason = f"this trained model already serves as version {serving.name}"
+        log.info("%s is not pushed: %s", config.model_name, reason)
+        record = {"pushed": False, "model_name": config.model_name, "reason": reason}
+        return _record(out_dir, {**record, "serving_version": int(serving.name)})
+    evaluation = {**blessing.load(), "model_digest": model_digest}
+    extra_files = {**(extra_files or {}), EVALUATION_FILE: json.dumps(evaluation, indent=2)}
     base.mkdir(parents=True, exist_ok=True)
     staging = base / f".staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     archive.write_out(str(staging), verbose=False)
-    for name, text in (extra_files or {}).items():
+    for name, text in extra_files.items():
         (staging / "assets.extra").mkdir(exist_ok=True)
         (staging / "assets.extra" / name).write_text(text)
     outputs = _answer_warmup(_write_warmup(staging, config.model_name, example_inputs), staging)
     log.info(
         "exported model answers with outputs %s", {k: v.shape.as_list() for k, v in outputs.items()}
     )
-    record = {"model_name": config.model_name, "serving_dir": str(base)}
-    if config.register:
-        input_example = pd.DataFrame({k: v.numpy().tolist() for k, v in example_inputs.items()})
-        record["mlflow_model_uri"] = tracking.log_serving_model(
-            staging, config.model_name, input_example
-        )
+    record = {"pushed": True, "model_name": config.model_name, "serving_dir": str(base)}
+    registered = None
+    if config.register and (logged := _register(staging, config.model_name, example_inputs)):
+        record["mlflow_model_uri"], registered = logged
     # Renaming is the last step: only a verified, registered SavedModel becomes a servable version.
     version_dir = _rename_to_next_version(staging, base)
-    record.update(version=int(version_dir.name), path=str(version_dir))
+    record.update(
+        version=int(version_dir.name), path=str(version_dir), registered_version=registered
+    )
+    serving = {"serving_version": record["version"], "serving_path": version_dir}
+    if registered is not None:
+        tracking.tag_registered_version(config.model_name, registered, serving)
+    # What serves now is the baseline of the next candidate (none if it was not registered).
+    tracking.set_champion(config.model_name, registered)
     if config.deployment_files:
         record["deployment_files"] = [str(p) for p in deployment.write_deployment(base.parent)]
+    tracking.set_tags(serving)
+    return _record(out_dir, record)
+
+
+def _newest_version_of(base: Path, model_digest: str) -> Path | None:
+    """The newest served version if its evaluation.json names the trained model ``model_digest``."""
+    versions = list_versions(base)
+    if not versions:
+        return None
+    newest = base / str(versions[-1])
+    evaluation = newest / "assets.extra" / EVALUATION_FILE
+    recorded = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
+    return newest if recorded.get("model_digest") == model_digest else None
+
+
+def _register(staging: Path, model_name: str, example_inputs: dict) -> tuple[str, int] | None:
+    input_example = pd.DataFrame({k: v.numpy().tolist() for k, v in example_inputs.items()})
+    return tracking.log_serving_model(staging, model_name, input_example)
+
+
+def _record(out_dir: Path, record: dict) -> PushedModel:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "push.json").write_text(json.dumps(record, indent=2))
     tracking.log_dict(record, "push.json")
-    tracking.set_tags({"serving_version": record["version"], "serving_path": version_dir})
-    return PushedModel(version_dir)
+    return PushedModel(out_dir)
 
 
 def _rename_to_next_version(staging: Path, base: Path) -> Path:
-    """Move ``staging`` to the lowest free version above every existing one (safe against races)."""
+    """Move ``staging`` to the next version number (safe against a concurrent push)."""
     while True:
-        versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
-        target = base / str(max(versions, default=0) + 1)
+        target = base / str(next_version(base))
         try:
             staging.rename(target)
             return target

@@ -98,6 +98,17 @@ def set_tags(tags: dict[str, Any]) -> None:
         mlflow.set_tags({key: str(value) for key, value in tags.items()})
 
 
+def end_interrupted_runs(run_ids: list[str]) -> None:
+    """Mark runs still RUNNING (their process was killed, e.g. by SIGKILL) as KILLED."""
+    client = mlflow.MlflowClient()
+    for run_id in run_ids:
+        try:
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, status="KILLED")
+        except mlflow.exceptions.MlflowException:
+            log.warning("MLflow run %s of the interrupted attempt is gone; not marked", run_id)
+
+
 def log_dataset(frame, name: str, source: str, context: str, targets: str | None = None) -> None:
     """Record a split as an MLflow dataset input (MLflow computes its digest and schema)."""
     if active():
@@ -111,6 +122,65 @@ def log_dataset(frame, name: str, source: str, context: str, targets: str | None
 def keras_callback():
     """Per-epoch training and validation metrics, logged into the active run."""
     return mlflow.keras.MlflowCallback(log_every_epoch=True)
+
+
+# Tuning trials, and reports that read earlier pipeline runs back.
+
+
+@contextlib.contextmanager
+def trial_run(name: str, params: dict[str, Any]) -> Iterator[None]:
+    """A run nested in the active one for one tuning trial, its values logged as params; ended
+    FAILED on error like a component run. Does nothing when no run is active."""
+    if not active():
+        yield
+        return
+    with _marking_failure(mlflow.start_run(run_name=name, nested=True)):
+        mlflow.set_tag("trial", name)
+        log_params(params)
+        yield
+
+
+def finished_pipeline_runs(experiment: str) -> list[dict[str, Any]]:
+    """The pipeline runs of ``experiment`` (in the configured store) that finished, newest first.
+
+    Each is a dict: ``run_id`` (the pipeline's), ``mlflow_run_id``, ``params`` (the resolved
+    config; a value a component logged again in its own run, such as a tuned hyperparameter the
+    train stage applied, replaces the parent's) and ``metrics`` (what its component runs logged).
+    """
+    runs = mlflow.search_runs(
+        experiment_names=[experiment],
+        filter_string="attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
+    children: dict[str, list] = {}
+    for run in sorted(runs, key=lambda run: run.info.start_time):
+        parent = run.data.tags.get("mlflow.parentRunId")
+        children.setdefault(parent, []).append(run)
+    summaries = []
+    for run in runs:
+        if "pipeline" not in run.data.tags:
+            continue  # a component, trial or report run
+        params, metrics = dict(run.data.params), {}
+        for child in children.get(run.info.run_id, []):
+            params.update({k: v for k, v in child.data.params.items() if k in params})
+            metrics.update(child.data.metrics)
+        summaries.append(
+            {
+                "run_id": run.data.tags.get("run_id", run.info.run_name),
+                "mlflow_run_id": run.info.run_id,
+                "params": params,
+                "metrics": metrics,
+            }
+        )
+    return summaries
+
+
+@contextlib.contextmanager
+def report_run(name: str) -> Iterator[str]:
+    """A top-level run for a report over earlier runs, tagged ``report=<name>``."""
+    with pipeline_run(name, {"report": name}) as run_id:
+        yield run_id
 
 
 class ServingSignatureModel(mlflow.pyfunc.PythonModel):
@@ -140,8 +210,11 @@ def _plain(values: np.ndarray) -> list:
 
 def log_serving_model(
     saved_model_dir: Path, registered_name: str, input_example: pd.DataFrame
-) -> str | None:
-    """Log the SavedModel as a pyfunc (with signature and input example); register a version."""
+) -> tuple[str, int] | None:
+    """Log the SavedModel as a pyfunc (with signature and input example); register a version.
+
+    Returns the model URI and the registered version number (None when no run is active).
+    """
     if not active():
         return None
     loaded = ServingSignatureModel()  # only to compute the example output for the signature
@@ -155,4 +228,59 @@ def log_serving_model(
         input_example=input_example,
         registered_model_name=registered_name,
     )
-    return info.model_uri
+    return info.model_uri, int(info.registered_model_version)
+
+
+# Model registry. The ``champion`` alias names the registered version being served: the baseline
+# a candidate is judged against, moved by each push and by a rollback. Like the helpers above, these
+# do nothing (or return None) when no run is active, so components stay callable without MLflow.
+
+CHAMPION = "champion"
+
+
+def champion_serving_path(name: str) -> Path | None:
+    """The version directory the ``champion`` alias of ``name`` was pushed to, if it has one."""
+    if not active():
+        return None
+    try:
+        champion = mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    path = champion.tags.get("serving_path")
+    return Path(path) if path else None
+
+
+def registered_version_at(name: str, serving_path: Path) -> int | None:
+    """The registered version of ``name`` that was pushed to ``serving_path`` (None: none was)."""
+    if not active():
+        return None
+    found = [
+        int(version.version)
+        for version in mlflow.MlflowClient().search_model_versions(f"name = '{name}'")
+        if version.tags.get("serving_path") == str(serving_path)
+    ]
+    return max(found, default=None)
+
+
+def tag_registered_version(name: str, version: int, tags: dict[str, Any]) -> None:
+    if active():
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_model_version_tag(name, str(version), key, str(value))
+
+
+def set_champion(name: str, version: int | None) -> None:
+    """Point ``champion`` at ``version``; None removes it (what serves now is not registered)."""
+    if not active():
+        return
+    client = mlflow.MlflowClient()
+    if version is not None:
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+        return
+    try:
+        client.delete_registered_model_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise

@@ -4,24 +4,38 @@ The task supplies a model builder and batched datasets (it knows how its data mu
 shuffled reviews, or contiguous windows for a stateful language model); this component seeds,
 compiles (optimizer, learning rate, gradient clipping), trains with progress output, logs every
 epoch to MLflow, and writes the best model, its history, a summary and learning curves.
+
+Training resumes where a killed attempt stopped: the weights, optimizer and epoch counter are backed
+up after every epoch (Keras ``BackupAndRestore``) and each epoch's logs are appended to
+``epochs.csv``, from which the best-model checkpoint and early stopping take up their state again.
+The runner keeps a resumable stage's unfinished directory, so rerunning the pipeline continues.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
+import numpy as np
+import pandas as pd
 import tensorflow as tf
 from matplotlib.figure import Figure
 
 from components import tracking
 from components.artifacts import TrainedModel
 from components.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BACKUP_DIR = "backup"
+EPOCH_LOG = "epochs.csv"
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -83,6 +97,36 @@ class TrainingData:
     """What a sample is (reviews, tokens): names the ``train_<unit>_per_s`` metric."""
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingSetup:
+    """A task's side of training, shared by the train and tune stages: the data, loss and metrics
+    stay fixed while ``build_model`` takes a (possibly tuned) pipeline config."""
+
+    build_model: Callable[[Any], keras.Model]
+    data: TrainingData
+    loss: str | keras.losses.Loss
+    metrics: list
+    """Metric names, not instances: every model compiled from one setup needs its own state."""
+    callbacks: list[keras.callbacks.Callback] = dataclasses.field(default_factory=list)
+    """The task's own callbacks; the tuner deep-copies them for every trial."""
+
+
+def compiled(
+    config: TrainConfig, model: keras.Model, loss: str | keras.losses.Loss, metrics: list
+) -> keras.Model:
+    """``model`` compiled with the configured optimizer, learning rate and gradient clipping."""
+    model.compile(
+        optimizer=OPTIMIZERS[config.optimizer](
+            learning_rate=config.learning_rate,
+            clipnorm=config.clipnorm,
+            global_clipnorm=config.global_clipnorm,
+        ),
+        loss=loss,
+        metrics=metrics,
+    )
+    return model
+
+
 def run(
     config: TrainConfig,
     build_model: Callable[[], keras.Model],
@@ -94,42 +138,94 @@ def run(
 ) -> TrainedModel:
     """Seed (before ``build_model``, so weights are reproducible), compile, fit, keep the best."""
     keras.utils.set_random_seed(config.seed)
-    model = build_model()
-    model.compile(
-        optimizer=OPTIMIZERS[config.optimizer](
-            learning_rate=config.learning_rate,
-            clipnorm=config.clipnorm,
-            global_clipnorm=config.global_clipnorm,
-        ),
-        loss=loss,
-        metrics=metrics,
-    )
+    model = compiled(config, build_model(), loss, metrics)
     summary_lines: list[str] = []
     model.summary(print_fn=lambda line, **_: summary_lines.append(line))
     tracking.log_text("\n".join(summary_lines), "model_summary.txt")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    history = model.fit(
+    earlier = _earlier_epochs(out_dir)
+    model.fit(
         data.train,
         validation_data=data.validation,
         epochs=config.epochs,
-        callbacks=[*callbacks, *_standard_callbacks(config, out_dir)],
+        callbacks=[*callbacks, *_standard_callbacks(config, out_dir, earlier)],
         shuffle=False,  # the task's input pipeline decides the order, reproducibly
         verbose=1 if sys.stdout.isatty() else 2,  # a progress bar in a terminal, a line in logs
-    ).history
-    wall_time = time.perf_counter() - started
+    )
+    history = _logged_epochs(out_dir / EPOCH_LOG)
+    wall_time = sum(history.pop("epoch_time_s"))
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
     summary = _summary(model, history, wall_time, data)
+    summary["resumed_after_epoch"] = len(earlier.get("loss", []))
     (out_dir / "training.json").write_text(json.dumps(summary, indent=2))
     tracking.log_metrics({key: value for key, value in summary.items() if key != "model"})
     _plot_learning_curves(history, out_dir / "learning_curves.png")
     return TrainedModel(out_dir)
 
 
-def _standard_callbacks(config: TrainConfig, out_dir: Path) -> list[keras.callbacks.Callback]:
+def _earlier_epochs(out_dir: Path) -> dict[str, list[float]]:
+    """The epochs an interrupted attempt logged in ``out_dir``; {} when starting afresh.
+
+    Without a backup (the attempt died before its first epoch ended, or after training had
+    finished and deleted it) there is nothing to continue from, so its files are cleared.
+    """
+    if (out_dir / BACKUP_DIR).is_dir() and (out_dir / EPOCH_LOG).is_file():
+        earlier = _logged_epochs(out_dir / EPOCH_LOG)
+        log.info("resuming training after epoch %d of an interrupted attempt", len(earlier["loss"]))
+        return earlier
+    (out_dir / EPOCH_LOG).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {}
+
+
+def _logged_epochs(path: Path) -> dict[str, list[float]]:
+    """``epochs.csv`` as a Keras history; an epoch logged twice (killed before its backup was
+    written, then redone) keeps its last row."""
+    table = pd.read_csv(path).drop_duplicates("epoch", keep="last").sort_values("epoch")
+    return {name: table[name].tolist() for name in table.columns if name != "epoch"}
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_time_s`` to the logs, so wall time adds up across resumed attempts."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_time_s"] = time.perf_counter() - self._started
+
+
+class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping that also counts the epochs of an interrupted attempt."""
+
+    def __init__(self, patience: int, earlier_val_losses: list[float]):
+        super().__init__(patience=patience)
+        self.earlier_val_losses = earlier_val_losses
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.earlier_val_losses:
+            best = int(np.argmin(self.earlier_val_losses))
+            self.best, self.best_epoch = self.earlier_val_losses[best], best
+            self.wait = len(self.earlier_val_losses) - 1 - best
+
+
+def _standard_callbacks(
+    config: TrainConfig, out_dir: Path, earlier: dict[str, list[float]]
+) -> list[keras.callbacks.Callback]:
+    earlier_val_losses = earlier.get("val_loss", [])
     callbacks = [
-        keras.callbacks.ModelCheckpoint(out_dir / "model.keras", save_best_only=True),
-        keras.callbacks.EarlyStopping(patience=config.early_stopping_patience),
+        _EpochTimer(),
+        # Before the backup: a kill between the two then repeats an epoch rather than losing one.
+        keras.callbacks.CSVLogger(out_dir / EPOCH_LOG, append=True),
+        # Restores weights, optimizer state and the epoch counter; double_checkpoint keeps the
+        # previous backup in case the process dies while writing the new one.
+        keras.callbacks.BackupAndRestore(out_dir / BACKUP_DIR, double_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(
+            out_dir / "model.keras",
+            save_best_only=True,
+            initial_value_threshold=min(earlier_val_losses, default=None),
+        ),
+        _ResumableEarlyStopping(config.early_stopping_patience, earlier_val_losses),
         keras.callbacks.TerminateOnNaN(),
     ]
     if config.reduce_lr_factor:

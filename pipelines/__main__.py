@@ -1,7 +1,10 @@
 """Command line: ``python -m pipelines run sentiment --model bigru --set train.epochs=3``.
 
 Runs a whole pipeline or one stage of it (``--stage train --from-run <run_id>`` reuses the
-upstream artifacts of an earlier run), prints a resolved config, or runs the benchmark suite.
+upstream artifacts of an earlier run; ``--tune`` searches hyperparameters before training),
+compares finished runs in MLflow (``compare sentiment``), prints a resolved config, runs the
+benchmark suite, or rolls an exported model back to its previous version (``rollback
+--model-name sentiment``).
 """
 
 from __future__ import annotations
@@ -36,11 +39,30 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a pipeline (or one stage of it)")
     _add_config_arguments(run)
     run.add_argument(
-        "--stage", help="run only this stage (ingest, preprocess, train, evaluate, export)"
+        "--stage", help="run only this stage (ingest, preprocess, train, evaluate, bless, export)"
     )
     run.add_argument("--from-run", help="with --stage: take upstream artifacts from this run id")
+    run.add_argument(
+        "--tune",
+        action="store_true",
+        help="search the tune.space hyperparameters first; train uses the best (tune.* settings)",
+    )
     run.add_argument("--artifacts-root", type=Path, default=Path("artifacts"))
+    run.add_argument(
+        "--no-cache",
+        dest="use_cache",
+        action="store_false",
+        help="rerun every stage even if an earlier run did the same work",
+    )
     run.set_defaults(handler=_run)
+
+    lineage = commands.add_parser(
+        "lineage", help="print the data, runs and artifacts behind an artifact or served version"
+    )
+    lineage.add_argument("target", type=Path, help="e.g. serving/models/sentiment/3")
+    lineage.add_argument("--artifacts-root", type=Path, default=Path("artifacts"))
+    lineage.add_argument("--json", action="store_true", help="the manifests as JSON")
+    lineage.set_defaults(handler=_lineage)
 
     show = commands.add_parser("show-config", help="print the resolved config as YAML")
     _add_config_arguments(show)
@@ -66,6 +88,23 @@ def _parser() -> argparse.ArgumentParser:
     forecast.add_argument("--serving-dir", type=Path, default=Path("serving/models"))
     forecast.add_argument("--version", type=int, help="default: the latest version")
     forecast.set_defaults(handler=_forecast)
+
+    rollback = commands.add_parser(
+        "rollback", help="serve a model's previous version again and make it the champion"
+    )
+    rollback.add_argument("--model-name", required=True, help="name under --serving-dir")
+    rollback.add_argument("--serving-dir", type=Path, default=Path("serving/models"))
+    rollback.set_defaults(handler=_rollback)
+
+    compare = commands.add_parser(
+        "compare", help="table and plot comparing the finished runs of a pipeline in MLflow"
+    )
+    compare.add_argument("pipeline", choices=PIPELINES)
+    compare.add_argument("--last", type=int, help="only the latest N runs (default: all)")
+    compare.add_argument(
+        "--output-dir", type=Path, help="default: artifacts/<pipeline>/compare (also in MLflow)"
+    )
+    compare.set_defaults(handler=_compare)
 
     bench = commands.add_parser("bench", help="train and score every cell type on the full data")
     bench.add_argument("pipeline", choices=PIPELINES)
@@ -126,15 +165,50 @@ def _run(args) -> int:
     module = pipeline_module(args.pipeline)
     config = resolve_config(args.pipeline, args.config, args.model, args.overrides)
     result = run_pipeline(
-        args.pipeline, config, module.STAGES, args.artifacts_root, args.stage, args.from_run
+        args.pipeline,
+        config,
+        _stages(module, args.tune),
+        args.artifacts_root,
+        args.stage,
+        args.from_run,
+        use_cache=args.use_cache,
     )
     print(f"\nrun {result.run_id} finished")
     print(f"  artifacts:  {result.run_dir}")
     print(f"  MLflow run: {result.mlflow_run_id} (experiment '{args.pipeline}'; `make mlflow-ui`)")
     if "export" in result.outputs:
-        print(f"  exported:   {result.outputs['export'].path}")
+        push = result.outputs["export"].load()
+        print(f"  exported:   {push['path'] if push['pushed'] else 'nothing, ' + push['reason']}")
     if "evaluate" in result.outputs:
         print(f"  test:       {module.headline(result.outputs['evaluate'].load())}")
+    return 0
+
+
+def _stages(module, tune: bool) -> list:
+    """The pipeline's stages; with ``tune``, its tune stage goes right before train."""
+    if not tune:
+        return module.STAGES
+    position = [stage.name for stage in module.STAGES].index("train")
+    return [*module.STAGES[:position], module.TUNE_STAGE, *module.STAGES[position:]]
+
+
+def _compare(args) -> int:
+    from pipelines import compare
+
+    output_dir = args.output_dir or Path("artifacts") / args.pipeline / "compare"
+    table = compare.run(args.pipeline, output_dir, args.last)
+    print(table.read_text())
+    print(f"saved in {output_dir}; logged to MLflow as run 'compare' of '{args.pipeline}'")
+    return 0
+
+
+def _lineage(args) -> int:
+    import json
+
+    from pipelines import lineage
+
+    chain = lineage.run(args.target, args.artifacts_root)
+    print(json.dumps(chain, indent=2) if args.json else lineage.format_chain(chain))
     return 0
 
 
@@ -172,15 +246,29 @@ def _forecast(args) -> int:
 def _exported_version(args, how_to_train: str) -> Path:
     """``<serving_dir>/<model_name>/<version>``, the latest version unless one is named."""
     from components.errors import DataError
+    from serving.versions import list_versions
 
     base = args.serving_dir / args.model_name
-    versions = sorted(int(p.name) for p in base.glob("*") if p.name.isdigit())
+    versions = list_versions(base)
     if not versions or (args.version is not None and args.version not in versions):
         raise DataError(
             f"no exported version {args.version or ''} under {base}; train one first, e.g. "
             f"`{how_to_train}` (exported versions: {versions or 'none'})"
         )
     return base / str(args.version or versions[-1])
+
+
+def _rollback(args) -> int:
+    from serving import rollback
+
+    done = rollback.run(args.serving_dir, args.model_name)
+    print(f"{done['model_name']}: version {done['rolled_back']['version']} rolled back")
+    print(f"  moved to:   {done['rolled_back']['path']}")
+    print(f"  serving:    version {done['serving']['version']} ({done['serving']['path']})")
+    champion = done["champion"]
+    print(f"  champion:   registered version {champion}" if champion else "  champion:   none")
+    print(f"  rewrote:    {', '.join(done['deployment_files'])}")
+    return 0
 
 
 def _bench(args) -> int:

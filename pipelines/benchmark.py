@@ -40,7 +40,8 @@ BENCHMARK_RUNS = {
     # Shakespeare with the shipped config.
     "language_model": {
         "ptb-lstm": ("ptb.yaml", "lstm", []),
-        "ptb-gru": ("ptb.yaml", "gru", []),
+        # At LSTM's learning rate (20) GRU diverged in epoch 3 (valid perplexity 192 -> 343).
+        "ptb-gru": ("ptb.yaml", "gru", ["train.learning_rate=10.0"]),
         "ptb-simplernn": ("ptb.yaml", "simplernn", ["train.learning_rate=5.0"]),
         "char-lstm": ("language_model.yaml", "lstm", []),
         "char-gru": ("language_model.yaml", "gru", []),
@@ -71,8 +72,10 @@ def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[st
     for name in names or runs:
         config_file, preset, extra = runs[name]
         config = resolve_config(pipeline, CONFIGS / config_file, preset, [*extra, *overrides])
-        stages = [stage for stage in module.STAGES if stage.name != "export"]
-        result = run_pipeline(pipeline, config, stages, Path("artifacts/bench"))
+        # A benchmark measures; it neither judges against nor replaces the model being served.
+        stages = [stage for stage in module.STAGES if stage.name not in ("bless", "export")]
+        # Never from the cache: a benchmark row is a measurement made now.
+        result = run_pipeline(pipeline, config, stages, Path("artifacts/bench"), use_cache=False)
         training = json.loads((result.outputs["train"].path / "training.json").read_text())
         metrics = result.outputs[getattr(module, "BENCHMARK_STAGE", "evaluate")].load()
         measured = f"{datetime.now(UTC):%Y-%m-%d}, `{_command(pipeline, name, overrides)}`"

@@ -37,6 +37,17 @@ def load_config(
         raise ConfigError(f"invalid config{f' in {path}' if path else ''}: {error}") from error
 
 
+def with_overrides(config: ConfigT, overrides: dict[str, Any]) -> ConfigT:
+    """A copy of ``config`` with ``{"model.units": 32, ...}`` applied and validated again."""
+    try:
+        merged = OmegaConf.structured(config)
+        for key, value in overrides.items():
+            OmegaConf.update(merged, key, value, merge=False)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"cannot apply {overrides} to the config: {error}") from error
+
+
 def to_yaml(config: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))
 

@@ -59,6 +59,20 @@ def source(config: CorpusConfig) -> CorpusSource:
     return dataclasses.replace(found, texts=texts)
 
 
+def local_files(config: CorpusConfig) -> dict:
+    """The local files the corpus is read from, with their sizes and times (a cache key part)."""
+    from pipelines import cache
+
+    data_dir = config.data_dir or os.environ.get(DATA_DIR_ENV)
+    local = config.source == "local" or (config.source == "auto" and data_dir)
+    if config.corpus == "text":
+        return cache.files_state([Path(config.path)])
+    if not local:
+        return {"source": "remote"}
+    folder = {"tiny_shakespeare": "tinyshakespeare", "ptb": "ptb"}[config.corpus]
+    return cache.files_state([Path(data_dir) / folder])
+
+
 def _find(config: CorpusConfig) -> CorpusSource:
     if config.corpus == "text":
         path = Path(config.path)

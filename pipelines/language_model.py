@@ -1,10 +1,11 @@
 """Recurrent language models: character level (Tiny Shakespeare) or word level (Penn Treebank).
 
-ingest (contiguous splits) -> tokenize (vocabulary fitted on train, id streams) -> train
-(truncated BPTT over a continuous stream: stateful windows, state reset each epoch; or random
+ingest (contiguous splits) -> tokenize (vocabulary fitted on train, id streams) -> [tune] ->
+train (truncated BPTT over a continuous stream: stateful windows, state reset each epoch; or random
 stateless windows) -> evaluate (whole validation and test streams; perplexity, bits per token;
-a generated sample) -> export (SavedModel with ``serving_default`` next-token log-probabilities
-and an in-graph ``generate`` signature).
+a generated sample) -> bless (perplexity bars, no worse than what serves) -> export (if blessed:
+SavedModel with ``serving_default`` next-token log-probabilities and an in-graph ``generate``
+signature).
 """
 
 from __future__ import annotations
@@ -16,13 +17,21 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from components import evaluate_lm, export, ingest_text, tokenize, tracking, train
-from components.artifacts import Corpus, Metrics, PushedModel, TokenizedCorpus, TrainedModel
+from components import blessing, evaluate_lm, export, ingest_text, tokenize, tracking, train, tune
+from components.artifacts import (
+    Blessing,
+    Corpus,
+    Hyperparameters,
+    Metrics,
+    PushedModel,
+    TokenizedCorpus,
+    TrainedModel,
+)
 from components.generation import TextGenerator
 from components.models import LanguageModelConfig, build_language_model, copy_weights, state_sizes
 from components.streams import random_windows, stateful_windows, window_count
 from components.tokenize import Tokenizer
-from pipelines import corpora
+from pipelines import corpora, tuning
 from pipelines.runner import Stage
 
 MODEL_PRESETS = {
@@ -30,6 +39,15 @@ MODEL_PRESETS = {
     "lstm": {"model.cell": "lstm"},
     "gru": {"model.cell": "gru"},
 }
+# Test metrics the evaluate stage logs to MLflow (per char or per token, by tokenize.level),
+# compared across runs by ``make compare``.
+COMPARE_METRICS = [
+    "test_perplexity",
+    "test_nats_per_char",
+    "test_bits_per_char",
+    "test_nats_per_token",
+    "test_bits_per_token",
+]
 
 
 @dataclasses.dataclass
@@ -49,12 +67,14 @@ class LanguageModelPipelineConfig:
     tokenize: tokenize.TokenizerConfig = dataclasses.field(default_factory=tokenize.TokenizerConfig)
     model: LanguageModelConfig = dataclasses.field(default_factory=LanguageModelConfig)
     windows: WindowConfig = dataclasses.field(default_factory=WindowConfig)
+    tune: tune.TuneConfig = dataclasses.field(default_factory=tune.TuneConfig)
     train: train.TrainConfig = dataclasses.field(
         default_factory=lambda: train.TrainConfig(clipnorm=None, global_clipnorm=5.0)
     )
     evaluate: evaluate_lm.LanguageModelEvaluateConfig = dataclasses.field(
         default_factory=evaluate_lm.LanguageModelEvaluateConfig
     )
+    blessing: blessing.BlessingConfig = dataclasses.field(default_factory=blessing.BlessingConfig)
     export: export.ExportConfig = dataclasses.field(
         default_factory=lambda: export.ExportConfig(model_name="language_model")
     )
@@ -71,7 +91,30 @@ def run_tokenize(config: Config, inputs: dict, out_dir: Path) -> TokenizedCorpus
     return tokenize.run(config.tokenize, inputs["ingest"], out_dir)
 
 
+def run_tune(config: Config, inputs: dict, out_dir: Path) -> Hyperparameters:
+    return tuning.search(config, training_setup(config, inputs), out_dir)
+
+
 def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
+    config = tuning.tuned(config, inputs)
+    setup = training_setup(config, inputs)
+    # Not in the setup: tuning deep-copies callbacks for every trial, and samples are for reading
+    # the progress of the one model trained here.
+    sampler = SampleLogger(config, inputs["tokenize"].tokenizer())
+    return train.run(
+        config.train,
+        build_model=lambda: setup.build_model(config),
+        data=setup.data,
+        loss=setup.loss,
+        metrics=setup.metrics,
+        out_dir=out_dir,
+        callbacks=[*setup.callbacks, sampler],
+    )
+
+
+def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
+    """Windows over the id streams and a model builder, shared by tune and train. The batch size
+    and window length are part of a stateful model's shape, so a search keeps them fixed."""
     tokenized = inputs["tokenize"]
     tokenizer = tokenized.tokenizer()
     keras.utils.set_random_seed(config.train.seed)  # random windows depend on the config alone
@@ -95,11 +138,9 @@ def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
     callbacks = [PerplexityLogger(tokenizer.level)]
     if stateful:
         callbacks.insert(0, StateResetter())
-    callbacks.append(SampleLogger(config, tokenizer))
-    return train.run(
-        config.train,
-        build_model=lambda: build_language_model(
-            config.model,
+    return train.TrainingSetup(
+        build_model=lambda variant: build_language_model(
+            variant.model,
             tokenizer.vocabulary_size,
             batch_size=batch,
             stateful=stateful,
@@ -108,18 +149,23 @@ def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
         data=data,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[],
-        out_dir=out_dir,
         callbacks=callbacks,
     )
 
 
 def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
+    config = tuning.tuned(config, inputs)  # the step model is rebuilt from config.model
     tokenizer = inputs["tokenize"].tokenizer()
     generator = text_generator(config.model, inputs["train"].load(), tokenizer)
     return evaluate_lm.run(config.evaluate, generator, inputs["tokenize"], out_dir)
 
 
+def run_bless(config: Config, inputs: dict, out_dir: Path) -> Blessing:
+    return blessing.run(config.blessing, inputs["evaluate"], config.export, out_dir)
+
+
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
+    config = tuning.tuned(config, inputs)  # the step model is rebuilt from config.model
     tokenizer = inputs["tokenize"].tokenizer()
     generator = text_generator(config.model, inputs["train"].load(), tokenizer)
     archive = keras.export.ExportArchive()
@@ -128,7 +174,7 @@ def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
     archive.add_endpoint("serving_default", generator.next_token)
     archive.add_endpoint("generate", generator.generate)
     example = {"text": tf.constant([config.evaluate.sample_prompt or "the", "a"])}
-    return export.run(config.export, archive, example, out_dir)
+    return export.run(config.export, archive, example, inputs["bless"], inputs["train"], out_dir)
 
 
 def headline(metrics: dict) -> str:
@@ -212,10 +258,55 @@ class SampleLogger(keras.callbacks.Callback):
         tracking.log_text(sample, f"samples/epoch_{epoch + 1:03d}.txt")
 
 
+# Not in STAGES: `--tune` puts it before train, which then trains with the best values it found.
+TUNE_STAGE = Stage(
+    "tune",
+    run_tune,
+    Hyperparameters,
+    ("tokenize",),
+    config_sections=("tune", "model", "windows", "train"),
+)
 STAGES = [
-    Stage("ingest", run_ingest, Corpus, config_sections=("data", "ingest")),
-    Stage("tokenize", run_tokenize, TokenizedCorpus, ("ingest",), ("tokenize",)),
-    Stage("train", run_train, TrainedModel, ("tokenize",), ("model", "windows", "train", "evaluate")),
-    Stage("evaluate", run_evaluate, Metrics, ("tokenize", "train"), ("model", "evaluate")),
-    Stage("export", run_export, PushedModel, ("tokenize", "train"), ("model", "evaluate", "export")),
+    Stage(
+        "ingest",
+        run_ingest,
+        Corpus,
+        config_sections=("data", "ingest"),
+        external_state=lambda config: corpora.local_files(config.data),
+    ),
+    Stage("tokenize", run_tokenize, TokenizedCorpus, ("ingest",), config_sections=("tokenize",)),
+    Stage(
+        "train",
+        run_train,
+        TrainedModel,
+        ("tokenize",),
+        optional_inputs=("tune",),
+        config_sections=("model", "windows", "train", "evaluate"),
+        resumable=True,
+    ),
+    # Both rebuild the model from config.model, so they too apply what a tune stage found.
+    Stage(
+        "evaluate",
+        run_evaluate,
+        Metrics,
+        ("tokenize", "train"),
+        optional_inputs=("tune",),
+        config_sections=("model", "evaluate"),
+    ),
+    Stage(
+        "bless",
+        run_bless,
+        Blessing,
+        ("evaluate",),
+        config_sections=("blessing", "export"),
+        external_state=lambda config: blessing.serving_baseline(config.export),
+    ),
+    Stage(
+        "export",
+        run_export,
+        PushedModel,
+        ("tokenize", "train", "bless"),
+        optional_inputs=("tune",),
+        config_sections=("model", "evaluate", "export"),
+    ),
 ]

@@ -1,8 +1,11 @@
 """Run a pipeline's stages in order, each into its own directory, with a manifest and an MLflow run.
 
-Layout: ``<artifacts_root>/<pipeline>/<run_id>/<stage>/{<artifact>/, manifest.json}``. A stage
-writes into ``.<stage>.partial/`` and the directory is renamed only when the stage has finished,
-so an interrupted run never leaves an artifact a later step would trust.
+Layout: ``<artifacts_root>/<pipeline>/<run_id>/<stage>/{<artifact>/, manifest.json}``. Every
+manifest records the stage's fingerprint (pipelines/cache.py): when an earlier run completed the
+same stage with the same code, config and inputs, its artifact is reused instead of recomputed.
+A stage writes into ``<pipeline>/.partial/<stage>-<fingerprint>/``, renamed into the run only when
+the stage has finished, so an interrupted run never leaves an artifact a later step would trust; a
+resumable stage (training) finds its own half-done work there when the same execution is rerun.
 """
 
 from __future__ import annotations
@@ -22,9 +25,14 @@ from typing import Any
 from components import artifacts, tracking
 from components.artifacts import Artifact
 from components.errors import PipelineError
+from pipelines import cache
 from pipelines.config import flatten, to_yaml
 
 log = logging.getLogger(__name__)
+
+PARTIAL_DIR = ".partial"
+ATTEMPT_FILE = "attempt.json"
+"""In a resumable stage's partial directory: the MLflow runs of the attempt in progress."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +43,16 @@ class Stage:
     run: Callable[[Any, dict[str, Artifact], Path], Artifact]
     output: type[Artifact]
     inputs: tuple[str, ...] = ()
+    optional_inputs: tuple[str, ...] = ()
+    """Passed only when an earlier stage of the run produced them (e.g. ``tune`` for ``train``)."""
     config_sections: tuple[str, ...] = ()
     """Every config attribute the stage reads: recorded in its manifest and part of its cache key,
     so a change to any of them reruns the stage (and, through its new output, what follows)."""
+    external_state: Callable[[Any], dict[str, Any]] | None = None
+    """State outside the artifacts that the result depends on (e.g. the model now serving, which
+    the blessing compares against), as config -> dict; part of the cache key."""
+    resumable: bool = False
+    """Keep the partial output of an interrupted execution, so rerunning it continues the work."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +74,13 @@ def run_pipeline(
     artifacts_root: Path,
     only: str | None = None,
     from_run: str | None = None,
+    use_cache: bool = True,
 ) -> PipelineResult:
-    """Run every stage, or with ``only`` a single stage fed by the artifacts of run ``from_run``."""
+    """Run every stage, or with ``only`` a single stage fed by the artifacts of run ``from_run``.
+
+    With ``use_cache`` a stage whose fingerprint matches a completed execution is not run again;
+    without it every stage runs (and its fingerprint is still recorded for later runs).
+    """
     selected = [stage for stage in stages if only in (None, stage.name)]
     if not selected:
         raise PipelineError(
@@ -71,60 +91,154 @@ def run_pipeline(
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(to_yaml(config))
     outputs = load_outputs(Path(artifacts_root) / pipeline / from_run) if from_run else {}
+    digests = {name: artifact.digest() for name, artifact in outputs.items()}
     tracking.configure(pipeline)
     tags = {"pipeline": pipeline, "run_id": run_id, "stages": ",".join(s.name for s in selected)}
     with tracking.pipeline_run(f"{pipeline}-{run_id}", tags) as mlflow_run_id:
         tracking.log_params(flatten(config))
         tracking.log_artifact(run_dir / "config.yaml")
+        executed = []
         for stage in selected:
-            outputs[stage.name] = _run_stage(stage, config, outputs, run_dir, run_id)
+            execution = _Execution(stage, config, outputs, digests, run_dir, mlflow_run_id)
+            manifest = execution.reuse() if use_cache else None
+            if manifest is None:
+                manifest = execution.run()
+                executed.append(stage.name)
+            outputs[stage.name] = artifacts.from_description(manifest["output"])
+            digests[stage.name] = manifest["output"]["digest"]
+        tracking.set_tags({"executed_stages": ",".join(executed) or "none (all cached)"})
     log.info("run %s finished: artifacts in %s, MLflow run %s", run_id, run_dir, mlflow_run_id)
     return PipelineResult(run_id, run_dir, mlflow_run_id, outputs)
 
 
-def _run_stage(stage: Stage, config: Any, outputs: dict, run_dir: Path, run_id: str) -> Artifact:
-    missing = [name for name in stage.inputs if name not in outputs]
-    if missing:
-        raise PipelineError(
-            f"stage {stage.name} needs the output of {missing}; run the whole pipeline or pass "
-            "--from-run with a run that has them"
-        )
-    inputs = {name: outputs[name] for name in stage.inputs}
-    final_dir = run_dir / stage.name
-    partial_dir = run_dir / f".{stage.name}.partial"
-    shutil.rmtree(partial_dir, ignore_errors=True)
-    log.info("stage %s: starting", stage.name)
-    started_at, started = datetime.now(UTC), time.perf_counter()
-    with tracking.component_run(stage.name) as mlflow_run_id:
-        output = stage.run(config, inputs, partial_dir / _snake(stage.output.__name__))
-        if not isinstance(output, stage.output):
+class _Execution:
+    """One stage in one run: its inputs, fingerprint and directories."""
+
+    def __init__(self, stage, config, outputs, digests, run_dir: Path, parent_mlflow_run: str):
+        missing = [name for name in stage.inputs if name not in outputs]
+        if missing:
             raise PipelineError(
-                f"stage {stage.name} returned {type(output).__name__}, "
-                f"expected {stage.output.__name__}"
+                f"stage {stage.name} needs the output of {missing}; run the whole pipeline or "
+                "pass --from-run with a run that has them"
             )
-        manifest = {
-            "pipeline": run_dir.parent.name,
-            "run_id": run_id,
-            "component": stage.name,
-            "mlflow_run_id": mlflow_run_id,
-            "started_at": started_at.isoformat(timespec="seconds"),
-            "duration_s": round(time.perf_counter() - started, 2),
-            "config": {
-                section: flatten(getattr(config, section)) for section in stage.config_sections
-            },
-            "inputs": {name: artifact.describe() for name, artifact in inputs.items()},
-            "output": output.describe(),
+        names = [name for name in (*stage.inputs, *stage.optional_inputs) if name in outputs]
+        self.stage, self.config, self.run_dir = stage, config, run_dir
+        self.parent_mlflow_run = parent_mlflow_run
+        self.inputs = {name: outputs[name] for name in names}
+        self.input_digests = {name: digests[name] for name in names}
+        self.stage_config = {
+            section: flatten(getattr(config, section)) for section in stage.config_sections
         }
-        if output.path.is_relative_to(partial_dir):
-            output = dataclasses.replace(
-                output, path=final_dir / output.path.relative_to(partial_dir)
+        external = stage.external_state(config) if stage.external_state else {}
+        self.fingerprint = cache.fingerprint(
+            stage.name, self.stage_config, self.input_digests, external
+        )
+        self.final_dir = run_dir / stage.name
+        self.partial_dir = run_dir.parent / PARTIAL_DIR / f"{stage.name}-{self.fingerprint[:16]}"
+
+    def reuse(self) -> dict[str, Any] | None:
+        """Record a completed execution with the same fingerprint as this run's; None if none."""
+        earlier = cache.find(self.run_dir.parent, self.stage.name, self.fingerprint)
+        if earlier is None:
+            return None
+        with tracking.component_run(self.stage.name) as mlflow_run_id:
+            tracking.set_tags({"cached": True, "cached_from_mlflow_run": earlier["mlflow_run_id"]})
+            manifest = {
+                **self._manifest(mlflow_run_id, datetime.now(UTC), 0.0),
+                "output": earlier["output"],
+                "cached_from": {
+                    key: earlier.get("cached_from", {}).get(key, earlier[key])
+                    for key in ("run_id", "mlflow_run_id")
+                },
+            }
+            self.final_dir.mkdir()
+            self._write_manifest(self.final_dir, manifest)
+            tracking.log_artifact(self.final_dir / "manifest.json")
+        log.info(
+            "stage %s: cached, reusing run %s's %s",
+            self.stage.name,
+            manifest["cached_from"]["run_id"],
+            earlier["output"]["path"],
+        )
+        return manifest
+
+    def run(self) -> dict[str, Any]:
+        stage, partial_dir = self.stage, self.partial_dir
+        resumed_from = self._previous_attempt()
+        if not stage.resumable:
+            shutil.rmtree(partial_dir, ignore_errors=True)
+        partial_dir.mkdir(parents=True, exist_ok=True)
+        log.info("stage %s: %s", stage.name, "resuming" if resumed_from else "starting")
+        started_at, started = datetime.now(UTC), time.perf_counter()
+        with tracking.component_run(stage.name) as mlflow_run_id:
+            if resumed_from:
+                tracking.end_interrupted_runs(resumed_from)
+                tracking.set_tags({"resumed_from_mlflow_runs": ",".join(resumed_from)})
+            if stage.resumable:
+                attempt = {"mlflow_run_ids": [self.parent_mlflow_run, mlflow_run_id]}
+                (partial_dir / ATTEMPT_FILE).write_text(json.dumps(attempt))
+            output = stage.run(
+                self.config, self.inputs, partial_dir / _snake(stage.output.__name__)
             )
-            manifest["output"]["path"] = str(output.path)
-        (partial_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        partial_dir.rename(final_dir)
-        tracking.log_artifact(final_dir / "manifest.json")
-    log.info("stage %s: done in %.1fs -> %s", stage.name, manifest["duration_s"], output.path)
-    return output
+            if not isinstance(output, stage.output):
+                raise PipelineError(
+                    f"stage {stage.name} returned {type(output).__name__}, "
+                    f"expected {stage.output.__name__}"
+                )
+            (partial_dir / ATTEMPT_FILE).unlink(missing_ok=True)
+            duration = time.perf_counter() - started
+            manifest = {
+                **self._manifest(mlflow_run_id, started_at, duration),
+                "output": output.describe(),
+            }
+            if output.path.is_relative_to(partial_dir):
+                output = dataclasses.replace(
+                    output, path=self.final_dir / output.path.relative_to(partial_dir)
+                )
+                manifest["output"]["path"] = str(output.path)
+            if resumed_from:
+                manifest["resumed_from_mlflow_runs"] = resumed_from
+            # The manifest marks the stage complete, so it goes in before the directory is renamed.
+            self._write_manifest(partial_dir, manifest)
+            partial_dir.rename(self.final_dir)
+            tracking.log_artifact(self.final_dir / "manifest.json")
+        log.info("stage %s: done in %.1fs -> %s", stage.name, duration, output.path)
+        return manifest
+
+    def _previous_attempt(self) -> list[str]:
+        """MLflow run ids of an interrupted attempt at this very execution, if one left its work."""
+        attempt = self.partial_dir / ATTEMPT_FILE
+        if not (self.stage.resumable and attempt.is_file()):
+            return []
+        return json.loads(attempt.read_text())["mlflow_run_ids"]
+
+    def _manifest(self, mlflow_run_id: str, started_at: datetime, duration: float) -> dict:
+        return {
+            "pipeline": self.run_dir.parent.name,
+            "run_id": self.run_dir.name,
+            "component": self.stage.name,
+            "mlflow_run_id": mlflow_run_id,
+            "pipeline_mlflow_run_id": self.parent_mlflow_run,
+            "fingerprint": self.fingerprint,
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "duration_s": round(duration, 2),
+            "config": self.stage_config,
+            "inputs": {
+                name: {
+                    "type": type(artifact).__name__,
+                    "path": str(artifact.path),
+                    "digest": self.input_digests[name],
+                }
+                for name, artifact in self.inputs.items()
+            },
+        }
+
+    @staticmethod
+    def _write_manifest(stage_dir: Path, manifest: dict) -> None:
+        path = stage_dir / "manifest.json"
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(manifest, indent=2))
+        partial.rename(path)
 
 
 def load_outputs(run_dir: Path) -> dict[str, Artifact]:

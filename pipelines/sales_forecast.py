@@ -1,16 +1,18 @@
 """Weekly sales forecasting (Walmart store x department series, or any CSV described by config).
 
 ingest (config-driven CSV reading, joins, regular weekly grid) -> preprocess (time-ordered split,
-scaling fitted on training weeks, lookback/horizon windows) -> train (recurrent encoder, direct or
-encoder-decoder head, MAE or quantile loss) -> evaluate (test block; naive, seasonal-naive,
-moving-average and ETS baselines on the same series) -> backtest (the same at earlier origins,
-retrained each time) -> export (SavedModel taking raw history, returning original units).
+scaling fitted on training weeks, lookback/horizon windows) -> [tune] -> train (recurrent encoder,
+direct or encoder-decoder head, MAE or quantile loss) -> evaluate (test block; naive,
+seasonal-naive, moving-average and ETS baselines on the same series) -> backtest (the same at
+earlier origins, retrained each time) -> bless (backtest bars, no worse than what serves) -> export
+(if blessed: SavedModel taking raw history, returning original units).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -19,19 +21,38 @@ import tensorflow as tf
 
 from components import (
     baselines,
+    blessing,
     evaluate_forecast,
     export,
     ingest_series,
     series_windows,
     tracking,
     train,
+    tune,
 )
-from components.artifacts import Metrics, PushedModel, SeriesWindows, TimeSeries, TrainedModel
+from components.artifacts import (
+    Blessing,
+    Hyperparameters,
+    Metrics,
+    PushedModel,
+    SeriesWindows,
+    TimeSeries,
+    TrainedModel,
+)
 from components.errors import ConfigError
 from components.forecast_models import ForecastModelConfig, build_forecaster, forecast_loss
-from pipelines import forecast_csv
+from components.series_csv import DATA_DIR_ENV
+from pipelines import cache, forecast_csv, tuning
 from pipelines.runner import Stage
 
+# Test-fold metrics the evaluate stage logs to MLflow, compared across runs by ``make compare``.
+COMPARE_METRICS = [
+    "test_wmae",
+    "test_wmae_skill_vs_seasonal_naive",
+    "test_mae",
+    "test_rmse",
+    "test_wape",
+]
 MODEL_PRESETS = {
     name: {"model.cell": cell, "model.architecture": architecture}
     for cell, short in (("simple_rnn", "simplernn"), ("lstm", "lstm"), ("gru", "gru"))
@@ -62,6 +83,7 @@ class SalesForecastConfig:
         default_factory=series_windows.WindowConfig
     )
     model: ForecastModelConfig = dataclasses.field(default_factory=ForecastModelConfig)
+    tune: tune.TuneConfig = dataclasses.field(default_factory=tune.TuneConfig)
     train: train.TrainConfig = dataclasses.field(
         default_factory=lambda: train.TrainConfig(epochs=10, batch_size=256)
     )
@@ -72,6 +94,7 @@ class SalesForecastConfig:
         default_factory=evaluate_forecast.ForecastEvaluateConfig
     )
     backtest: BacktestConfig = dataclasses.field(default_factory=BacktestConfig)
+    blessing: blessing.BlessingConfig = dataclasses.field(default_factory=blessing.BlessingConfig)
     export: export.ExportConfig = dataclasses.field(
         default_factory=lambda: export.ExportConfig(model_name="sales")
     )
@@ -93,12 +116,23 @@ def run_ingest(config: Config, inputs: dict, out_dir: Path) -> TimeSeries:
     return ingest_series.run(config.data, out_dir, min_length)
 
 
+def source_files(config: Config) -> dict:
+    """The CSVs ingest reads, with sizes and times: part of its cache key, so new data reruns it."""
+    root = Path(config.data.data_dir or os.environ.get(DATA_DIR_ENV) or Path.cwd())
+    names = [config.data.path, *(join.path for join in config.data.joins)]
+    return cache.files_state([root / name for name in names])
+
+
 def run_preprocess(config: Config, inputs: dict, out_dir: Path) -> SeriesWindows:
     return series_windows.run(config.windows, inputs["ingest"], 0, out_dir)
 
 
+def run_tune(config: Config, inputs: dict, out_dir: Path) -> Hyperparameters:
+    return tuning.search(config, training_setup(config, inputs["preprocess"]), out_dir)
+
+
 def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
-    return _train(config, inputs["preprocess"], out_dir)
+    return _train(tuning.tuned(config, inputs), inputs["preprocess"], out_dir)
 
 
 def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
@@ -107,6 +141,7 @@ def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
 
 def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
     """Folds 1.. (earlier origins) retrained and scored like fold 0; results averaged over all."""
+    config = tuning.tuned(config, inputs)  # each fold retrains the model the train stage trained
     folds = [inputs["evaluate"].load()]
     train_seconds = [_train_seconds(inputs["train"])]
     for fold in range(1, config.backtest.folds):
@@ -133,6 +168,11 @@ def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
     return Metrics(out_dir)
 
 
+def run_bless(config: Config, inputs: dict, out_dir: Path) -> Blessing:
+    """Judged on the backtest: means over every fold say more than the test fold alone."""
+    return blessing.run(config.blessing, inputs["backtest"], config.export, out_dir)
+
+
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
     windows, trained = inputs["preprocess"], inputs["train"]
     model = trained.load()
@@ -147,6 +187,8 @@ def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
         config.export,
         serving_archive(model, config.model.quantiles),
         example,
+        inputs["bless"],
+        trained,
         out_dir,
         extra_files={forecast_csv.REQUEST_INFO: json.dumps(request, indent=2)},
     )
@@ -226,7 +268,8 @@ def _train_seconds(trained: TrainedModel) -> float:
     return json.loads((trained.path / "training.json").read_text())["train_wall_time_s"]
 
 
-def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
+def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetup:
+    """One fold's window datasets and a forecaster builder, shared by tune and train."""
     keras.utils.set_random_seed(config.train.seed)  # the shuffle order depends on the config alone
     batch = config.train.batch_size
     data = train.TrainingData(
@@ -235,12 +278,22 @@ def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedMode
         samples_per_epoch=len(windows.origins("train")),
         sample_unit="windows",
     )
-    return train.run(
-        config.train,
-        build_model=lambda: build_forecaster(config.model, windows.spec()),
+    return train.TrainingSetup(
+        build_model=lambda variant: build_forecaster(variant.model, windows.spec()),
         data=data,
         loss=forecast_loss(config.model),
         metrics=[],
+    )
+
+
+def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
+    setup = training_setup(config, windows)
+    return train.run(
+        config.train,
+        build_model=lambda: setup.build_model(config),
+        data=setup.data,
+        loss=setup.loss,
+        metrics=setup.metrics,
         out_dir=out_dir,
     )
 
@@ -313,11 +366,60 @@ def _mean(values: list[float | None]) -> float | None:
 
 # Scoring reads the model's quantiles, the batch size, the baselines and the holiday column.
 EVALUATE_SECTIONS = ("model", "train", "baselines", "evaluate", "backtest")
+# Not in STAGES: `--tune` puts it before train, which then trains with the best values it found.
+TUNE_STAGE = Stage(
+    "tune",
+    run_tune,
+    Hyperparameters,
+    ("preprocess",),
+    config_sections=("tune", "model", "train"),
+)
 STAGES = [
-    Stage("ingest", run_ingest, TimeSeries, config_sections=("data", "windows")),
-    Stage("preprocess", run_preprocess, SeriesWindows, ("ingest",), ("windows",)),
-    Stage("train", run_train, TrainedModel, ("preprocess",), ("model", "train")),
-    Stage("evaluate", run_evaluate, Metrics, ("preprocess", "train"), EVALUATE_SECTIONS),
-    Stage("backtest", run_backtest, Metrics, ("ingest", "train", "evaluate"), ("windows", *EVALUATE_SECTIONS)),
-    Stage("export", run_export, PushedModel, ("preprocess", "train"), ("data", "windows", "model", "export")),
+    Stage(
+        "ingest",
+        run_ingest,
+        TimeSeries,
+        config_sections=("data", "windows"),
+        external_state=source_files,
+    ),
+    Stage("preprocess", run_preprocess, SeriesWindows, ("ingest",), config_sections=("windows",)),
+    Stage(
+        "train",
+        run_train,
+        TrainedModel,
+        ("preprocess",),
+        optional_inputs=("tune",),
+        config_sections=("model", "train"),
+        resumable=True,
+    ),
+    Stage(
+        "evaluate",
+        run_evaluate,
+        Metrics,
+        ("preprocess", "train"),
+        config_sections=EVALUATE_SECTIONS,
+    ),
+    Stage(
+        "backtest",
+        run_backtest,
+        Metrics,
+        ("ingest", "train", "evaluate"),
+        optional_inputs=("tune",),  # its folds retrain the model with the tuned values
+        config_sections=("windows", *EVALUATE_SECTIONS),
+    ),
+    Stage(
+        "bless",
+        run_bless,
+        Blessing,
+        ("backtest",),
+        config_sections=("blessing", "export"),
+        external_state=lambda config: blessing.serving_baseline(config.export),
+    ),
+    Stage(
+        "export",
+        run_export,
+        PushedModel,
+        ("preprocess", "train", "bless"),
+        config_sections=("data", "windows", "model", "export"),
+    ),
 ]

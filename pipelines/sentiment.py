@@ -1,22 +1,32 @@
 """Sentiment classification of IMDB movie reviews: config, stage wiring and the serving signature.
 
-ingest (IMDB mirror or TFDS) -> preprocess (vectorizer fitted on train) -> train (recurrent
-classifier on token ids) -> evaluate (test split) -> export (SavedModel taking raw review strings).
+ingest (IMDB mirror or TFDS) -> preprocess (vectorizer fitted on train) -> [tune] -> train
+(recurrent classifier on token ids) -> evaluate (test split) -> bless (accuracy bars, no worse
+than what serves) -> export (if blessed: SavedModel taking raw review strings).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from components import evaluate, export, ingest, preprocess, train
-from components.artifacts import Examples, Metrics, PushedModel, TrainedModel, Vocabulary
+from components import blessing, evaluate, export, ingest, preprocess, train, tune
+from components.artifacts import (
+    Blessing,
+    Examples,
+    Hyperparameters,
+    Metrics,
+    PushedModel,
+    TrainedModel,
+    Vocabulary,
+)
 from components.models import RecurrentModelConfig, build_text_classifier
-from pipelines import imdb
+from pipelines import cache, imdb, tuning
 from pipelines.runner import Stage
 
 NAME = "sentiment"
@@ -29,6 +39,8 @@ MODEL_PRESETS = {
     "bilstm": {"model.cell": "lstm", "model.bidirectional": True},
     "bigru": {"model.cell": "gru", "model.bidirectional": True},
 }
+# Test metrics the evaluate stage logs to MLflow, compared across runs by ``make compare``.
+COMPARE_METRICS = ["test_accuracy", "test_roc_auc", "test_f1", "test_loss"]
 EXAMPLE_REVIEWS = [
     "A wonderful, moving film with brilliant performances. I loved every minute.",
     "Dull, predictable and far too long. The worst movie I have seen this year.",
@@ -43,8 +55,10 @@ class SentimentConfig:
         default_factory=preprocess.TextVectorizationConfig
     )
     model: RecurrentModelConfig = dataclasses.field(default_factory=RecurrentModelConfig)
+    tune: tune.TuneConfig = dataclasses.field(default_factory=tune.TuneConfig)
     train: train.TrainConfig = dataclasses.field(default_factory=train.TrainConfig)
     evaluate: evaluate.EvaluateConfig = dataclasses.field(default_factory=evaluate.EvaluateConfig)
+    blessing: blessing.BlessingConfig = dataclasses.field(default_factory=blessing.BlessingConfig)
     export: export.ExportConfig = dataclasses.field(default_factory=export.ExportConfig)
 
 
@@ -55,11 +69,37 @@ def run_ingest(config: SentimentConfig, inputs: dict, out_dir: Path) -> Examples
     return ingest.run(config.ingest, imdb.source(config.data), out_dir)
 
 
+def mirror_files(config: SentimentConfig) -> dict:
+    """The mirror files ingest reads (part of its cache key: changed data reruns it)."""
+    data_dir = config.data.data_dir or os.environ.get(imdb.DATA_DIR_ENV)
+    if config.data.source == "tfds" or not data_dir:
+        return {"source": "tfds"}
+    return cache.files_state([imdb.find_local_copy(Path(data_dir))])
+
+
 def run_preprocess(config: SentimentConfig, inputs: dict, out_dir: Path) -> Vocabulary:
     return preprocess.run(config.preprocess, inputs["ingest"], out_dir)
 
 
+def run_tune(config: SentimentConfig, inputs: dict, out_dir: Path) -> Hyperparameters:
+    return tuning.search(config, training_setup(config, inputs), out_dir)
+
+
 def run_train(config: SentimentConfig, inputs: dict, out_dir: Path) -> TrainedModel:
+    config = tuning.tuned(config, inputs)
+    setup = training_setup(config, inputs)
+    return train.run(
+        config.train,
+        build_model=lambda: setup.build_model(config),
+        data=setup.data,
+        loss=setup.loss,
+        metrics=setup.metrics,
+        out_dir=out_dir,
+    )
+
+
+def training_setup(config: SentimentConfig, inputs: dict) -> train.TrainingSetup:
+    """Vectorized, batched reviews and a classifier builder, shared by tune and train."""
     examples, vocabulary = inputs["ingest"], inputs["preprocess"]
     vectorizer = vocabulary.load_layer()
     # Seed before the input pipeline exists: its shuffle order then depends on the config alone,
@@ -77,18 +117,15 @@ def run_train(config: SentimentConfig, inputs: dict, out_dir: Path) -> TrainedMo
             .prefetch(tf.data.AUTOTUNE)
         )
 
-    data = train.TrainingData(
-        batches("train"), batches("validation"), len(examples.load("train")), "reviews"
-    )
-    return train.run(
-        config.train,
-        build_model=lambda: build_text_classifier(
-            config.model, vectorizer.vocabulary_size(), config.preprocess.sequence_length
+    return train.TrainingSetup(
+        build_model=lambda variant: build_text_classifier(
+            variant.model, vectorizer.vocabulary_size(), config.preprocess.sequence_length
         ),
-        data=data,
+        data=train.TrainingData(
+            batches("train"), batches("validation"), len(examples.load("train")), "reviews"
+        ),
         loss="binary_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
-        out_dir=out_dir,
+        metrics=["accuracy", "auc"],
     )
 
 
@@ -103,9 +140,14 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
     return evaluate.run(config.evaluate, predict, inputs["ingest"], out_dir)
 
 
+def run_bless(config: SentimentConfig, inputs: dict, out_dir: Path) -> Blessing:
+    return blessing.run(config.blessing, inputs["evaluate"], config.export, out_dir)
+
+
 def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedModel:
     archive = serving_archive(inputs["train"], inputs["preprocess"], config.evaluate.threshold)
-    return export.run(config.export, archive, {"text": tf.constant(EXAMPLE_REVIEWS)}, out_dir)
+    example = {"text": tf.constant(EXAMPLE_REVIEWS)}
+    return export.run(config.export, archive, example, inputs["bless"], inputs["train"], out_dir)
 
 
 def headline(metrics: dict) -> str:
@@ -151,10 +193,53 @@ def serving_archive(
     return archive
 
 
+TRAIN_SECTIONS = ("preprocess", "model", "train")
+# Not in STAGES: `--tune` puts it before train, which then trains with the best values it found.
+TUNE_STAGE = Stage(
+    "tune",
+    run_tune,
+    Hyperparameters,
+    ("ingest", "preprocess"),
+    config_sections=("tune", *TRAIN_SECTIONS),
+)
 STAGES = [
-    Stage("ingest", run_ingest, Examples, config_sections=("data", "ingest")),
-    Stage("preprocess", run_preprocess, Vocabulary, ("ingest",), ("preprocess",)),
-    Stage("train", run_train, TrainedModel, ("ingest", "preprocess"), ("preprocess", "model", "train")),
-    Stage("evaluate", run_evaluate, Metrics, ("ingest", "preprocess", "train"), ("evaluate",)),
-    Stage("export", run_export, PushedModel, ("preprocess", "train"), ("evaluate", "export")),
+    Stage(
+        "ingest",
+        run_ingest,
+        Examples,
+        config_sections=("data", "ingest"),
+        external_state=mirror_files,
+    ),
+    Stage("preprocess", run_preprocess, Vocabulary, ("ingest",), config_sections=("preprocess",)),
+    Stage(
+        "train",
+        run_train,
+        TrainedModel,
+        ("ingest", "preprocess"),
+        optional_inputs=("tune",),
+        config_sections=TRAIN_SECTIONS,
+        resumable=True,
+    ),
+    Stage(
+        "evaluate",
+        run_evaluate,
+        Metrics,
+        ("ingest", "preprocess", "train"),
+        config_sections=("evaluate",),
+    ),
+    Stage(
+        "bless",
+        run_bless,
+        Blessing,
+        ("evaluate",),
+        config_sections=("blessing", "export"),
+        external_state=lambda config: blessing.serving_baseline(config.export),
+    ),
+    Stage(
+        "export",
+        run_export,
+        PushedModel,
+        ("preprocess", "train", "bless"),
+        config_sections=("evaluate", "export"),
+    ),
 ]

@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
+from serving.versions import list_versions
+
 DEFAULT_URL = "http://127.0.0.1:8501"
 DEFAULT_MODELS_DIR = Path("serving/models")
 
@@ -104,7 +106,7 @@ def request_info_path(models_dir: Path, model: str, version: int | None = None) 
     from pipelines.forecast_csv import REQUEST_INFO
 
     base = Path(models_dir) / model
-    versions = sorted(int(p.name) for p in base.glob("*") if p.name.isdigit())
+    versions = list_versions(base)
     chosen = version if version is not None else (versions[-1] if versions else None)
     if chosen is None:
         raise ServingClientError(

@@ -22,6 +22,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from components.errors import ConfigError, PipelineError
 from serving.tf_serving_protos import BatchingParameters, MonitoringConfig
+from serving.versions import list_versions
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,9 @@ def find_models(models_dir: Path) -> dict[str, list[int]]:
     for model in sorted(Path(models_dir).iterdir()):
         if not model.is_dir() or model.name.startswith("."):
             continue
-        versions = sorted(
-            int(version.name)
-            for version in model.iterdir()
-            if version.name.isdigit() and (version / "saved_model.pb").is_file()
-        )
+        versions = [
+            v for v in list_versions(model) if (model / str(v) / "saved_model.pb").is_file()
+        ]
         if versions:
             models[model.name] = versions
     return models

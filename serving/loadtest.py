@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from serving.versions import list_versions
+
 log = logging.getLogger(__name__)
 REPOSITORY = Path(__file__).resolve().parents[1]
 SECTION = "serving"
@@ -181,7 +183,7 @@ def results_text(levels: list[Level], model: str, command: str, settings: str) -
 
 
 def latest_version(models_dir: Path, model: str) -> Path | None:
-    versions = sorted(int(p.name) for p in (models_dir / model).glob("*") if p.name.isdigit())
+    versions = list_versions(models_dir / model)
     return models_dir / model / str(versions[-1]) if versions else None
 
 
@@ -189,6 +191,7 @@ def export_smoke_model(scratch: Path) -> Path:
     """The sentiment smoke pipeline (one epoch) exported to ``<scratch>/models``."""
     settings = {
         "train.epochs": "1",
+        "blessing.thresholds": "[]",  # the load test needs a model, not a good one
         "export.register": "false",
         "export.serving_dir": str(scratch / "models"),
     }

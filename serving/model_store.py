@@ -26,6 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving import servables
 from serving.servables import Servable
 from serving.status import from_exception, invalid_argument, not_found
+from serving.versions import list_versions
 
 log = logging.getLogger(__name__)
 DEFAULT_LABEL = "stable"
@@ -185,8 +186,7 @@ class ModelStore:
         """Model name -> version -> directory, hidden entries (``.staging-*``) skipped."""
         models: dict[str, dict[int, Path]] = {}
         for model in _subdirectories(self.models_dir):
-            versions = {int(p.name): p for p in _subdirectories(model) if p.name.isdigit()}
-            models[model.name] = versions
+            models[model.name] = {version: model / str(version) for version in list_versions(model)}
         return models
 
     def _read_config(self) -> None:

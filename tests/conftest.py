@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -53,6 +54,17 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
 @pytest.fixture
 def acl_imdb(tmp_path) -> Path:
     return write_acl_imdb(tmp_path / "mirror")
+
+
+@pytest.fixture
+def imdb_mirror(monkeypatch) -> Path:
+    """The real IMDB mirror (``$RNN_DATA_DIR`` or ../shared/data), for tests on slices of it."""
+    data_dir = Path(os.environ.get("RNN_DATA_DIR", SHARED_DATA))
+    assert (data_dir / "imdb").is_dir(), (
+        f"the IMDB mirror is expected at {data_dir}/imdb (set RNN_DATA_DIR)"
+    )
+    monkeypatch.setenv("RNN_DATA_DIR", str(data_dir))
+    return data_dir
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +125,19 @@ def write_shop_sales(folder: Path, series: int = 8, weeks: int = 140, seed: int 
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_csv(folder / "shop.csv", index=False)
     return folder / "shop.csv"
+
+
+def write_blessing(folder: Path, blessed: bool = True, metrics: dict | None = None):
+    """A blessing artifact like the bless stage writes, to push a model without running one."""
+    import json
+
+    from components.artifacts import Blessing
+
+    reasons = [f"accuracy 0.9 >= lower bound 0.85: {'pass' if blessed else 'FAIL'}"]
+    record = {"blessed": blessed, "reasons": reasons, "metrics": metrics or {"accuracy": 0.9}}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "blessing.json").write_text(json.dumps(record))
+    return Blessing(folder)
 
 
 SHOP_INGEST = {

@@ -1,33 +1,92 @@
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from components import export
+from components import export, tracking
+from components.artifacts import TrainedModel
 from components.errors import ConfigError
 from components.export import ExportConfig
 from pipelines import sentiment
+from tests.conftest import write_blessing
 
 REVIEWS = ["wonderful brilliant superb film", "awful boring terrible waste"]
 
 
-def push(tiny_sentiment, serving_dir: Path, out_dir: Path, **options):
-    archive = sentiment.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
+def retrained(tiny_sentiment, folder: Path) -> TrainedModel:
+    """The tiny model as if from another training run: same weights, a different artifact."""
+    shutil.copytree(tiny_sentiment["train"].path, folder)
+    (folder / "run.txt").write_text(folder.name)
+    return TrainedModel(folder)
+
+
+def push(
+    tiny_sentiment,
+    serving_dir: Path,
+    out_dir: Path,
+    blessed: bool = True,
+    trained: TrainedModel | None = None,
+    **options,
+):
+    """Export the tiny model: a distinct trained model on each call unless ``trained`` is given."""
+    trained = trained or retrained(tiny_sentiment, out_dir.with_name(f"{out_dir.name}-model"))
+    archive = sentiment.serving_archive(trained, tiny_sentiment["preprocess"], 0.5)
     config = ExportConfig(model_name="sentiment", serving_dir=str(serving_dir), **options)
-    return export.run(config, archive, {"text": tf.constant(REVIEWS)}, out_dir)
+    blessing = write_blessing(out_dir.with_name(f"{out_dir.name}-blessing"), blessed)
+    return export.run(config, archive, {"text": tf.constant(REVIEWS)}, blessing, trained, out_dir)
 
 
 def test_versions_increase_and_no_staging_is_left(tiny_sentiment, tmp_path):
     first = push(tiny_sentiment, tmp_path / "models", tmp_path / "a")
     second = push(tiny_sentiment, tmp_path / "models", tmp_path / "b")
-    assert (first.version, second.version) == (1, 2)
+    assert (first.load()["version"], second.load()["version"]) == (1, 2)
     assert sorted(p.name for p in (tmp_path / "models" / "sentiment").iterdir()) == ["1", "2"]
-    assert (second.path / "saved_model.pb").is_file()
+    assert (second.version_dir / "saved_model.pb").is_file()
+
+
+def test_the_model_already_serving_is_not_pushed_again(tiny_sentiment, tmp_path):
+    model = tiny_sentiment["train"]
+    push(tiny_sentiment, tmp_path / "models", tmp_path / "a", trained=model)
+    again = push(tiny_sentiment, tmp_path / "models", tmp_path / "b", trained=model)
+    assert not again.pushed
+    assert again.load()["reason"] == "this trained model already serves as version 1"
+    assert [p.name for p in (tmp_path / "models" / "sentiment").iterdir()] == ["1"]
+
+
+def test_an_unblessed_model_is_recorded_but_not_pushed(tiny_sentiment, tmp_path):
+    pushed = push(tiny_sentiment, tmp_path / "models", tmp_path / "out", blessed=False)
+    assert not (tmp_path / "models").exists()
+    assert not pushed.pushed and pushed.version_dir is None
+    assert pushed.load()["reason"] == "not blessed: accuracy 0.9 >= lower bound 0.85: FAIL"
+
+
+def test_a_blessed_push_carries_its_evaluation_and_becomes_champion(
+    tiny_sentiment, tmp_path, mlflow_store
+):
+    client = mlflow.MlflowClient()
+    tracking.configure("tests")
+    with mlflow.start_run():  # the registry helpers act inside a run, as in a pipeline
+        pushed = push(tiny_sentiment, tmp_path / "models", tmp_path / "a")
+        record = pushed.load()
+        assert (record["pushed"], record["version"], record["registered_version"]) == (True, 1, 1)
+        evaluation = pushed.version_dir / "assets.extra" / "evaluation.json"
+        assert json.loads(evaluation.read_text())["metrics"] == {"accuracy": 0.9}
+        champion = client.get_model_version_by_alias("sentiment", "champion")
+        assert int(champion.version) == 1
+        assert champion.tags["serving_path"] == str(pushed.version_dir)
+        assert champion.tags["serving_version"] == "1"
+
+        # What serves next is not registered, so it cannot be champion; no stale alias remains.
+        push(tiny_sentiment, tmp_path / "models", tmp_path / "b", register=False)
+        assert not client.get_registered_model("sentiment").aliases
 
 
 def test_a_push_regenerates_the_deployment_files_beside_serving_dir(tiny_sentiment, tmp_path):
@@ -44,12 +103,18 @@ def test_a_push_regenerates_the_deployment_files_beside_serving_dir(tiny_sentime
 
 def test_deployment_files_can_be_left_alone(tiny_sentiment, tmp_path):
     push(tiny_sentiment, tmp_path / "models", tmp_path / "out", deployment_files=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "models",
+        "out",
+        "out-blessing",
+        "out-model",
+    ]
 
 
 def test_each_version_carries_tf_serving_warmup_requests(tiny_sentiment, tmp_path):
     pushed = push(tiny_sentiment, tmp_path / "models", tmp_path / "out")
-    records = tf.data.TFRecordDataset(str(pushed.path / "assets.extra" / export.WARMUP_FILE))
+    warmup = pushed.version_dir / "assets.extra" / export.WARMUP_FILE
+    records = tf.data.TFRecordDataset(str(warmup))
     requests = [
         prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
         for record in records
@@ -64,7 +129,7 @@ def test_each_version_carries_tf_serving_warmup_requests(tiny_sentiment, tmp_pat
 
 def test_exported_model_classifies_raw_strings(tiny_sentiment, tmp_path):
     pushed = push(tiny_sentiment, tmp_path / "models", tmp_path / "out")
-    serve = tf.saved_model.load(str(pushed.path)).signatures["serving_default"]
+    serve = tf.saved_model.load(str(pushed.version_dir)).signatures["serving_default"]
     outputs = serve(text=tf.constant(REVIEWS))
     assert outputs["label"].numpy().tolist() == [1, 0]
     assert [s.decode() for s in outputs["sentiment"].numpy()] == ["positive", "negative"]
@@ -79,7 +144,7 @@ def test_saved_model_cli_runs_the_serving_signature(tiny_sentiment, tmp_path):
             str(cli),
             "run",
             "--dir",
-            str(pushed.path),
+            str(pushed.version_dir),
             "--tag_set",
             "serve",
             "--signature_def",
@@ -98,8 +163,9 @@ def test_saved_model_cli_runs_the_serving_signature(tiny_sentiment, tmp_path):
 def test_an_archive_that_fails_verification_is_not_pushed(tiny_sentiment, tmp_path):
     archive = sentiment.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
     config = ExportConfig(model_name="sentiment", serving_dir=str(tmp_path / "models"))
+    inputs, blessing = {"wrong_input_name": tf.constant(REVIEWS)}, write_blessing(tmp_path / "b")
     with pytest.raises(TypeError):
-        export.run(config, archive, {"wrong_input_name": tf.constant(REVIEWS)}, tmp_path / "out")
+        export.run(config, archive, inputs, blessing, tiny_sentiment["train"], tmp_path / "out")
     assert not [p for p in (tmp_path / "models" / "sentiment").iterdir() if p.name.isdigit()]
 
 

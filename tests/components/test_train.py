@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -64,3 +65,41 @@ def test_training_is_reproducible_with_a_seed(tmp_path):
 def test_config_rejects_bad_values(field, value, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**{field: value})
+
+
+class _Interrupt(tf.keras.callbacks.Callback):
+    """Stands in for a kill: the process dies as epoch ``at`` begins."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_training_resumes_after_an_interruption_as_if_never_stopped(tmp_path):
+    features = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    labels = (features[:, 0] > 0).astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((features, labels)).batch(8)
+    data = train.TrainingData(batches, batches, samples_per_epoch=64)
+    config = TrainConfig(epochs=5, batch_size=8, seed=7, early_stopping_patience=10)
+
+    def fit(out, callbacks=()):
+        def build():
+            return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1, "sigmoid")])
+
+        return train.run(config, build, data, "binary_crossentropy", [], tmp_path / out, callbacks)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit("resumed", [_Interrupt(at=2)])
+    assert len(pd.read_csv(tmp_path / "resumed" / train.EPOCH_LOG)) == 2
+    resumed = fit("resumed")
+    uninterrupted = fit("uninterrupted")
+    summary = json.loads((resumed.path / "training.json").read_text())
+    assert summary["resumed_after_epoch"] == 2 and summary["epochs_run"] == 5
+    np.testing.assert_allclose(
+        resumed.history()["loss"], uninterrupted.history()["loss"], rtol=1e-5
+    )
+    assert not (resumed.path / train.BACKUP_DIR).exists()  # removed once training finished

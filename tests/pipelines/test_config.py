@@ -4,7 +4,7 @@ import pytest
 
 from components.errors import ConfigError
 from pipelines.__main__ import resolve_config
-from pipelines.config import flatten, load_config
+from pipelines.config import flatten, load_config, with_overrides
 from pipelines.sentiment import SentimentConfig
 
 
@@ -38,6 +38,17 @@ def test_flatten_gives_dotted_keys():
 def test_bad_overrides_name_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(SentimentConfig, None, overrides)
+
+
+def test_with_overrides_returns_a_validated_copy():
+    config = SentimentConfig()
+    tuned = with_overrides(config, {"model.cell": "lstm", "train.learning_rate": 0.01})
+    assert (tuned.model.cell, tuned.train.learning_rate) == ("lstm", 0.01)
+    assert config.model.cell == "gru"  # the original is untouched
+    with pytest.raises(ConfigError, match="bidirectionall"):
+        with_overrides(config, {"model.bidirectionall": True})
+    with pytest.raises(ConfigError, match="choose one of: simple_rnn, lstm, gru"):
+        with_overrides(config, {"model.cell": "cnn"})
 
 
 def test_unknown_preset_lists_the_valid_ones():

@@ -24,7 +24,7 @@ def run_pipeline(tmp_path, config: Path | None, settings: dict[str, str]) -> Pat
     settings = {"export.serving_dir": str(tmp_path / "models"), **settings}
     arguments += [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
     assert main(arguments) == 0
-    return next((tmp_path / "artifacts" / "sales_forecast").iterdir())
+    return max((tmp_path / "artifacts" / "sales_forecast").glob("2*"))  # the newest run
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,7 @@ def shop_run(tmp_path_factory):
         "train.epochs": "2",
         "train.batch_size": "32",
         "backtest.folds": "2",
+        "blessing.thresholds": "[]",  # 2 epochs on 6 series cannot meet the Walmart bars
         "export.model_name": "shop",
     }
     yield root, run_pipeline(root, None, settings)
@@ -57,7 +58,7 @@ def test_every_stage_leaves_its_artifact_and_manifest(shop_run):
     for stage in stages:
         manifest = json.loads((run_dir / stage / "manifest.json").read_text())
         assert manifest["component"] == stage
-    assert not list(run_dir.glob(".*.partial"))
+    assert not list((run_dir.parent / ".partial").iterdir())  # every stage's work was moved
 
 
 def test_the_backtest_scores_the_model_and_every_baseline_on_two_folds(shop_run):

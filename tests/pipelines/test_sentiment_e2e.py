@@ -2,7 +2,6 @@
 and the exported SavedModel classifies raw strings."""
 
 import json
-import os
 from pathlib import Path
 
 import mlflow
@@ -11,22 +10,11 @@ import pytest
 import tensorflow as tf
 
 from pipelines.__main__ import main
-from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.e2e
 SMOKE_CONFIG = (
     Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "sentiment.smoke.yaml"
 )
-
-
-@pytest.fixture
-def imdb_mirror(monkeypatch) -> Path:
-    data_dir = Path(os.environ.get("RNN_DATA_DIR", SHARED_DATA))
-    assert (data_dir / "imdb").is_dir(), (
-        f"the IMDB mirror is expected at {data_dir}/imdb (set RNN_DATA_DIR)"
-    )
-    monkeypatch.setenv("RNN_DATA_DIR", str(data_dir))
-    return data_dir
 
 
 def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_path, capsys):
@@ -47,14 +35,15 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_pa
     printed = capsys.readouterr().out
     assert "exported:" in printed and "MLflow run:" in printed
 
-    run_dir = next((tmp_path / "artifacts" / "sentiment").iterdir())
+    (run_dir,) = (tmp_path / "artifacts" / "sentiment").glob("2*")
     metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
     assert metrics["examples"] == 400
     assert metrics["accuracy"] > 0.6, "the model must beat chance (0.5) on held-out reviews"
 
     runs = mlflow.search_runs(experiment_names=["sentiment"], output_format="list")
     names = {run.info.run_name: run for run in runs}
-    assert {"ingest", "preprocess", "train", "evaluate", "export"} <= set(names)
+    assert {"ingest", "preprocess", "train", "evaluate", "bless", "export"} <= set(names)
+    assert names["bless"].data.tags["blessed"] == "True"
     assert all(run.info.status == "FINISHED" for run in runs)
     assert (
         "val_loss" in names["train"].data.metrics

@@ -1,0 +1,204 @@
+"""Tune (Tuner): search a model space with KerasTuner on the validation split, before train.
+
+The task hands over what the trainer gets (batched data, task callbacks) and a function that turns
+config overrides (``{"model.units": 32}``) into a compiled model. This component runs Bayesian
+optimization, Hyperband or random search over ``space`` within a trial budget, logs every trial
+as a nested MLflow run, and writes hyperparameters.json, whose ``best`` overrides the train stage
+applies to its config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+
+from components import tracking
+from components.artifacts import Hyperparameters
+from components.errors import ConfigError, DataError, require_one_of
+from components.train import TrainingData
+
+TUNERS = {
+    "bayesian": keras_tuner.BayesianOptimization,
+    "hyperband": keras_tuner.Hyperband,
+    "random": keras_tuner.RandomSearch,
+}
+# What a trial may change: the model and its learning rate, never what the data pipeline was
+# built with (batch size, windows, vocabulary: fixed for the search) nor the loss (every trial
+# must be scored on the same objective).
+SEARCHABLE = (
+    "model.cell",
+    "model.bidirectional",
+    "model.layers",
+    "model.units",
+    "model.embedding_dim",
+    "model.dropout",
+    "model.architecture",
+    "train.learning_rate",
+)
+SAMPLINGS = ("linear", "log")
+
+
+@dataclasses.dataclass
+class TuneConfig:
+    algorithm: str = "bayesian"
+    """bayesian (Gaussian-process optimization) | hyperband (successive halving) | random."""
+    max_trials: int = 10
+    """Trial budget: how many models are built and trained (Hyperband stops there too)."""
+    epochs_per_trial: int = 3
+    """Epochs each trial trains; for Hyperband, the longest bracket (its ``max_epochs``)."""
+    objective: str = "val_loss"
+    """A validation metric every fit logs: val_loss, or a task metric such as val_auc."""
+    direction: str = "min"
+    """min | max: whether a lower or a higher objective is better."""
+    seed: int = 42
+    """Seeds the search and every trial's weights, so trials differ only in their values."""
+    space: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """Config key -> ``{choices: [...]}`` or ``{min, max}`` with optional ``step`` or
+    ``sampling: log`` (integer bounds search integers). Each pipeline's YAML sets its own; keys
+    are among ``SEARCHABLE``."""
+
+    def __post_init__(self):
+        require_one_of("tune.algorithm", self.algorithm, tuple(TUNERS))
+        require_one_of("tune.direction", self.direction, ("min", "max"))
+        if self.max_trials < 1 or self.epochs_per_trial < 1:
+            raise ConfigError("tune.max_trials and tune.epochs_per_trial must be positive")
+        for key, spec in self.space.items():
+            if key not in SEARCHABLE:
+                raise ConfigError(
+                    f"tune.space cannot search {key!r}; choose among: {', '.join(SEARCHABLE)}"
+                )
+            _check_spec(f"tune.space[{key}]", spec)
+
+
+def _check_spec(field: str, spec: dict[str, Any]) -> None:
+    if set(spec) == {"choices"}:
+        choices = spec["choices"]
+        if not choices or len({type(value) for value in choices}) != 1:
+            raise ConfigError(f"{field}.choices must be a non-empty list of values of one type")
+        return
+    if not {"min", "max"} <= set(spec) <= {"min", "max", "step", "sampling"}:
+        raise ConfigError(
+            f"{field}={spec} is not valid; give choices: [...], or min and max with optional "
+            "step or sampling"
+        )
+    if not spec["min"] < spec["max"]:
+        raise ConfigError(f"{field}: min={spec['min']} must be below max={spec['max']}")
+    require_one_of(f"{field}.sampling", spec.get("sampling", "linear"), SAMPLINGS)
+    if spec.get("sampling") == "log" and spec["min"] <= 0:
+        raise ConfigError(f"{field}: sampling: log needs min > 0, got {spec['min']}")
+
+
+def run(
+    config: TuneConfig,
+    build_and_compile: Callable[[dict[str, Any]], keras.Model],
+    data: TrainingData,
+    out_dir: Path,
+    callbacks: list[keras.callbacks.Callback] = (),
+) -> Hyperparameters:
+    """Search ``config.space``; ``build_and_compile`` gets one trial's overrides (key -> value)."""
+    if not config.space:
+        raise ConfigError("tune.space is empty; give the config keys to search in the YAML")
+    # Making the tuner builds one model from each key's first value, so overrides the task cannot
+    # apply fail right here with their ConfigError, not as a series of failed trials.
+    tuner = _tuner(config, build_and_compile, out_dir)
+    tuner.search(
+        data.train,
+        validation_data=data.validation,
+        epochs=config.epochs_per_trial,
+        callbacks=[*callbacks, keras.callbacks.TerminateOnNaN()],
+        shuffle=False,  # the task's input pipeline decides the order, as in training
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    result = _result(config, tuner.oracle)
+    (out_dir / "hyperparameters.json").write_text(json.dumps(result, indent=2))
+    tracking.log_dict(result, "hyperparameters.json")
+    tracking.log_params({f"best.{key}": value for key, value in result["best"].items()})
+    tracking.log_metrics({f"tuned_{config.objective}": result["best_score"]})
+    return Hyperparameters(out_dir)
+
+
+class _TrackedTrials:
+    """Mixed into a KerasTuner tuner: each trial is a nested MLflow run with its values as
+    params and its epochs and score as metrics."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        with tracking.trial_run(f"trial_{trial.trial_id}", trial.hyperparameters.values):
+            histories = super().run_trial(trial, *args, **kwargs)
+            objective = self.oracle.objective
+            for history in histories:
+                for index, epoch in enumerate(history.epoch):
+                    epoch_logs = {name: values[index] for name, values in history.history.items()}
+                    tracking.log_metrics(epoch_logs, step=epoch)
+                if objective.name in history.history:  # else KerasTuner reports what is missing
+                    best = min if objective.direction == "min" else max
+                    tracking.log_metrics({"score": best(history.history[objective.name])})
+        return histories
+
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        """Skipped: trials go to MLflow, not TensorBoard, and KerasTuner would import tensorboard
+        for every trial on the TensorFlow backend (TF 2.21 no longer installs it)."""
+
+
+def _tuner(config: TuneConfig, build_and_compile, out_dir: Path) -> keras_tuner.Tuner:
+    def build(hp: keras_tuner.HyperParameters) -> keras.Model:
+        overrides = {key: _declare(hp, key, spec) for key, spec in config.space.items()}
+        keras.utils.set_random_seed(config.seed)
+        return build_and_compile(overrides)
+
+    base = TUNERS[config.algorithm]
+    budget = (
+        {"max_epochs": config.epochs_per_trial}
+        if config.algorithm == "hyperband"
+        else {"max_trials": config.max_trials}
+    )
+    tuner = type(f"Tracked{base.__name__}", (_TrackedTrials, base), {})(
+        hypermodel=build,
+        objective=keras_tuner.Objective(config.objective, config.direction),
+        seed=config.seed,
+        directory=out_dir,
+        project_name="search",
+        overwrite=True,
+        **budget,
+    )
+    # Hyperband's constructor takes no trial budget, but its oracle stops at one like any other.
+    tuner.oracle.max_trials = config.max_trials
+    return tuner
+
+
+def _declare(hp: keras_tuner.HyperParameters, key: str, spec: dict[str, Any]) -> Any:
+    """Register ``key`` with KerasTuner and return this trial's value for it."""
+    if "choices" in spec:
+        return hp.Choice(key, spec["choices"])
+    integral = all(isinstance(spec.get(name, 1), int) for name in ("min", "max", "step"))
+    declare = hp.Int if integral else hp.Float
+    sampling = spec.get("sampling", "linear")
+    return declare(key, spec["min"], spec["max"], step=spec.get("step"), sampling=sampling)
+
+
+def _result(config: TuneConfig, oracle) -> dict[str, Any]:
+    def overrides(trial) -> dict[str, Any]:
+        return {key: trial.hyperparameters.values[key] for key in config.space}
+
+    best = oracle.get_best_trials(1)
+    if not best or best[0].status != keras_tuner.engine.trial.TrialStatus.COMPLETED:
+        raise DataError(
+            f"no tuning trial finished with a {config.objective} score; see the trial errors above"
+        )
+    return {
+        "algorithm": config.algorithm,
+        "objective": config.objective,
+        "direction": config.direction,
+        "best": overrides(best[0]),
+        "best_score": best[0].score,
+        "trials": [
+            {"trial": trial.trial_id, "overrides": overrides(trial), "score": trial.score}
+            for trial in oracle.trials.values()
+        ],
+    }

@@ -1,0 +1,77 @@
+"""A pipeline killed with SIGKILL mid-training resumes from its last epoch when rerun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from pipelines.__main__ import main
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+SMOKE_CONFIG = REPO / "pipelines" / "configs" / "sentiment.smoke.yaml"
+EPOCHS = 12
+
+
+def wait_for_epochs(process: subprocess.Popen, pipeline_dir: Path, epochs: int) -> None:
+    """Block until the training attempt has logged ``epochs`` epochs (and so backed them up)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the pipeline ended before it could be killed"
+        for log in pipeline_dir.glob(".partial/train-*/trained_model/epochs.csv"):
+            if len(log.read_text().splitlines()) > epochs:  # a header line, then one per epoch
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"training logged fewer than {epochs} epochs in 300 s")
+
+
+def test_sigkilled_run_resumes_training_and_reuses_finished_stages(
+    imdb_mirror, mlflow_store, tmp_path
+):
+    arguments = ["run", "sentiment", "--config", str(SMOKE_CONFIG)]
+    arguments += ["--artifacts-root", str(tmp_path / "artifacts")]
+    for setting in (
+        f"train.epochs={EPOCHS}",
+        f"train.early_stopping_patience={EPOCHS}",
+        f"export.serving_dir={tmp_path / 'models'}",
+    ):
+        arguments += ["--set", setting]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", *arguments],
+        cwd=REPO,
+        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pipeline_dir = tmp_path / "artifacts" / "sentiment"
+    try:
+        wait_for_epochs(process, pipeline_dir, epochs=2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    (killed_run,) = pipeline_dir.glob("2*")
+    assert not (killed_run / "train").exists()
+
+    assert main(arguments) == 0
+    rerun = max(pipeline_dir.glob("2*"))
+    manifests = {
+        stage: json.loads((rerun / stage / "manifest.json").read_text())
+        for stage in ("ingest", "preprocess", "train")
+    }
+    assert manifests["ingest"]["cached_from"]["run_id"] == killed_run.name
+    assert manifests["preprocess"]["cached_from"]["run_id"] == killed_run.name
+    assert "cached_from" not in manifests["train"]
+    summary = json.loads((rerun / "train" / "trained_model" / "training.json").read_text())
+    assert summary["resumed_after_epoch"] >= 1 and summary["epochs_run"] == EPOCHS
+
+    killed = {
+        run.info.run_id: run.info.status
+        for run in mlflow.search_runs(experiment_names=["sentiment"], output_format="list")
+    }
+    assert [killed[i] for i in manifests["train"]["resumed_from_mlflow_runs"]] == ["KILLED"] * 2
