@@ -89,10 +89,11 @@ serve-docker: serving-config  ## official TF Serving in Docker: gRPC 127.0.0.1:8
 		echo "Install it, or serve without Docker: see serving/README.md."; exit 1; }
 	docker compose -f serving/docker-compose.yml up
 
-# make serve [PORT=8501 GRPC_PORT=8500]: TF Serving's APIs without Docker; new exports load live.
+# make serve [PORT=8501 GRPC_PORT=8500 BATCHING=on]: TF Serving's APIs without Docker; new exports
+# load live. BATCHING=on batches concurrent requests as serving/batching_parameters.txt says.
 serve: venv  ## local server for serving/models with TF Serving's REST (:8501) and gRPC (:8500) APIs
 	$(PY) -m serving.server --models-dir serving/models $(if $(PORT),--port $(PORT)) \
-		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT))
+		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) $(if $(filter-out off 0,$(BATCHING)),--enable-batching)
 
 # make predict MODEL=sentiment TEXT="A moving film."  |  MODEL=lm_char PROMPT="ROMEO:" LENGTH=200
 predict: venv  ## ask the running server: TEXT= to classify, PROMPT= to generate (MODEL=, URL=)
@@ -122,10 +123,12 @@ bench-lm: venv  ## PTB word-level and Tiny Shakespeare char-level benchmarks -> 
 bench-sales: venv  ## full Walmart backtest of each model and baseline -> BENCHMARKS.md
 	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS))
 
-# make bench-serving [REQUESTS=2000]: starts its own server on a free port; stop `make serve` first
-# for steady numbers. Uses serving/models/sentiment, else exports a smoke-config model for the run.
+# make bench-serving [REQUESTS=2000 BATCHING=off|on]: starts its own server on a free port, without
+# and then with batching; stop `make serve` first for steady numbers. Uses serving/models/sentiment,
+# else exports a smoke-config model for the run.
 bench-serving: venv  ## loopback load test of the local server at concurrency 1, 8, 32 -> BENCHMARKS.md
-	$(PY) -m serving.loadtest $(if $(REQUESTS),--requests $(REQUESTS))
+	$(PY) -m serving.loadtest $(if $(REQUESTS),--requests $(REQUESTS)) \
+		$(if $(BATCHING),--batching $(BATCHING))
 
 clean:  ## remove run outputs (artifacts, MLflow store, exported models); keeps .venv
 	rm -rf artifacts mlruns mlflow.db serving/models .pytest_cache

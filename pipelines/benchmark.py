@@ -148,12 +148,13 @@ def _rows_in_section(path: Path, pipeline: str) -> list[dict[str, str]]:
     lines = [line for line in section.splitlines() if line.startswith("| ")]
     if not lines:
         return []
-    columns = [cell.strip() for cell in lines[0].strip("| ").split(" | ")]
-    return [
-        dict(zip(columns, (cell.strip() for cell in line.strip("| ").split(" | ")), strict=True))
-        for line in lines[1:]
-        if not line.startswith("| ---")
-    ]
+    columns = _cells(lines[0])
+    return [dict(zip(columns, _cells(line), strict=True)) for line in lines[2:]]
+
+
+def _cells(line: str) -> list[str]:
+    """``| a |  | b |`` -> ``["a", "", "b"]``: empty cells kept (a row may lack a column)."""
+    return [cell.strip() for cell in line.strip()[1:-1].split("|")]
 
 
 def _write_section(path: Path, pipeline: str, body: str) -> None:

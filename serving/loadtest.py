@@ -2,17 +2,16 @@
 
 Calls the sentiment model's ``serving_default`` signature with one review directly in this process
 (the floor: what serving costs without HTTP and JSON), then starts ``python -m serving.server`` on
-a free 127.0.0.1 port and sends the same review as a row-format ``:predict`` at each concurrency
-(one client thread per connection, HTTP/1.1 keep-alive), a bounded number of requests or seconds
-each. Requests/s, p50/p95/p99 latency and errors go into BENCHMARKS.md's ``serving`` section.
+a free 127.0.0.1 port, without and then with ``--enable-batching``, and sends the same review as a
+row-format ``:predict`` at each concurrency (one client thread per connection, HTTP/1.1
+keep-alive), a bounded number of requests or seconds each. Requests/s, p50/p95/p99 latency and
+errors go into BENCHMARKS.md's ``serving`` section.
 The model is the latest ``serving/models/sentiment`` export, else a smoke-config one made here.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import http.client
 import json
 import logging
 import os
@@ -22,145 +21,29 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import numpy as np
-
+from serving.load_generator import Level, http_level, in_process_floor, percentiles_ms
 from serving.versions import list_versions
 
 log = logging.getLogger(__name__)
 REPOSITORY = Path(__file__).resolve().parents[1]
 SECTION = "serving"
 OVERHEAD_TARGET_MS = 2.0
-
-
-@dataclasses.dataclass
-class Level:
-    """What one mode and concurrency measured: a latency per answered request, and errors."""
-
-    mode: str
-    concurrency: int
-    latencies_s: list[float]
-    errors: int
-    wall_s: float
-
-    def row(self) -> dict[str, str]:
-        answered = len(self.latencies_s)
-        p50, p95, p99 = percentiles_ms(self.latencies_s)
-        return {
-            "mode": self.mode,
-            "concurrency": str(self.concurrency),
-            "requests": f"{answered + self.errors:,}",
-            "errors": str(self.errors),
-            "requests/s": f"{answered / self.wall_s:,.0f}" if self.wall_s > 0 else "-",
-            "p50": _ms(p50),
-            "p95": _ms(p95),
-            "p99": _ms(p99),
-        }
-
-
-def percentiles_ms(latencies_s: list[float], quantiles=(50, 95, 99)) -> list[float]:
-    """Latency percentiles in milliseconds (linear interpolation); NaN without a sample."""
-    if not latencies_s:
-        return [float("nan")] * len(quantiles)
-    return [float(value) * 1e3 for value in np.percentile(latencies_s, quantiles)]
-
-
-def _ms(value: float) -> str:
-    return "-" if np.isnan(value) else f"{value:.2f} ms"
-
-
-def in_process_floor(saved_model_dir: Path, review: str, calls: int) -> Level:
-    """``calls`` direct calls of ``serving_default`` on one review, after a few to warm up."""
-    import tensorflow as tf
-
-    signature = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
-    for _ in range(50):  # as many as the server's warmup requests
-        signature(text=tf.constant([review]))
-    latencies = []
-    started = time.perf_counter()
-    for _ in range(calls):
-        start = time.perf_counter()
-        signature(text=tf.constant([review]))["probability"].numpy()
-        latencies.append(time.perf_counter() - start)
-    return Level(
-        "in-process signature call (floor)", 1, latencies, 0, time.perf_counter() - started
-    )
-
-
-def http_level(url: str, path: str, body: bytes, concurrency: int, requests: int, seconds: float):
-    """``requests`` POSTs of ``body`` (or as many as fit in ``seconds``) over ``concurrency``
-    keep-alive connections; a non-200 answer or a broken connection is an error."""
-    address = urlsplit(url)
-    budget = _Budget(requests, seconds)
-    latencies: list[float] = []
-    errors: list[int] = []
-    start_line = threading.Barrier(concurrency + 1)
-
-    def client() -> None:
-        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-        connection.connect()  # before the clock starts, as a pooled client would be
-        start_line.wait()
-        while budget.take():
-            start = time.perf_counter()
-            try:
-                connection.request("POST", path, body, {"Content-Type": "application/json"})
-                response = connection.getresponse()
-                response.read()
-                answered = response.status == 200
-            except (OSError, http.client.HTTPException):
-                answered = False
-                connection.close()  # http.client reconnects on the next request
-            if answered:
-                latencies.append(time.perf_counter() - start)
-            else:
-                errors.append(1)
-        connection.close()
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    start_line.wait()
-    budget.start()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    return Level("server, loopback HTTP", concurrency, latencies, len(errors), wall)
-
-
-class _Budget:
-    """Hands out up to ``requests`` turns to the client threads, until ``seconds`` have passed."""
-
-    def __init__(self, requests: int, seconds: float):
-        self._left, self._seconds = requests, seconds
-        self._deadline = float("inf")
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        self._deadline = time.monotonic() + self._seconds
-
-    def take(self) -> bool:
-        with self._lock:
-            if self._left <= 0 or time.monotonic() > self._deadline:
-                return False
-            self._left -= 1
-            return True
+MODES = {"off": "server, loopback HTTP", "on": "server, loopback HTTP, batching"}
+"""Table label of the server without and with ``--enable-batching``."""
 
 
 def results_text(levels: list[Level], model: str, command: str, settings: str) -> str:
     """BENCHMARKS.md's serving section: machine, setup, table, overhead against the targets."""
     from pipelines.benchmark import _machine, _table
 
-    floor = next(level for level in levels if level.concurrency == 1)
-    single = next(
-        (level for level in levels if level is not floor and level.concurrency == 1), None
-    )
+    floor = levels[0]
+    unbatched = [level for level in levels if level.mode == MODES["off"]]
+    single = next((level for level in unbatched if level.concurrency == 1), None)
     errors = sum(level.errors for level in levels)
     lines = [
         f"Machine: {_machine()}. The server and the load generator share these cores.",
@@ -178,6 +61,14 @@ def results_text(levels: list[Level], model: str, command: str, settings: str) -
             f"Server overhead over the in-process call at p50, one request at a time: "
             f"{overhead:.2f} ms (target ≤ {OVERHEAD_TARGET_MS:g} ms: {verdict})."
         )
+    rates = {(level.mode, level.concurrency): level.requests_per_s for level in levels}
+    gains = [
+        f"×{rate / rates[MODES['off'], concurrency]:.2f} at concurrency {concurrency}"
+        for (mode, concurrency), rate in rates.items()
+        if mode == MODES["on"] and (MODES["off"], concurrency) in rates
+    ]
+    if gains:
+        lines.append(f"Requests/s with batching over without: {', '.join(gains)}.")
     lines.append(f"Errors: {errors} (target 0: {'met' if errors == 0 else 'missed'}).")
     return "\n".join(lines)
 
@@ -206,13 +97,15 @@ def export_smoke_model(scratch: Path) -> Path:
 
 
 @contextmanager
-def local_server(models_dir: Path, model: str, log_path: Path):
-    """``python -m serving.server`` on a free loopback port; yields its URL once ``model`` loads."""
+def local_server(models_dir: Path, model: str, log_path: Path, batching: str = "off"):
+    """``python -m serving.server`` on a free loopback port, ``--enable-batching`` if ``batching``
+    is ``on``; yields its URL once ``model`` loads."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "serving.server", "--models-dir", str(models_dir)]
     command += ["--port", str(port), "--no-grpc", "--log-level", "WARNING"]
+    command += ["--enable-batching"] if batching == "on" else []
     with log_path.open("w") as output:
         process = subprocess.Popen(command, cwd=REPOSITORY, stdout=output, stderr=output)
     url = f"http://127.0.0.1:{port}"
@@ -245,7 +138,7 @@ def _wait_until_available(url, model, process, log_path: Path, timeout: float = 
 
 
 def run(args, command: str) -> str:
-    """Measure the floor and every concurrency; return the section text."""
+    """Measure the floor, then the server in each batching mode; return the section text."""
     from pipelines.sentiment import EXAMPLE_REVIEWS
 
     review = EXAMPLE_REVIEWS[0]
@@ -260,21 +153,44 @@ def run(args, command: str) -> str:
         print(f"model: {source}", flush=True)
         levels = [in_process_floor(version, review, args.floor_calls)]
         print(_progress(levels[-1]), flush=True)
-        url = args.url or stack.enter_context(
-            local_server(models_dir, args.model, scratch / "server.log")
-        )
         path = f"/v1/models/{args.model}/versions/{version.name}:predict"
         body = json.dumps({"instances": [review]}).encode()
-        http_level(url, path, body, 1, args.warmup, args.seconds)
-        for concurrency in args.concurrency:
-            levels.append(http_level(url, path, body, concurrency, args.requests, args.seconds))
-            print(_progress(levels[-1]), flush=True)
-    settings = (
+        for mode in args.batching:
+            with ExitStack() as server:
+                url = args.url or server.enter_context(
+                    local_server(models_dir, args.model, scratch / f"server-{mode}.log", mode)
+                )
+                levels += _server_levels(args, MODES[mode], url, path, body)
+        settings = _settings(args, models_dir)
+    return results_text(levels, source, command, settings)
+
+
+def _server_levels(args, mode: str, url: str, path: str, body: bytes) -> list[Level]:
+    """One level per concurrency, after the unrecorded warmup requests."""
+    http_level(mode, url, path, body, 1, args.warmup, args.seconds)
+    levels = []
+    for concurrency in args.concurrency:
+        levels.append(http_level(mode, url, path, body, concurrency, args.requests, args.seconds))
+        print(_progress(levels[-1]), flush=True)
+    return levels
+
+
+def _settings(args, models_dir: Path) -> str:
+    from serving.batching import server_parameters
+
+    text = (
         f'Request: one review, row format (`{{"instances": [review]}}`), over keep-alive '
         f"HTTP/1.1 connections on 127.0.0.1, one per client thread; {args.requests:,} requests "
         f"per concurrency (at most {args.seconds:g} s) after {args.warmup} to warm up."
     )
-    return results_text(levels, source, command, settings)
+    if "on" in args.batching:
+        parameters = server_parameters(None, models_dir)  # what the server reads by default
+        text += (
+            f" Batching: `--enable-batching`, batches of up to {parameters.max_batch_size} "
+            f"requests, {parameters.batch_timeout_micros / 1000:g} ms for one to fill, "
+            f"{parameters.num_batch_threads} batch threads."
+        )
+    return text
 
 
 def _progress(level: Level) -> str:
@@ -285,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.benchmark import _write_section
 
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.url and len(args.batching) > 1:
+        parser.error("--url measures one server: add --batching off or on, as it was started")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     command = "make bench-serving" if not argv else "python -m serving.loadtest " + shlex.join(argv)
     text = run(args, command)
@@ -303,6 +222,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=120.0, help="time bound per concurrency")
     parser.add_argument("--warmup", type=int, default=50, help="unrecorded requests first")
     parser.add_argument("--floor-calls", type=int, default=2000, help="in-process calls")
+    parser.add_argument(
+        "--batching",
+        nargs="+",
+        choices=list(MODES),
+        default=list(MODES),
+        help="the server without (off) and with (on) --enable-batching, one after the other",
+    )
     parser.add_argument(
         "--url", help="measure this running server (serving --models-dir) instead of starting one"
     )

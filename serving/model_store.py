@@ -7,7 +7,8 @@ version) and loads new aspired versions on background threads. A version starts 
 it has loaded, by replacing the reference requests look up, so requests in flight finish on the
 servable they hold. A superseded version is unloaded only when an aspired one is available, and a
 version whose directory disappeared is unloaded at once. A version that fails to load is reported
-(``END`` with its error) and tried again only when its files change.
+(``END`` with its error) and tried again only when its files change. With batching parameters,
+every version loads with its own batcher, closed when the version is unloaded.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import servables
+from serving.batching import BatchingParameters
 from serving.servables import Servable
 from serving.status import from_exception, invalid_argument, not_found
 from serving.versions import list_versions
@@ -46,9 +48,17 @@ class VersionState:
 class ModelStore:
     """The versions of every model under ``models_dir``; thread-safe, polled by :meth:`watch`."""
 
-    def __init__(self, models_dir: Path, config_file: Path | None = None, load_threads: int = 2):
+    def __init__(
+        self,
+        models_dir: Path,
+        config_file: Path | None = None,
+        load_threads: int = 2,
+        batching: BatchingParameters | None = None,
+    ):
         self.models_dir = Path(models_dir)
         self.config_file = Path(config_file) if config_file else None
+        self.batching = batching
+        """Batch concurrent requests with these parameters; None: run each request alone."""
         self._lock = threading.Lock()
         self._available: dict[str, dict[int, Servable]] = {}
         self._states: dict[str, dict[int, VersionState]] = {}
@@ -89,6 +99,10 @@ class ModelStore:
     def close(self) -> None:
         self._closed.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for versions in self._available.values():
+                for servable in versions.values():
+                    servable.close()
 
     def servable(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The servable a request names: latest available, a version, or a label's version."""
@@ -157,7 +171,7 @@ class ModelStore:
 
     def _unload(self, name: str, version: int, reason: str) -> None:
         # Requests holding the servable keep it alive until they finish; new ones no longer see it.
-        del self._available[name][version]
+        self._available[name].pop(version).close()
         self._states[name][version] = VersionState("END")
         log.info("unloaded %s version %d: %s", name, version, reason)
 
@@ -166,7 +180,7 @@ class ModelStore:
         # Listed before loading: files still being copied then differ from it, and force a retry.
         files = _files(path)
         try:
-            servable = servables.load(name, version, path)
+            servable = servables.load(name, version, path, self.batching)
         except Exception as exception:  # any failure is the version's status, never the server's
             error = from_exception(exception)
             log.error("loading %s version %d from %s failed: %s", name, version, path, error)

@@ -3,12 +3,14 @@
 Loading reads the ``serve`` MetaGraphDef of ``saved_model.pb`` (its signature defs are what the
 metadata endpoint returns, rendered as TF Serving renders them), loads the SavedModel and replays
 ``assets.extra/tf_serving_warmup_requests`` when there is one, so a version is announced only once
-it has answered. A servable is immutable; the model store swaps whole servables.
+it has answered. A servable is immutable; the model store swaps whole servables. With batching on,
+each servable has its own :class:`~serving.batching.Batcher`, closed when the store unloads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +23,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
 from serving import classify_regress
+from serving.batching import Batcher, BatchingParameters, batchable_signatures
 from serving.status import ServingError, invalid_argument, not_found
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,8 @@ class Servable:
     signature_defs: Mapping[str, meta_graph_pb2.SignatureDef]
     signature_defs_json: str
     """The ``SignatureDefMap`` as JSON, for the metadata endpoint."""
+    batcher: Batcher | None = None
+    """With batching on: the queues that run concurrent requests as one call."""
 
     def signature(self, name: str) -> meta_graph_pb2.SignatureDef:
         """The signature def called ``name`` (empty: ``serving_default``) that can be run."""
@@ -53,7 +58,8 @@ class Servable:
         return {name: inputs[name].dtype for name in sorted(inputs)}
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Call the signature; shapes are checked first so a mismatch is a clear 400."""
+        """Call the signature; shapes are checked first so a mismatch is a clear 400 (and a bad
+        request never joins a batch)."""
         name = signature_name or DEFAULT_SIGNATURE
         signature = self.signature(name)
         tensors = {}
@@ -66,14 +72,19 @@ class Servable:
                     f"{_shape_text(expected)} (-1: any size)"
                 )
             tensors[key] = tf.constant(array, dtype=tf.as_dtype(info.dtype))
-        try:
-            outputs = self.module.signatures[name](**tensors)
-        except (TypeError, ValueError) as error:
-            raise invalid_argument(f"signature {name}: {error}") from None
-        return {key: value.numpy() for key, value in outputs.items()}
+        if self.batcher is not None:
+            return self.batcher.run(name, tensors)
+        return _call(self.module, name, tensors)
+
+    def close(self) -> None:
+        """Stop batching once the queued requests have run; requests still holding it run alone."""
+        if self.batcher is not None:
+            self.batcher.close()
 
 
-def load(name: str, version: int, path: Path) -> Servable:
+def load(
+    name: str, version: int, path: Path, batching: BatchingParameters | None = None
+) -> Servable:
     """Load and warm up one version directory; raises what its status will report."""
     meta_graph = _serving_meta_graph(path)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
@@ -91,8 +102,21 @@ def load(name: str, version: int, path: Path) -> Servable:
             preserving_proto_field_name=True,
         ),
     )
-    _warm_up(servable)
-    return servable
+    _warm_up(servable)  # unbatched: a warmup request waiting for others to batch with is wasted
+    if batching is None:
+        return servable
+    batchable = batchable_signatures(servable.signature_defs)
+    call = functools.partial(_call, servable.module)
+    batcher = Batcher(call, batching, batchable, name=f"{name} {version}")
+    return dataclasses.replace(servable, batcher=batcher)
+
+
+def _call(module, signature_name: str, tensors: Mapping[str, tf.Tensor]) -> dict[str, np.ndarray]:
+    try:
+        outputs = module.signatures[signature_name](**tensors)
+    except (TypeError, ValueError) as error:
+        raise invalid_argument(f"signature {signature_name}: {error}") from None
+    return {key: value.numpy() for key, value in outputs.items()}
 
 
 def _serving_meta_graph(path: Path) -> meta_graph_pb2.MetaGraphDef:

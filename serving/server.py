@@ -6,7 +6,8 @@ on ``http://127.0.0.1:8501/v1/models/<name>`` and its gRPC API on ``127.0.0.1:85
 written for TF Serving work unchanged. The models directory is polled: new versions load in the
 background and replace the served one once loaded, removed ones are unloaded, and a version that
 fails to load is reported in its status. Requests run in parallel, one thread each; bodies over
-``--max-body-mb`` are refused (413).
+``--max-body-mb`` are refused (413). ``--enable-batching`` runs concurrent requests to a signature
+as one call, with TF Serving's batching parameters (``serving/batching.py``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from components.errors import ConfigError
+from serving import batching
 from serving.model_store import ModelStore
 from serving.rest_api import RestApi
 
@@ -124,6 +128,9 @@ class ModelServer(ThreadingHTTPServer):
     """The HTTP server; ``api`` answers each request on its own thread."""
 
     daemon_threads = True
+    # socketserver's backlog of 5 overflows when tens of clients connect at once: the kernel then
+    # drops or resets their connections.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address: tuple[str, int], api: RestApi, max_body_bytes: int):
         super().__init__(address, _RequestHandler)
@@ -143,8 +150,9 @@ class LocalModelServer:
         poll_seconds: float = 2.0,
         max_body_bytes: int = MAX_BODY_BYTES,
         grpc_port: int | None = None,
+        batching_parameters: batching.BatchingParameters | None = None,
     ):
-        self.store = ModelStore(models_dir, config_file)
+        self.store = ModelStore(models_dir, config_file, batching=batching_parameters)
         self.poll_seconds = poll_seconds
         self.http = ModelServer((host, port), RestApi(self.store), max_body_bytes)
         self.grpc_port = grpc_port
@@ -206,6 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config_file = args.model_config_file or args.models_dir.resolve().parent / "models.config"
+    try:
+        batching_parameters = (
+            batching.server_parameters(args.batching_parameters_file, args.models_dir)
+            if args.enable_batching
+            else None
+        )
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
     server = LocalModelServer(
         args.models_dir,
         args.host,
@@ -214,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         args.poll_seconds,
         int(args.max_body_mb * 2**20),
         None if args.no_grpc else args.grpc_port,
+        batching_parameters,
     )
     server.start()
     try:
@@ -237,6 +255,15 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="ModelServerConfig text (version policies, labels); default: models.config beside "
         "--models-dir, used when it exists",
+    )
+    parser.add_argument(
+        "--enable-batching", action="store_true", help="run concurrent requests as one batch"
+    )
+    parser.add_argument(
+        "--batching-parameters-file",
+        type=Path,
+        help="BatchingParameters text; default: batching_parameters.txt beside --models-dir, "
+        "used when it exists, else serving/deployment.py's values",
     )
     parser.add_argument("--poll-seconds", type=float, default=2.0, help="models dir poll period")
     parser.add_argument(

@@ -46,6 +46,8 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
+    # Forget the experiment an earlier test made active: its id does not exist in this store.
+    mlflow.set_experiment("Default")
     yield uri
     while mlflow.active_run():
         mlflow.end_run()

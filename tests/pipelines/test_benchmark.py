@@ -66,6 +66,17 @@ def test_rows_written_to_a_section_are_read_back(tmp_path):
     assert benchmark._rows_in_section(path, "language_model") == []
 
 
+def test_rows_with_empty_last_cells_are_read_back(tmp_path):
+    """Word- and character-level rows fill different columns, so some rows end in empty cells."""
+    path = tmp_path / "BENCHMARKS.md"
+    rows = [
+        {"run": "ptb-lstm", "test perplexity": "112.29", "valid nats/char": ""},
+        {"run": "char-lstm", "test perplexity": "4.60", "valid nats/char": "1.3669"},
+    ]
+    benchmark._write_section(path, "language_model", f"Machine: x\n\n{benchmark._table(rows)}")
+    assert benchmark._rows_in_section(path, "language_model") == rows
+
+
 def test_sales_rows_report_backtest_means_and_one_row_per_baseline():
     from pipelines import sales_forecast
 
