@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from components import (
@@ -26,7 +25,6 @@ from components import (
     export,
     ingest_series,
     series_windows,
-    tracking,
     train,
     tune,
 )
@@ -42,7 +40,7 @@ from components.artifacts import (
 from components.errors import ConfigError
 from components.forecast_models import ForecastModelConfig, build_forecaster, forecast_loss
 from components.series_csv import DATA_DIR_ENV
-from pipelines import cache, forecast_csv, tuning
+from pipelines import cache, forecast_csv, sales_backtest, tuning
 from pipelines.runner import Stage
 
 # Test-fold metrics the evaluate stage logs to MLflow, compared across runs by ``make compare``.
@@ -59,19 +57,6 @@ MODEL_PRESETS = {
     for architecture, suffix in (("direct", ""), ("encoder_decoder", "-seq2seq"))
     for name in [f"{short}{suffix}"]
 }
-
-
-@dataclasses.dataclass
-class BacktestConfig:
-    folds: int = 3
-    """Forecast origins one horizon apart, latest first; fold 0 is the test split. Every fold
-    retrains on the weeks before its own validation block."""
-    holiday_column: str | None = "IsHoliday"
-    """Known-future column flagging holiday weeks (weighted in WMAE); null: no holidays."""
-
-    def __post_init__(self):
-        if self.folds < 1:
-            raise ConfigError(f"backtest.folds={self.folds} must be >= 1")
 
 
 @dataclasses.dataclass
@@ -93,7 +78,9 @@ class SalesForecastConfig:
     evaluate: evaluate_forecast.ForecastEvaluateConfig = dataclasses.field(
         default_factory=evaluate_forecast.ForecastEvaluateConfig
     )
-    backtest: BacktestConfig = dataclasses.field(default_factory=BacktestConfig)
+    backtest: sales_backtest.BacktestConfig = dataclasses.field(
+        default_factory=sales_backtest.BacktestConfig
+    )
     blessing: blessing.BlessingConfig = dataclasses.field(default_factory=blessing.BlessingConfig)
     export: export.ExportConfig = dataclasses.field(
         default_factory=lambda: export.ExportConfig(model_name="sales")
@@ -136,36 +123,13 @@ def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
 
 
 def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
-    return _evaluate(config, inputs["preprocess"], inputs["train"], out_dir)
+    return sales_backtest.score(config, inputs["preprocess"], inputs["train"], out_dir)
 
 
 def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
     """Folds 1.. (earlier origins) retrained and scored like fold 0; results averaged over all."""
     config = tuning.tuned(config, inputs)  # each fold retrains the model the train stage trained
-    folds = [inputs["evaluate"].load()]
-    train_seconds = [_train_seconds(inputs["train"])]
-    for fold in range(1, config.backtest.folds):
-        fold_dir = out_dir / f"fold_{fold}"
-        with tracking.component_run(f"backtest_fold_{fold}"):
-            windows = series_windows.run(
-                config.windows, inputs["ingest"], fold, fold_dir / "windows"
-            )
-            trained = _train(config, windows, fold_dir / "train")
-            train_seconds.append(_train_seconds(trained))
-            folds.append(_evaluate(config, windows, trained, fold_dir / "evaluate").load())
-    summary = {**_backtest_summary(folds), "train_wall_time_s": sum(train_seconds)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-    tracking.log_dict(summary, "backtest.json")
-    tracking.log_metrics(
-        {
-            f"backtest_{name}_{metric}": value
-            for name, scores in summary["mean"].items()
-            for metric, value in scores.items()
-            if value is not None
-        }
-    )
-    return Metrics(out_dir)
+    return sales_backtest.backtest(config, inputs, out_dir, train_fn=_train)
 
 
 def run_bless(config: Config, inputs: dict, out_dir: Path) -> Blessing:
@@ -211,7 +175,7 @@ def serving_archive(
         if not quantiles:
             return {"forecast": predicted}
         outputs = {f"p{round(q * 100):02d}": predicted[:, :, i] for i, q in enumerate(quantiles)}
-        return {"forecast": predicted[:, :, _median_index(quantiles)], **outputs}
+        return {"forecast": predicted[:, :, sales_backtest.median_index(quantiles)], **outputs}
 
     archive.add_endpoint("serving_default", serve)
     return archive
@@ -231,7 +195,7 @@ BENCHMARK_STAGE = "backtest"  # benchmark tables report backtest means, not the 
 def benchmark_columns(metrics: dict) -> dict[str, str]:
     minutes = metrics["train_wall_time_s"] / 60
     return {
-        **_score_columns(metrics, metrics["model_name"]),
+        **sales_backtest.summary_columns(metrics, metrics["model_name"]),
         "train wall time, all folds": f"{minutes:.1f} min",
     }
 
@@ -239,33 +203,10 @@ def benchmark_columns(metrics: dict) -> dict[str, str]:
 def benchmark_reference_rows(metrics: dict) -> list[dict[str, str]]:
     """One row per baseline, scored on the same folds as the model."""
     return [
-        {"run": f"baseline: {name}", **_score_columns(metrics, name)}
+        {"run": f"baseline: {name}", **sales_backtest.summary_columns(metrics, name)}
         for name in metrics["mean"]
         if name != metrics["model_name"]
     ]
-
-
-def _score_columns(metrics: dict, name: str) -> dict[str, str]:
-    scores = metrics["mean"][name]
-    skill = metrics.get("relative_to_seasonal_naive", {}).get(name)
-
-    def number(value, pattern: str) -> str:
-        return "n/a" if value is None else format(value, pattern)
-
-    return {
-        f"backtest WMAE ({metrics['folds']} folds)": f"**{number(scores['wmae'], ',.0f')}**",
-        "vs seasonal naive": number(skill, "+.1%"),
-        "MAE": number(scores["mae"], ",.0f"),
-        "RMSE": number(scores["rmse"], ",.0f"),
-        "WAPE": number(scores["wape"], ".3f"),
-        "sMAPE": number(scores["smape"], ".3f"),
-        "MASE": number(scores["mase"], ".3f"),
-        "test-fold WMAE": number(metrics["per_fold"][0][name]["wmae"], ",.0f"),
-    }
-
-
-def _train_seconds(trained: TrainedModel) -> float:
-    return json.loads((trained.path / "training.json").read_text())["train_wall_time_s"]
 
 
 def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetup:
@@ -296,72 +237,6 @@ def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedMode
         metrics=setup.metrics,
         out_dir=out_dir,
     )
-
-
-def _evaluate(
-    config: Config, windows: SeriesWindows, trained: TrainedModel, out_dir: Path
-) -> Metrics:
-    spec, values, pairs = windows.spec(), windows.values(), windows.origins("test")
-    model = trained.load()
-    inputs = series_windows.make_dataset(windows, "test", config.train.batch_size)
-    predicted = model.predict(inputs.map(lambda x, y, w: x), verbose=0)
-    series, origins = pairs[:, 0], pairs[:, 1]
-    steps = origins[:, None] + np.arange(1, spec.horizon + 1)[None, :]
-    histories = [values[s, : o + 1, 0] for s, o in pairs]
-    histories = [h[~np.isnan(h)] for h in histories]
-    holiday = np.zeros(steps.shape, bool)
-    if config.backtest.holiday_column:
-        column = 1 + spec.known_future.index(config.backtest.holiday_column)
-        holiday = values[series[:, None], steps, column] > 0.5
-    quantiles = None
-    if config.model.quantiles:
-        quantiles = {q: predicted[:, :, i] for i, q in enumerate(config.model.quantiles)}
-        predicted = predicted[:, :, _median_index(config.model.quantiles)]
-    name = model.name.removesuffix("_forecaster")
-    forecasts = {
-        name: predicted,
-        **baselines.forecast(config.baselines, histories, spec.horizon).forecasts,
-    }
-    return evaluate_forecast.run(
-        config.evaluate,
-        actual=values[series[:, None], steps, 0],
-        forecasts=forecasts,
-        holiday=holiday,
-        histories=histories,
-        series_ids=[spec.series_keys[s] for s in series],
-        dates=np.asarray(windows.grid_dates(), "datetime64[D]")[steps],
-        out_dir=out_dir,
-        quantiles=quantiles,
-        model_name=name,
-    )
-
-
-def _median_index(quantiles: list[float]) -> int:
-    return int(np.argmin([abs(q - 0.5) for q in quantiles]))
-
-
-def _backtest_summary(folds: list[dict]) -> dict:
-    names = list(folds[0]["models"])
-    metrics = list(folds[0]["models"][names[0]])
-    mean = {
-        name: {
-            metric: _mean([fold["models"][name][metric] for fold in folds]) for metric in metrics
-        }
-        for name in names
-    }
-    summary = {"folds": len(folds), "model_name": folds[0]["model_name"], "mean": mean}
-    if "seasonal_naive" in mean:
-        reference = mean["seasonal_naive"]["wmae"]
-        summary["relative_to_seasonal_naive"] = {
-            name: 1.0 - scores["wmae"] / reference for name, scores in mean.items()
-        }
-    summary["per_fold"] = [fold["models"] for fold in folds]
-    return summary
-
-
-def _mean(values: list[float | None]) -> float | None:
-    finite = [v for v in values if v is not None]
-    return float(np.mean(finite)) if finite else None
 
 
 # Scoring reads the model's quantiles, the batch size, the baselines and the holiday column.
