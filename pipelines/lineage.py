@@ -54,6 +54,7 @@ def format_chain(chain: list[dict[str, Any]]) -> str:
             for section, values in manifest["config"].items():
                 settings = ", ".join(f"{k}={v}" for k, v in values.items() if v not in (None, []))
                 lines.append(f"  config {section}: {settings}")
+            lines += _outside_inputs(manifest.get("external_state", {}))
         for name, summary in _summaries(Path(output["path"])).items():
             lines.append(f"  {name}: {summary}")
         blocks.append("\n".join(lines))
@@ -92,18 +93,31 @@ def _walk(manifest: dict, producers: dict[Path, dict], chain: list[dict]) -> Non
         chain.append(manifest)
 
 
+def _outside_inputs(state: dict[str, Any]) -> list[str]:
+    """What a stage read from outside the artifacts: data files (path -> [size, mtime]) or else."""
+    lines = []
+    for key, value in state.items():
+        if isinstance(value, list) and len(value) == 2:
+            lines.append(f"  data file {key}: {value[0]:,} bytes")
+        else:
+            lines.append(f"  {key}: {value}")
+    return lines
+
+
 def _summaries(artifact_dir: Path) -> dict[str, str]:
     summaries = {}
     for name in SUMMARY_FILES:
         path = artifact_dir / name
         if path.is_file():
             content = json.loads(path.read_text())
-            summaries[name] = ", ".join(
+            summary = ", ".join(
                 f"{key}={_short(value)}"
                 for key, value in content.items()
                 if isinstance(value, str | int | float | bool)
                 or (isinstance(value, list) and all(isinstance(v, str) for v in value))
             )
+            if summary:
+                summaries[name] = summary
     return summaries
 
 

@@ -129,9 +129,9 @@ class _Execution:
         self.stage_config = {
             section: flatten(getattr(config, section)) for section in stage.config_sections
         }
-        external = stage.external_state(config) if stage.external_state else {}
+        self.external = stage.external_state(config) if stage.external_state else {}
         self.fingerprint = cache.fingerprint(
-            stage.name, self.stage_config, self.input_digests, external
+            stage.name, self.stage_config, self.input_digests, self.external
         )
         self.final_dir = run_dir / stage.name
         self.partial_dir = run_dir.parent / PARTIAL_DIR / f"{stage.name}-{self.fingerprint[:16]}"
@@ -223,6 +223,7 @@ class _Execution:
             "started_at": started_at.isoformat(timespec="seconds"),
             "duration_s": round(duration, 2),
             "config": self.stage_config,
+            "external_state": self.external,
             "inputs": {
                 name: {
                     "type": type(artifact).__name__,

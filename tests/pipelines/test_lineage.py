@@ -48,7 +48,13 @@ def push_to(serving_dir):
 
 def stages(serving_dir):
     return [
-        Stage("ingest", ingest, Examples, config_sections=("data",)),
+        Stage(
+            "ingest",
+            ingest,
+            Examples,
+            config_sections=("data",),
+            external_state=lambda config: {"/data/reviews.csv": [1234, 0]},
+        ),
         Stage("evaluate", evaluate, Metrics, ("ingest",)),
         Stage("export", push_to(serving_dir), PushedModel, ("ingest", "evaluate")),
     ]
@@ -66,6 +72,7 @@ def test_served_version_leads_back_to_the_ingested_data(tmp_path, mlflow_store, 
     assert main(["lineage", str(tmp_path / "models/tiny/1"), "--artifacts-root", "art"]) == 0
     printed = capsys.readouterr().out
     assert "config data: path=reviews.csv" in printed
+    assert "data file /data/reviews.csv: 1,234 bytes" in printed
     assert "statistics.json: rows=3" in printed and "metrics.json: accuracy=0.91" in printed
     assert f"pipeline run {result.mlflow_run_id}" in printed
 
