@@ -19,7 +19,6 @@ import tensorflow as tf
 
 from components import blessing, evaluate_lm, export, ingest_text, tokenize, tracking, train, tune
 from components.artifacts import (
-    Blessing,
     Corpus,
     Hyperparameters,
     Metrics,
@@ -33,6 +32,7 @@ from components.streams import random_windows, stateful_windows, window_count
 from components.tokenize import Tokenizer
 from pipelines import corpora, tuning
 from pipelines.runner import Stage
+from pipelines.stages import bless_stage
 
 MODEL_PRESETS = {
     "simplernn": {"model.cell": "simple_rnn"},
@@ -97,19 +97,10 @@ def run_tune(config: Config, inputs: dict, out_dir: Path) -> Hyperparameters:
 
 def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
     config = tuning.tuned(config, inputs)
-    setup = training_setup(config, inputs)
     # Not in the setup: tuning deep-copies callbacks for every trial, and samples are for reading
     # the progress of the one model trained here.
     sampler = SampleLogger(config, inputs["tokenize"].tokenizer())
-    return train.run(
-        config.train,
-        build_model=lambda: setup.build_model(config),
-        data=setup.data,
-        loss=setup.loss,
-        metrics=setup.metrics,
-        out_dir=out_dir,
-        callbacks=[*setup.callbacks, sampler],
-    )
+    return tuning.fit(config, training_setup(config, inputs), out_dir, [sampler])
 
 
 def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
@@ -158,10 +149,6 @@ def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
     tokenizer = inputs["tokenize"].tokenizer()
     generator = text_generator(config.model, inputs["train"].load(), tokenizer)
     return evaluate_lm.run(config.evaluate, generator, inputs["tokenize"], out_dir)
-
-
-def run_bless(config: Config, inputs: dict, out_dir: Path) -> Blessing:
-    return blessing.run(config.blessing, inputs["evaluate"], config.export, out_dir)
 
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
@@ -293,14 +280,7 @@ STAGES = [
         optional_inputs=("tune",),
         config_sections=("model", "evaluate"),
     ),
-    Stage(
-        "bless",
-        run_bless,
-        Blessing,
-        ("evaluate",),
-        config_sections=("blessing", "export"),
-        external_state=lambda config: blessing.serving_baseline(config.export),
-    ),
+    bless_stage("evaluate"),
     Stage(
         "export",
         run_export,

@@ -29,7 +29,6 @@ from components import (
     tune,
 )
 from components.artifacts import (
-    Blessing,
     Hyperparameters,
     Metrics,
     PushedModel,
@@ -42,6 +41,7 @@ from components.forecast_models import ForecastModelConfig, build_forecaster, fo
 from components.series_csv import DATA_DIR_ENV
 from pipelines import cache, forecast_csv, sales_backtest, tuning
 from pipelines.runner import Stage
+from pipelines.stages import bless_stage
 
 # Test-fold metrics the evaluate stage logs to MLflow, compared across runs by ``make compare``.
 COMPARE_METRICS = [
@@ -130,11 +130,6 @@ def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
     """Folds 1.. (earlier origins) retrained and scored like fold 0; results averaged over all."""
     config = tuning.tuned(config, inputs)  # each fold retrains the model the train stage trained
     return sales_backtest.backtest(config, inputs, out_dir, train_fn=_train)
-
-
-def run_bless(config: Config, inputs: dict, out_dir: Path) -> Blessing:
-    """Judged on the backtest: means over every fold say more than the test fold alone."""
-    return blessing.run(config.blessing, inputs["backtest"], config.export, out_dir)
 
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
@@ -228,15 +223,7 @@ def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetu
 
 
 def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
-    setup = training_setup(config, windows)
-    return train.run(
-        config.train,
-        build_model=lambda: setup.build_model(config),
-        data=setup.data,
-        loss=setup.loss,
-        metrics=setup.metrics,
-        out_dir=out_dir,
-    )
+    return tuning.fit(config, training_setup(config, windows), out_dir)
 
 
 # Scoring reads the model's quantiles, the batch size, the baselines and the holiday column.
@@ -282,14 +269,7 @@ STAGES = [
         optional_inputs=("tune",),  # its folds retrain the model with the tuned values
         config_sections=("windows", *EVALUATE_SECTIONS),
     ),
-    Stage(
-        "bless",
-        run_bless,
-        Blessing,
-        ("backtest",),
-        config_sections=("blessing", "export"),
-        external_state=lambda config: blessing.serving_baseline(config.export),
-    ),
+    bless_stage("backtest"),  # means over every fold say more than the test fold alone
     Stage(
         "export",
         run_export,

@@ -17,7 +17,6 @@ import tensorflow as tf
 
 from components import blessing, evaluate, export, ingest, preprocess, train, tune
 from components.artifacts import (
-    Blessing,
     Examples,
     Hyperparameters,
     Metrics,
@@ -28,6 +27,7 @@ from components.artifacts import (
 from components.models import RecurrentModelConfig, build_text_classifier
 from pipelines import cache, imdb, tuning
 from pipelines.runner import Stage
+from pipelines.stages import bless_stage
 
 NAME = "sentiment"
 # ``make sentiment MODEL=bigru`` shorthands for the cell/direction pair.
@@ -87,15 +87,7 @@ def run_tune(config: SentimentConfig, inputs: dict, out_dir: Path) -> Hyperparam
 
 def run_train(config: SentimentConfig, inputs: dict, out_dir: Path) -> TrainedModel:
     config = tuning.tuned(config, inputs)
-    setup = training_setup(config, inputs)
-    return train.run(
-        config.train,
-        build_model=lambda: setup.build_model(config),
-        data=setup.data,
-        loss=setup.loss,
-        metrics=setup.metrics,
-        out_dir=out_dir,
-    )
+    return tuning.fit(config, training_setup(config, inputs), out_dir)
 
 
 def training_setup(config: SentimentConfig, inputs: dict) -> train.TrainingSetup:
@@ -138,10 +130,6 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
         )
 
     return evaluate.run(config.evaluate, predict, inputs["ingest"], out_dir)
-
-
-def run_bless(config: SentimentConfig, inputs: dict, out_dir: Path) -> Blessing:
-    return blessing.run(config.blessing, inputs["evaluate"], config.export, out_dir)
 
 
 def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedModel:
@@ -227,14 +215,7 @@ STAGES = [
         ("ingest", "preprocess", "train"),
         config_sections=("evaluate",),
     ),
-    Stage(
-        "bless",
-        run_bless,
-        Blessing,
-        ("evaluate",),
-        config_sections=("blessing", "export"),
-        external_state=lambda config: blessing.serving_baseline(config.export),
-    ),
+    bless_stage("evaluate"),
     Stage(
         "export",
         run_export,

@@ -1,6 +1,6 @@
 """Glue between a pipeline's tune stage and the stages that build its model.
 
-The tune stage searches with the same training setup the train stage uses (data, loss, metrics,
+The tune stage searches with the same training setup the train stage fits (data, loss, metrics,
 compilation); train, and every later stage that rebuilds the model from the config, then applies
 the best values found (``--tune`` puts the stage in a run; without it nothing changes).
 """
@@ -8,13 +8,14 @@ the best values found (``--tune`` puts the stage in a run; without it nothing ch
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import keras
 
 from components import tracking, train, tune
-from components.artifacts import Hyperparameters
+from components.artifacts import Hyperparameters, TrainedModel
 from pipelines.config import with_overrides
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,25 @@ def search(config: Any, setup: train.TrainingSetup, out_dir: Path) -> Hyperparam
         return train.compiled(trial.train, setup.build_model(trial), setup.loss, setup.metrics)
 
     return tune.run(config.tune, build_and_compile, setup.data, out_dir, setup.callbacks)
+
+
+def fit(
+    config: Any,
+    setup: train.TrainingSetup,
+    out_dir: Path,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainedModel:
+    """Train ``setup``'s model for ``config``, compiled as the search's trials are; ``callbacks``
+    are added to the setup's own (ones the tuner must not copy into every trial)."""
+    return train.run(
+        config.train,
+        build_model=lambda: setup.build_model(config),
+        data=setup.data,
+        loss=setup.loss,
+        metrics=setup.metrics,
+        out_dir=out_dir,
+        callbacks=[*setup.callbacks, *callbacks],
+    )
 
 
 def tuned(config: ConfigT, inputs: dict) -> ConfigT:
