@@ -71,9 +71,10 @@ def _producers(artifacts_root: Path) -> dict[Path, dict[str, Any]]:
             continue
         output = Path(manifest["output"]["path"]).resolve()
         producers[output] = producers[path.parent.resolve()] = manifest
-        push = output / "push.json"
-        if push.is_file() and json.loads(push.read_text()).get("pushed", True):
-            producers[Path(json.loads(push.read_text())["path"]).resolve()] = manifest
+        record = output / "push.json"
+        push = json.loads(record.read_text()) if record.is_file() else {}
+        if push.get("pushed", True) and push:
+            producers[Path(push["path"]).resolve()] = manifest
     return producers
 
 
