@@ -21,6 +21,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from components.errors import ConfigError, PipelineError
+from serving.metrics import PROMETHEUS_PATH
 from serving.tf_serving_protos import BatchingParameters, MonitoringConfig
 from serving.versions import list_versions
 
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 TF_SERVING_IMAGE = "tensorflow/serving:2.19.0"
 """The image the compose file runs unless ``$TF_SERVING_IMAGE`` names another."""
 GRPC_PORT, REST_PORT = 8500, 8501
-PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 OVERRIDES_FILE = "deployment.yaml"
 BATCHING = {
     "max_batch_size": ("the largest batch the server forms from concurrent requests", 32),

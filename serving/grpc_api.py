@@ -9,6 +9,8 @@ unchanged.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from concurrent import futures
 
 import grpc
@@ -24,6 +26,7 @@ from tensorflow_serving.apis import (
 
 from serving import classify_regress
 from serving.json_request import dtype_text
+from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
 from serving.rest_api import model_status
 from serving.servables import DEFAULT_SIGNATURE
@@ -33,20 +36,32 @@ log = logging.getLogger(__name__)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, store: ModelStore):
+    def __init__(self, store: ModelStore, metrics: ServingMetrics | None = None):
         self.store = store
+        self.metrics = metrics
 
     def Predict(self, request, context):
-        return _answer(context, self._predict, request)
+        return self._inference("predict", context, self._predict, request)
 
     def GetModelMetadata(self, request, context):
         return _answer(context, self._metadata, request)
 
     def Classify(self, request, context):
-        return _answer(context, self._classify, request)
+        return self._inference("classify", context, self._classify, request)
 
     def Regress(self, request, context):
-        return _answer(context, self._regress, request)
+        return self._inference("regress", context, self._regress, request)
+
+    def _inference(self, api: str, context, handler, request):
+        """Answer, counting and timing the call as the REST API does."""
+        started = time.perf_counter()
+
+        def record(code: str) -> None:
+            if self.metrics is not None:
+                seconds = time.perf_counter() - started
+                self.metrics.observe_request(request.model_spec.name, api, "GRPC", code, seconds)
+
+        return _answer(context, handler, request, record)
 
     def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         servable = self.store.servable(*_version(request.model_spec))
@@ -135,7 +150,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         )
 
 
-def start(store: ModelStore, address: str, max_message_bytes: int) -> tuple[grpc.Server, int]:
+def start(
+    store: ModelStore,
+    address: str,
+    max_message_bytes: int,
+    metrics: ServingMetrics | None = None,
+) -> tuple[grpc.Server, int]:
     """Serve both services on ``address`` (``host:port``, port 0: any); returns the bound port."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -143,7 +163,7 @@ def start(store: ModelStore, address: str, max_message_bytes: int) -> tuple[grpc
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(store), server
+        PredictionService(store, metrics), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(store), server)
     port = server.add_insecure_port(address)
@@ -163,11 +183,20 @@ def _fill_spec(model_spec, name: str, version: int, signature_name: str) -> None
     model_spec.signature_name = signature_name
 
 
-def _answer(context: grpc.ServicerContext, handler, request):
+def _answer(
+    context: grpc.ServicerContext,
+    handler,
+    request,
+    record: Callable[[str], None] = lambda code: None,
+):
+    """``handler(request)``, or the failure as a gRPC status; ``record`` gets the status code."""
     try:
-        return handler(request)
+        response = handler(request)
     except Exception as exception:  # every failure is a status for the client, never a crash
         error = from_exception(exception)
         if error.http_status >= 500:
             log.exception("gRPC %s failed", type(request).__name__)
+        record(error.code)
         context.abort(getattr(grpc.StatusCode, error.code, grpc.StatusCode.UNKNOWN), error.message)
+    record("OK")
+    return response

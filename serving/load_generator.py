@@ -3,6 +3,8 @@
 :func:`in_process_floor` calls a signature in this process; :func:`http_level` sends one request
 body from concurrent client threads. Each returns a :class:`Level` (a latency per answered request,
 errors and wall time), the row ``serving/loadtest.py`` writes into BENCHMARKS.md.
+:func:`model_call_totals` reads the server's runtime latency metric, so a level can also say how
+long the model itself ran inside the server for the same requests.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import dataclasses
 import http.client
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+
+from serving.metrics import PROMETHEUS_PATH, RUNTIME_LATENCY
 
 
 @dataclasses.dataclass
@@ -26,6 +32,9 @@ class Level:
     latencies_s: list[float]
     errors: int
     wall_s: float
+    model_call_ms: float = float("nan")
+    """Mean time of one signature call inside the server (one batch with batching), from its
+    runtime latency metric; the floor's own mean for the in-process level."""
 
     @property
     def requests_per_s(self) -> float:
@@ -39,10 +48,16 @@ class Level:
             "requests": f"{len(self.latencies_s) + self.errors:,}",
             "errors": str(self.errors),
             "requests/s": "-" if np.isnan(self.requests_per_s) else f"{self.requests_per_s:,.0f}",
+            "mean": _ms(self.mean_ms),
             "p50": _ms(p50),
             "p95": _ms(p95),
             "p99": _ms(p99),
+            "model call, mean": _ms(self.model_call_ms),
         }
+
+    @property
+    def mean_ms(self) -> float:
+        return float(np.mean(self.latencies_s)) * 1e3 if self.latencies_s else float("nan")
 
 
 def percentiles_ms(latencies_s: list[float], quantiles=(50, 95, 99)) -> list[float]:
@@ -69,9 +84,9 @@ def in_process_floor(saved_model_dir: Path, review: str, calls: int) -> Level:
         start = time.perf_counter()
         signature(text=tf.constant([review]))["probability"].numpy()
         latencies.append(time.perf_counter() - start)
-    return Level(
-        "in-process signature call (floor)", 1, latencies, 0, time.perf_counter() - started
-    )
+    wall = time.perf_counter() - started
+    level = Level("in-process signature call (floor)", 1, latencies, 0, wall)
+    return dataclasses.replace(level, model_call_ms=level.mean_ms)
 
 
 def http_level(
@@ -134,3 +149,22 @@ class _Budget:
                 return False
             self._left -= 1
             return True
+
+
+def model_call_totals(url: str, model: str) -> tuple[float, float] | None:
+    """(Total seconds, calls) of ``model``'s signature calls so far, from the server's
+    ``runtime_latency`` metric; None where the server exposes no Prometheus metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(url + PROMETHEUS_PATH, timeout=30) as response:
+            text = response.read().decode()
+    except (OSError, urllib.error.URLError):
+        return None
+    totals = {"_sum": 0.0, "_count": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            suffix = sample.name.removeprefix(RUNTIME_LATENCY)
+            if suffix in totals and sample.labels.get("model_name") == model:
+                totals[suffix] += sample.value
+    return totals["_sum"] / 1e6, totals["_count"]

@@ -4,16 +4,19 @@ Calls the sentiment model's ``serving_default`` signature with one review direct
 (the floor: what serving costs without HTTP and JSON), then starts ``python -m serving.server`` on
 a free 127.0.0.1 port, without and then with ``--enable-batching``, and sends the same review as a
 row-format ``:predict`` at each concurrency (one client thread per connection, HTTP/1.1
-keep-alive), a bounded number of requests or seconds each. Requests/s, p50/p95/p99 latency and
-errors go into BENCHMARKS.md's ``serving`` section.
+keep-alive), a bounded number of requests or seconds each. Requests/s, mean and p50/p95/p99
+latency, errors and the mean model call the server's runtime metric recorded during each level go
+into BENCHMARKS.md's ``serving`` section.
 The model is the latest ``serving/models/sentiment`` export, else a smoke-config one made here.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import math
 import os
 import shlex
 import signal
@@ -26,7 +29,13 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from serving.load_generator import Level, http_level, in_process_floor, percentiles_ms
+from serving.load_generator import (
+    Level,
+    http_level,
+    in_process_floor,
+    model_call_totals,
+    percentiles_ms,
+)
 from serving.versions import list_versions
 
 log = logging.getLogger(__name__)
@@ -55,12 +64,7 @@ def results_text(levels: list[Level], model: str, command: str, settings: str) -
         "",
     ]
     if single is not None:
-        overhead = percentiles_ms(single.latencies_s)[0] - percentiles_ms(floor.latencies_s)[0]
-        verdict = "met" if overhead <= OVERHEAD_TARGET_MS else "missed"
-        lines.append(
-            f"Server overhead over the in-process call at p50, one request at a time: "
-            f"{overhead:.2f} ms (target ≤ {OVERHEAD_TARGET_MS:g} ms: {verdict})."
-        )
+        lines.append(_overhead_text(single, floor))
     rates = {(level.mode, level.concurrency): level.requests_per_s for level in levels}
     gains = [
         f"×{rate / rates[MODES['off'], concurrency]:.2f} at concurrency {concurrency}"
@@ -71,6 +75,25 @@ def results_text(levels: list[Level], model: str, command: str, settings: str) -
         lines.append(f"Requests/s with batching over without: {', '.join(gains)}.")
     lines.append(f"Errors: {errors} (target 0: {'met' if errors == 0 else 'missed'}).")
     return "\n".join(lines)
+
+
+def _overhead_text(single: Level, floor: Level) -> str:
+    """The unbatched server's overhead, one request at a time: its p50 over the floor's, and,
+    where the server reports its model calls, its mean latency over the mean model call in it.
+
+    The second is judged when there: same process and requests, so a difference in how fast
+    two processes run the model (a few ms for a 30 ms model on 2 shared cores) does not count."""
+    over_floor = percentiles_ms(single.latencies_s)[0] - percentiles_ms(floor.latencies_s)[0]
+    text = f"Server overhead, one request at a time: p50 {over_floor:.2f} ms over the floor's"
+    judged = over_floor
+    if not math.isnan(single.model_call_ms):
+        judged = single.mean_ms - single.model_call_ms
+        text += (
+            f"; mean latency {single.mean_ms:.2f} ms over the mean model call inside the server "
+            f"{single.model_call_ms:.2f} ms: {judged:.2f} ms"
+        )
+    verdict = "met" if judged <= OVERHEAD_TARGET_MS else "missed"
+    return f"{text} (target ≤ {OVERHEAD_TARGET_MS:g} ms: {verdict})."
 
 
 def latest_version(models_dir: Path, model: str) -> Path | None:
@@ -166,12 +189,19 @@ def run(args, command: str) -> str:
 
 
 def _server_levels(args, mode: str, url: str, path: str, body: bytes) -> list[Level]:
-    """One level per concurrency, after the unrecorded warmup requests."""
+    """One level per concurrency, after the unrecorded warmup requests, each with the mean
+    model call the server's metrics recorded during it."""
     http_level(mode, url, path, body, 1, args.warmup, args.seconds)
     levels = []
     for concurrency in args.concurrency:
-        levels.append(http_level(mode, url, path, body, concurrency, args.requests, args.seconds))
-        print(_progress(levels[-1]), flush=True)
+        before = model_call_totals(url, args.model)
+        level = http_level(mode, url, path, body, concurrency, args.requests, args.seconds)
+        after = model_call_totals(url, args.model)
+        if before and after and after[1] > before[1]:
+            mean_ms = (after[0] - before[0]) / (after[1] - before[1]) * 1e3
+            level = dataclasses.replace(level, model_call_ms=mean_ms)
+        levels.append(level)
+        print(_progress(level), flush=True)
     return levels
 
 

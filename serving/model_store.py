@@ -26,6 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving import servables
 from serving.batching import BatchingParameters
+from serving.metrics import ServingMetrics
 from serving.servables import Servable
 from serving.status import from_exception, invalid_argument, not_found
 from serving.versions import list_versions
@@ -54,11 +55,14 @@ class ModelStore:
         config_file: Path | None = None,
         load_threads: int = 2,
         batching: BatchingParameters | None = None,
+        metrics: ServingMetrics | None = None,
     ):
         self.models_dir = Path(models_dir)
         self.config_file = Path(config_file) if config_file else None
         self.batching = batching
         """Batch concurrent requests with these parameters; None: run each request alone."""
+        self.metrics = metrics
+        """Where the servables record their runtime latency."""
         self._lock = threading.Lock()
         self._available: dict[str, dict[int, Servable]] = {}
         self._states: dict[str, dict[int, VersionState]] = {}
@@ -180,7 +184,7 @@ class ModelStore:
         # Listed before loading: files still being copied then differ from it, and force a retry.
         files = _files(path)
         try:
-            servable = servables.load(name, version, path, self.batching)
+            servable = servables.load(name, version, path, self.batching, self.metrics)
         except Exception as exception:  # any failure is the version's status, never the server's
             error = from_exception(exception)
             log.error("loading %s version %d from %s failed: %s", name, version, path, error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from urllib.parse import unquote
 
 from google.protobuf import json_format
@@ -19,8 +20,9 @@ from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 
 from serving import classify_regress, json_request, json_response
+from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
-from serving.status import ServingError, from_exception, invalid_argument
+from serving.status import HTTP_STATUS, ServingError, from_exception, invalid_argument
 
 log = logging.getLogger(__name__)
 _VERSION_OR_LABEL = r"(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
@@ -34,22 +36,34 @@ _PRINT_OPTIONS = {"always_print_fields_with_no_presence": True, "indent": 1}
 
 
 class RestApi:
-    def __init__(self, store: ModelStore):
+    def __init__(self, store: ModelStore, metrics: ServingMetrics | None = None):
         self.store = store
+        self.metrics = metrics
+        """Where predict, classify and regress calls are counted and timed."""
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
         """``(HTTP status, JSON body)`` for one request; ``path`` without the query string."""
         if not API_PATH.fullmatch(path):
             return 404, _error_json(f"Not found: {path} (the API is under /v1/models/)")
+        started = time.perf_counter()
+        code, text = self._answer(method, path, body)
+        inference = PREDICT_PATH.fullmatch(path) if method == "POST" else None
+        if self.metrics is not None and inference:
+            name, api = inference[1], inference[4].lower()
+            self.metrics.observe_request(name, api, "REST", code, time.perf_counter() - started)
+        return HTTP_STATUS.get(code, 500), text
+
+    def _answer(self, method: str, path: str, body: bytes) -> tuple[str, str]:
+        """``(TF status code name, JSON body)``."""
         try:
-            return 200, self._dispatch(method, path, body)
+            return "OK", self._dispatch(method, path, body)
         except ServingError as error:
-            return error.http_status, _error_json(error.message)
+            return error.code, _error_json(error.message)
         except Exception as exception:  # TensorFlow refusing an input, or a bug: answer, stay up
             error = from_exception(exception)
             if error.http_status >= 500:
                 log.exception("%s %s failed", method, path)
-            return error.http_status, _error_json(error.message)
+            return error.code, _error_json(error.message)
 
     def _dispatch(self, method: str, path: str, body: bytes) -> str:
         malformed = invalid_argument(f"Malformed request: {method} {path}")

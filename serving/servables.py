@@ -10,8 +10,8 @@ each servable has its own :class:`~serving.batching.Batcher`, closed when the st
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
 from serving import classify_regress
 from serving.batching import Batcher, BatchingParameters, batchable_signatures
+from serving.metrics import ServingMetrics
 from serving.status import ServingError, invalid_argument, not_found
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class Servable:
     """The ``SignatureDefMap`` as JSON, for the metadata endpoint."""
     batcher: Batcher | None = None
     """With batching on: the queues that run concurrent requests as one call."""
+    metrics: ServingMetrics | None = None
+    """Where each signature call's runtime is recorded."""
 
     def signature(self, name: str) -> meta_graph_pb2.SignatureDef:
         """The signature def called ``name`` (empty: ``serving_default``) that can be run."""
@@ -74,7 +77,17 @@ class Servable:
             tensors[key] = tf.constant(array, dtype=tf.as_dtype(info.dtype))
         if self.batcher is not None:
             return self.batcher.run(name, tensors)
-        return _call(self.module, name, tensors)
+        return self.call(name, tensors)
+
+    def call(self, signature_name: str, tensors: Mapping[str, tf.Tensor]) -> dict[str, np.ndarray]:
+        """One signature call (one request, or one batch of them), its runtime recorded."""
+        started = time.perf_counter()
+        outputs = _call(self.module, signature_name, tensors)
+        if self.metrics is not None:
+            # The API is the signature's method: tensorflow/serving/predict, classify or regress.
+            api = self.signature_defs[signature_name].method_name.rsplit("/", 1)[-1]
+            self.metrics.observe_runtime(self.name, api, time.perf_counter() - started)
+        return outputs
 
     def close(self) -> None:
         """Stop batching once the queued requests have run; requests still holding it run alone."""
@@ -83,7 +96,11 @@ class Servable:
 
 
 def load(
-    name: str, version: int, path: Path, batching: BatchingParameters | None = None
+    name: str,
+    version: int,
+    path: Path,
+    batching: BatchingParameters | None = None,
+    metrics: ServingMetrics | None = None,
 ) -> Servable:
     """Load and warm up one version directory; raises what its status will report."""
     meta_graph = _serving_meta_graph(path)
@@ -103,11 +120,11 @@ def load(
         ),
     )
     _warm_up(servable)  # unbatched: a warmup request waiting for others to batch with is wasted
+    servable = dataclasses.replace(servable, metrics=metrics)  # warmup calls are not traffic
     if batching is None:
         return servable
     batchable = batchable_signatures(servable.signature_defs)
-    call = functools.partial(_call, servable.module)
-    batcher = Batcher(call, batching, batchable, name=f"{name} {version}")
+    batcher = Batcher(servable.call, batching, batchable, name=f"{name} {version}")
     return dataclasses.replace(servable, batcher=batcher)
 
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from components.errors import ConfigError
 from serving import batching
+from serving.metrics import CONTENT_TYPE, PROMETHEUS_PATH, ServingMetrics
 from serving.model_store import ModelStore
 from serving.rest_api import RestApi
 
@@ -68,7 +69,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._reply(400, json.dumps({"error": f"Malformed request body: {error}"}))
             return
-        status, text = self.server.api.handle(method, urlsplit(self.path).path, body)
+        path = urlsplit(self.path).path
+        if method == "GET" and path == PROMETHEUS_PATH:
+            self._reply(200, self.server.metrics.exposition().decode(), CONTENT_TYPE)
+            return
+        status, text = self.server.api.handle(method, path, body)
         self._reply(status, text)
 
     def _read_body(self) -> bytes:
@@ -110,10 +115,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             chunks.append(self.rfile.read(chunk_size))
             self.rfile.readline(8)
 
-    def _reply(self, status: int, text: str) -> None:
+    def _reply(self, status: int, text: str, content_type: str = "application/json") -> None:
         payload = text.encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -125,16 +130,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 
 class ModelServer(ThreadingHTTPServer):
-    """The HTTP server; ``api`` answers each request on its own thread."""
+    """The HTTP server; ``api`` answers each request on its own thread, ``metrics`` the scrapes."""
 
     daemon_threads = True
     # socketserver's backlog of 5 overflows when tens of clients connect at once: the kernel then
     # drops or resets their connections.
     request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, address: tuple[str, int], api: RestApi, max_body_bytes: int):
+    def __init__(
+        self, address: tuple[str, int], api: RestApi, metrics: ServingMetrics, max_body_bytes: int
+    ):
         super().__init__(address, _RequestHandler)
         self.api = api
+        self.metrics = metrics
         self.max_body_bytes = max_body_bytes
 
 
@@ -152,9 +160,14 @@ class LocalModelServer:
         grpc_port: int | None = None,
         batching_parameters: batching.BatchingParameters | None = None,
     ):
-        self.store = ModelStore(models_dir, config_file, batching=batching_parameters)
+        self.metrics = ServingMetrics()
+        """TF Serving's request and runtime metrics, at ``/monitoring/prometheus/metrics``."""
+        self.store = ModelStore(
+            models_dir, config_file, batching=batching_parameters, metrics=self.metrics
+        )
         self.poll_seconds = poll_seconds
-        self.http = ModelServer((host, port), RestApi(self.store), max_body_bytes)
+        api = RestApi(self.store, self.metrics)
+        self.http = ModelServer((host, port), api, self.metrics, max_body_bytes)
         self.grpc_port = grpc_port
         """gRPC API port (0: any free one); None: no gRPC API."""
         self.grpc_address: str | None = None
@@ -187,7 +200,9 @@ class LocalModelServer:
         host = self.http.server_address[0]
         address = f"{host}:{self.grpc_port}"
         try:
-            self._grpc, bound = grpc_api.start(self.store, address, self.http.max_body_bytes)
+            self._grpc, bound = grpc_api.start(
+                self.store, address, self.http.max_body_bytes, self.metrics
+            )
         except RuntimeError as error:  # the port is taken: REST alone still serves every model
             log.warning("no gRPC API: cannot listen on %s (%s)", address, error)
             return

@@ -20,9 +20,11 @@ def test_percentiles_interpolate_and_rows_format_milliseconds():
         "requests": "102",
         "errors": "2",
         "requests/s": "200",
+        "mean": "50.50 ms",
         "p50": "50.50 ms",
         "p95": "95.05 ms",
         "p99": "99.01 ms",
+        "model call, mean": "-",  # known only from a server's metrics
     }
     failed = load_generator.Level("server, loopback HTTP", 1, [], errors=3, wall_s=0.0).row()
     assert (failed["requests/s"], failed["p50"], failed["errors"]) == ("-", "-", "3")
