@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from components.errors import ConfigError, require_one_of
 from components.models import CELLS, RecurrentModelConfig, recurrent_stack, require_known_cell
-from components.series_windows import FeatureSpec
+from components.series_windows import LOSS_WEIGHTINGS, FeatureSpec
 
 ARCHITECTURES = ("direct", "encoder_decoder")
 SEASON_WEEKS = 52
@@ -48,10 +48,14 @@ class ForecastModelConfig:
     """Predict a correction to last year's same weeks (the seasonal-naive forecast) rather than
     the level itself, so training starts from a strong forecast. Needs weekly data and a
     lookback of at least 52."""
+    loss_weighting: str = "series"
+    """What the training loss averages: series (every series the same, errors relative to its
+    scale) | units (every unit of sales the same, as WMAE counts) | sqrt (in between)."""
 
     def __post_init__(self):
         require_known_cell(self.cell)
         require_one_of("model.architecture", self.architecture, ARCHITECTURES)
+        require_one_of("model.loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
         if self.quantiles is not None and not all(0.0 < q < 1.0 for q in self.quantiles):
             raise ConfigError(f"model.quantiles={self.quantiles} must all lie in (0, 1)")
         if min(self.layers, self.units, self.embedding_dim) < 1:

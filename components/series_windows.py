@@ -20,9 +20,10 @@ import tensorflow as tf
 
 from components import tracking
 from components.artifacts import SeriesWindows, TimeSeries
-from components.errors import ConfigError, DataError
+from components.errors import ConfigError, DataError, require_one_of
 
 SPLITS = ("train", "validation", "test")
+LOSS_WEIGHTINGS = ("series", "sqrt", "units")
 
 
 @dataclasses.dataclass
@@ -188,16 +189,24 @@ def make_dataset(
     split: str,
     batch_size: int,
     shuffle_seed: int | None = None,
+    weighting: str = "series",
 ) -> tf.data.Dataset:
-    """Batches of (raw model inputs, target in original units, weight 1/scale).
+    """Batches of (raw model inputs, target in original units, sample weight).
 
-    The weight makes an error of one series-scale count the same for every series, so large
-    stores do not drown out small departments while the model still predicts original units.
+    The model predicts original units; the weight decides what its loss averages. ``series``:
+    1 / scale, an error of one series-scale counts the same for every series (small departments
+    as much as large stores; what MASE or per-series WAPE reward). ``units``: every unit of sales
+    counts the same, as WMAE, MAE and total WAPE count them (big series dominate). ``sqrt``: in
+    between, 1 / sqrt(scale). A series of the mean scale gets the same weight under each, so the
+    losses (and gradient clipping) stay on one scale.
     """
+    require_one_of("model.loss_weighting", weighting, LOSS_WEIGHTINGS)
     spec, values, statics = windows.spec(), windows.values(), windows.statics()
     pairs = windows.origins(split)
     dates = tf.constant(windows.grid_dates())
-    scales = tf.constant(spec.series_scales, tf.float32)  # statics rows follow spec.series_keys
+    exponent = {"series": 1.0, "sqrt": 0.5, "units": 0.0}[weighting]
+    scales = np.asarray(spec.series_scales, np.float64)  # rows follow spec.series_keys
+    weights = tf.constant(scales**-exponent * np.mean(scales) ** (exponent - 1), tf.float32)
     values = tf.constant(values)
     static_strings = {c: tf.constant(statics[c].astype(str).to_numpy()) for c in spec.vocabularies}
     static_numbers = {c: tf.constant(statics[c].to_numpy(np.float32)) for c in spec.static_numeric}
@@ -222,7 +231,7 @@ def make_dataset(
             inputs[name] = tf.gather(column, series)
         for name, column in static_numbers.items():
             inputs[name] = tf.gather(column, series)
-        return inputs, window[:, lookback:, 0], 1.0 / tf.gather(scales, series)
+        return inputs, window[:, lookback:, 0], tf.gather(weights, series)
 
     dataset = tf.data.Dataset.from_tensor_slices(pairs)
     if shuffle_seed is not None:

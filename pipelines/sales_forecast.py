@@ -207,10 +207,12 @@ def benchmark_reference_rows(metrics: dict) -> list[dict[str, str]]:
 def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetup:
     """One fold's window datasets and a forecaster builder, shared by tune and train."""
     keras.utils.set_random_seed(config.train.seed)  # the shuffle order depends on the config alone
-    batch = config.train.batch_size
+    batch, weighting = config.train.batch_size, config.model.loss_weighting
     data = train.TrainingData(
-        series_windows.make_dataset(windows, "train", batch, shuffle_seed=config.train.seed),
-        series_windows.make_dataset(windows, "validation", batch),
+        series_windows.make_dataset(
+            windows, "train", batch, shuffle_seed=config.train.seed, weighting=weighting
+        ),
+        series_windows.make_dataset(windows, "validation", batch, weighting=weighting),
         samples_per_epoch=len(windows.origins("train")),
         sample_unit="windows",
     )

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from components import ingest_series, series_windows
-from components.errors import DataError
+from components.errors import ConfigError, DataError
 from components.series_windows import WindowConfig
 from pipelines.config import load_config
 from pipelines.sales_forecast import Config
@@ -61,6 +61,21 @@ def test_batches_hold_raw_inputs_targets_and_inverse_scale_weights(shop_series, 
     np.testing.assert_allclose(weight.numpy(), 1.0 / np.array(spec.series_scales), rtol=1e-6)
     assert inputs["forecast_start"][0].numpy().decode() == windows.grid_dates()[origin + 1]
     assert set(inputs["region"].numpy()) == {b"N", b"S"}
+
+
+def test_the_loss_weighting_decides_what_one_unit_of_error_counts(shop_series, tmp_path):
+    windows = windows_for(shop_series, tmp_path)
+    scales = np.array(windows.spec().series_scales)
+    expected = {
+        "series": 1.0 / scales,  # relative to each series' scale
+        "units": np.full(4, 1.0 / scales.mean()),  # the same for every series, as WMAE
+        "sqrt": 1.0 / np.sqrt(scales * scales.mean()),
+    }
+    for weighting, weights in expected.items():
+        dataset = series_windows.make_dataset(windows, "test", 4, weighting=weighting)
+        np.testing.assert_allclose(next(iter(dataset))[2].numpy(), weights, rtol=1e-5)
+    with pytest.raises(ConfigError, match="model.loss_weighting='rows' is not valid"):
+        series_windows.make_dataset(windows, "test", 4, weighting="rows")
 
 
 def test_an_earlier_fold_moves_every_origin_back_one_horizon(shop_series, tmp_path):
