@@ -115,13 +115,13 @@ mlflow-ui: venv  ## MLflow UI on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
 
 bench-sentiment: venv  ## full-data benchmark of every cell type -> BENCHMARKS.md
-	$(PY) -m pipelines bench sentiment $(if $(MODELS),--models $(MODELS))
+	$(PY) -m pipelines bench sentiment $(if $(MODELS),--models $(MODELS)) $(foreach s,$(SET),--set $(s))
 
 bench-lm: venv  ## PTB word-level and Tiny Shakespeare char-level benchmarks -> BENCHMARKS.md
-	$(PY) -m pipelines bench language_model $(if $(MODELS),--models $(MODELS))
+	$(PY) -m pipelines bench language_model $(if $(MODELS),--models $(MODELS)) $(foreach s,$(SET),--set $(s))
 
 bench-sales: venv  ## full Walmart backtest of each model and baseline -> BENCHMARKS.md
-	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS))
+	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS)) $(foreach s,$(SET),--set $(s))
 
 # make bench-serving [REQUESTS=2000 BATCHING=off|on]: starts its own server on a free port, without
 # and then with batching; stop `make serve` first for steady numbers. Uses serving/models/sentiment,

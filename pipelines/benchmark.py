@@ -54,6 +54,7 @@ BENCHMARK_RUNS = {
         "simplernn": ("sales_forecast.yaml", "simplernn", []),
         "gru-seq2seq": ("sales_forecast.yaml", "gru-seq2seq", []),
         "bigru": ("sales_forecast.yaml", "gru", ["model.bidirectional=true"]),
+        "gru-stacked": ("sales_forecast.yaml", "gru", ["model.layers=2"]),
         "gru-quantiles": ("sales_forecast.yaml", "gru", ["model.quantiles=[0.1,0.5,0.9]"]),
         "gru-no-residual": ("sales_forecast.yaml", "gru", ["model.seasonal_residual=false"]),
     },
