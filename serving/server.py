@@ -7,143 +7,26 @@ written for TF Serving work unchanged. The models directory is polled: new versi
 background and replace the served one once loaded, removed ones are unloaded, and a version that
 fails to load is reported in its status. Requests run in parallel, one thread each; bodies over
 ``--max-body-mb`` are refused (413). ``--enable-batching`` runs concurrent requests to a signature
-as one call, with TF Serving's batching parameters (``serving/batching.py``).
+as one call, with TF Serving's batching parameters (``serving/batching.py``). TF Serving's
+Prometheus metrics are at ``/monitoring/prometheus/metrics`` (``serving/metrics.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from components.errors import ConfigError
 from serving import batching
-from serving.metrics import CONTENT_TYPE, PROMETHEUS_PATH, ServingMetrics
+from serving.http_server import MAX_BODY_BYTES, ModelServer
+from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
 from serving.rest_api import RestApi
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT, DEFAULT_GRPC_PORT = 8501, 8500
-MAX_BODY_BYTES = 10 * 2**20
-_DRAIN_LIMIT = 4  # a body up to this many times the limit is read (and dropped) before the 413
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse their connection
-    # The headers and the body go out in two writes; with Nagle's algorithm the body would wait
-    # for the client's delayed ACK of the headers (40 ms on Linux) on every keep-alive request.
-    disable_nagle_algorithm = True
-    server: ModelServer
-
-    def do_GET(self):
-        self._serve("GET")
-
-    def do_POST(self):
-        self._serve("POST")
-
-    def do_PUT(self):
-        self._serve("PUT")
-
-    def do_DELETE(self):
-        self._serve("DELETE")
-
-    def do_PATCH(self):
-        self._serve("PATCH")
-
-    def _serve(self, method: str) -> None:
-        try:
-            body = self._read_body()
-        except _BodyTooLarge as error:
-            self._reply(413, json.dumps({"error": str(error)}))
-            return
-        except (ValueError, OSError) as error:
-            self.close_connection = True
-            self._reply(400, json.dumps({"error": f"Malformed request body: {error}"}))
-            return
-        path = urlsplit(self.path).path
-        if method == "GET" and path == PROMETHEUS_PATH:
-            self._reply(200, self.server.metrics.exposition().decode(), CONTENT_TYPE)
-            return
-        status, text = self.server.api.handle(method, path, body)
-        self._reply(status, text)
-
-    def _read_body(self) -> bytes:
-        limit = self.server.max_body_bytes
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunks(limit)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0:
-            raise ValueError(f"Content-Length {length}")
-        if length > limit:
-            if length <= _DRAIN_LIMIT * limit:
-                self._discard(length)  # so that the client, still sending, gets to read the 413
-            else:
-                self.close_connection = True
-            raise _BodyTooLarge(
-                f"Request body of {length:,} bytes exceeds the limit of {limit:,} bytes"
-            )
-        return self.rfile.read(length)
-
-    def _discard(self, length: int) -> None:
-        while length > 0:
-            chunk = self.rfile.read(min(length, 2**16))
-            if not chunk:
-                return
-            length -= len(chunk)
-
-    def _read_chunks(self, limit: int) -> bytes:
-        chunks, size = [], 0
-        while True:
-            chunk_size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
-            if chunk_size == 0:
-                while self.rfile.readline(1024).strip():  # trailer headers
-                    pass
-                return b"".join(chunks)
-            size += chunk_size
-            if size > limit:
-                self.close_connection = True
-                raise _BodyTooLarge(f"Request body exceeds the limit of {limit:,} bytes")
-            chunks.append(self.rfile.read(chunk_size))
-            self.rfile.readline(8)
-
-    def _reply(self, status: int, text: str, content_type: str = "application/json") -> None:
-        payload = text.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format, *args):  # noqa: A002 - the name BaseHTTPRequestHandler uses
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class ModelServer(ThreadingHTTPServer):
-    """The HTTP server; ``api`` answers each request on its own thread, ``metrics`` the scrapes."""
-
-    daemon_threads = True
-    # socketserver's backlog of 5 overflows when tens of clients connect at once: the kernel then
-    # drops or resets their connections.
-    request_queue_size = socket.SOMAXCONN
-
-    def __init__(
-        self, address: tuple[str, int], api: RestApi, metrics: ServingMetrics, max_body_bytes: int
-    ):
-        super().__init__(address, _RequestHandler)
-        self.api = api
-        self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
 
 
 class LocalModelServer:
