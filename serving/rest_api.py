@@ -49,7 +49,7 @@ class RestApi:
         code, text = self._answer(method, path, body)
         inference = PREDICT_PATH.fullmatch(path) if method == "POST" else None
         if self.metrics is not None and inference:
-            name, api = inference[1], inference[4].lower()
+            name, api = unquote(inference[1]), inference[4].lower()
             self.metrics.observe_request(name, api, "REST", code, time.perf_counter() - started)
         return HTTP_STATUS.get(code, 500), text
 
