@@ -234,7 +234,7 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
     if config.architecture == "direct":
         hidden = _concat([context, keras.layers.Flatten()(future)])
         hidden = keras.layers.Dense(config.units, activation="relu", name="head")(hidden)
-        hidden = keras.layers.Dropout(config.dropout)(hidden)
+        hidden = keras.layers.Dropout(config.dropout, name="head_dropout")(hidden)
         forecast = keras.layers.Dense(horizon * outputs, name="forecast_scaled")(hidden)
         forecast = keras.layers.Reshape((horizon, outputs))(forecast)
     else:
@@ -242,7 +242,7 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
         decoded = CELLS[config.cell](config.units, return_sequences=True, name="decoder")(
             decoder_input
         )
-        decoded = keras.layers.Dropout(config.dropout)(decoded)
+        decoded = keras.layers.Dropout(config.dropout, name="decoder_dropout")(decoded)
         forecast = keras.layers.Dense(outputs, name="forecast_scaled")(decoded)
     baseline = last_year if config.seasonal_residual else None
     forecast = ToOriginalUnits(name="forecast_units")(forecast, scale, baseline)

@@ -109,3 +109,13 @@ def test_every_cell_builds_both_heads(shop_windows, cell):
         config = ForecastModelConfig(cell=cell, architecture=architecture, units=4)
         model = build_forecaster(config, shop_windows.spec())
         assert model.output.shape == (None, 8)
+
+
+@pytest.mark.parametrize("architecture", ["direct", "encoder_decoder"])
+def test_a_stacked_forecaster_builds_again_in_the_same_process(shop_windows, architecture):
+    # The backtest rebuilds the model once per fold; an unnamed Dropout once took the name
+    # "dropout_1" of the stack's own on the second build.
+    config = ForecastModelConfig(layers=2, units=4, architecture=architecture)
+    for _ in range(3):
+        model = build_forecaster(config, shop_windows.spec())
+    assert {"gru_0", "gru_1", "dropout_1"} <= {layer.name for layer in model.layers}
