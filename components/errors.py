@@ -1,5 +1,7 @@
 """The project's small exception hierarchy: messages say what was wrong and what was expected."""
 
+from collections.abc import Collection
+
 
 class PipelineError(Exception):
     """Base class for errors a user can act on."""
@@ -13,7 +15,7 @@ class DataError(PipelineError):
     """Input data is missing, unreadable or fails validation."""
 
 
-def require_one_of(field: str, value: object, allowed: tuple | list) -> None:
+def require_one_of(field: str, value: object, allowed: Collection) -> None:
     """Raise a ConfigError that names the field, the value and the valid choices."""
     if value not in allowed:
         raise ConfigError(

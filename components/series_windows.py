@@ -23,7 +23,8 @@ from components.artifacts import SeriesWindows, TimeSeries
 from components.errors import ConfigError, DataError, require_one_of
 
 SPLITS = ("train", "validation", "test")
-LOSS_WEIGHTINGS = ("series", "sqrt", "units")
+LOSS_WEIGHTINGS = {"series": 1.0, "sqrt": 0.5, "units": 0.0}
+"""Each loss weighting by name: a series' windows weigh scale ** -exponent (then normalized)."""
 
 
 @dataclasses.dataclass
@@ -204,7 +205,7 @@ def make_dataset(
     spec, values, statics = windows.spec(), windows.values(), windows.statics()
     pairs = windows.origins(split)
     dates = tf.constant(windows.grid_dates())
-    exponent = {"series": 1.0, "sqrt": 0.5, "units": 0.0}[weighting]
+    exponent = LOSS_WEIGHTINGS[weighting]
     scales = np.asarray(spec.series_scales, np.float64)  # rows follow spec.series_keys
     weights = tf.constant(scales**-exponent * np.mean(scales) ** (exponent - 1), tf.float32)
     values = tf.constant(values)

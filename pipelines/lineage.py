@@ -73,7 +73,7 @@ def _producers(artifacts_root: Path) -> dict[Path, dict[str, Any]]:
         producers[output] = producers[path.parent.resolve()] = manifest
         record = output / "push.json"
         push = json.loads(record.read_text()) if record.is_file() else {}
-        if push.get("pushed", True) and push:
+        if push and push.get("pushed", True):
             producers[Path(push["path"]).resolve()] = manifest
     return producers
 
