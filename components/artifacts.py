@@ -135,7 +135,8 @@ class Vocabulary(Artifact):
 
 @dataclasses.dataclass(frozen=True)
 class TrainedModel(Artifact):
-    """The best Keras model (model.keras) and its per-epoch history (history.json)."""
+    """The best Keras model (model.keras), its per-epoch history (history.json) and a training
+    summary (training.json)."""
 
     @property
     def model_file(self) -> Path:
@@ -148,6 +149,10 @@ class TrainedModel(Artifact):
 
     def history(self) -> dict[str, list[float]]:
         return json.loads((self.path / "history.json").read_text())
+
+    def summary(self) -> dict[str, Any]:
+        """training.json: epochs, best epoch, wall time, throughput, parameters."""
+        return json.loads((self.path / "training.json").read_text())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,7 +46,7 @@ def backtest(
     """Folds 1.. (earlier origins) retrained with ``train_fn`` and scored like fold 0, which the
     evaluate stage already scored; results averaged over all folds."""
     folds = [inputs["evaluate"].load()]
-    train_seconds = [_train_seconds(inputs["train"])]
+    train_seconds = [inputs["train"].summary()["train_wall_time_s"]]
     for fold in range(1, config.backtest.folds):
         fold_dir = out_dir / f"fold_{fold}"
         with tracking.component_run(f"backtest_fold_{fold}"):
@@ -54,7 +54,7 @@ def backtest(
                 config.windows, inputs["ingest"], fold, fold_dir / "windows"
             )
             trained = train_fn(config, windows, fold_dir / "train")
-            train_seconds.append(_train_seconds(trained))
+            train_seconds.append(trained.summary()["train_wall_time_s"])
             folds.append(score(config, windows, trained, fold_dir / "evaluate").load())
     summary = {**_backtest_summary(folds), "train_wall_time_s": sum(train_seconds)}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,10 +135,6 @@ def summary_columns(summary: dict, name: str) -> dict[str, str]:
         "MASE": number(scores["mase"], ".3f"),
         "test-fold WMAE": number(summary["per_fold"][0][name]["wmae"], ",.0f"),
     }
-
-
-def _train_seconds(trained: TrainedModel) -> float:
-    return json.loads((trained.path / "training.json").read_text())["train_wall_time_s"]
 
 
 def _backtest_summary(folds: list[dict]) -> dict:

@@ -2,10 +2,11 @@
 
 ingest (config-driven CSV reading, joins, regular weekly grid) -> preprocess (time-ordered split,
 scaling fitted on training weeks, lookback/horizon windows) -> [tune] -> train (recurrent encoder,
-direct or encoder-decoder head, MAE or quantile loss) -> evaluate (test block; naive,
-seasonal-naive, moving-average and ETS baselines on the same series) -> backtest (the same at
-earlier origins, retrained each time) -> bless (backtest bars, no worse than what serves) -> export
-(if blessed: SavedModel taking raw history, returning original units).
+direct or encoder-decoder head, MAE or quantile loss; or an ensemble of such members, averaged)
+-> evaluate (test block; naive, seasonal-naive, moving-average and ETS baselines on the same
+series) -> backtest (the same at earlier origins, retrained each time) -> bless (backtest bars, no
+worse than what serves) -> export (if blessed: SavedModel taking raw history, returning original
+units).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import tensorflow as tf
 from components import (
     baselines,
     blessing,
+    ensemble,
     evaluate_forecast,
     export,
     ingest_series,
     series_windows,
+    tracking,
     train,
     tune,
 )
@@ -40,6 +43,7 @@ from components.errors import ConfigError
 from components.forecast_models import ForecastModelConfig, build_forecaster, forecast_loss
 from components.series_csv import DATA_DIR_ENV
 from pipelines import cache, forecast_csv, sales_backtest, tuning
+from pipelines.config import with_overrides
 from pipelines.runner import Stage
 from pipelines.stages import bless_stage
 
@@ -51,8 +55,9 @@ COMPARE_METRICS = [
     "test_rmse",
     "test_wape",
 ]
+# A preset names one model, so it also clears the shipped config's ensemble.
 MODEL_PRESETS = {
-    name: {"model.cell": cell, "model.architecture": architecture}
+    name: {"model.cell": cell, "model.architecture": architecture, "ensemble.members": []}
     for cell, short in (("simple_rnn", "simplernn"), ("lstm", "lstm"), ("gru", "gru"))
     for architecture, suffix in (("direct", ""), ("encoder_decoder", "-seq2seq"))
     for name in [f"{short}{suffix}"]
@@ -68,6 +73,7 @@ class SalesForecastConfig:
         default_factory=series_windows.WindowConfig
     )
     model: ForecastModelConfig = dataclasses.field(default_factory=ForecastModelConfig)
+    ensemble: ensemble.EnsembleConfig = dataclasses.field(default_factory=ensemble.EnsembleConfig)
     tune: tune.TuneConfig = dataclasses.field(default_factory=tune.TuneConfig)
     train: train.TrainConfig = dataclasses.field(
         default_factory=lambda: train.TrainConfig(epochs=10, batch_size=256)
@@ -93,9 +99,28 @@ class SalesForecastConfig:
                 f"backtest.holiday_column={holiday!r} must be one of data.known_future "
                 f"{self.data.known_future} (or null)"
             )
+        member_configs(self)  # a misspelt or disallowed member override fails before ingest
 
 
 Config = SalesForecastConfig  # the name the CLI looks up in every pipeline module
+# What an ensemble member may change: its model and its training, not the data it sees. The
+# quantiles stay the ensemble's, so every member outputs the same shape.
+MEMBER_SECTIONS = ("model.", "train.")
+
+
+def member_configs(config: Config) -> list[Config]:
+    """The config of each ensemble member: the pipeline's with the member's overrides."""
+    configs = []
+    for i, overrides in enumerate(config.ensemble.members):
+        where = f"ensemble.members[{i}]"
+        outside = [key for key in overrides if not key.startswith(MEMBER_SECTIONS)]
+        if outside or "model.quantiles" in overrides:
+            raise ConfigError(
+                f"{where} sets {outside or ['model.quantiles']}; a member may change model.* "
+                "and train.* keys except model.quantiles (set that for the whole ensemble)"
+            )
+        configs.append(with_overrides(config, {**overrides, "ensemble.members": []}))
+    return configs
 
 
 def run_ingest(config: Config, inputs: dict, out_dir: Path) -> TimeSeries:
@@ -225,7 +250,22 @@ def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetu
 
 
 def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
-    return tuning.fit(config, training_setup(config, windows), out_dir)
+    """One model, or each ensemble member in turn (own directory and MLflow run) and their mean."""
+    if not config.ensemble.members:
+        return tuning.fit(config, training_setup(config, windows), out_dir)
+    members = []
+    for i, member in enumerate(member_configs(config)):
+        member_dir = out_dir / f"member_{i}"
+        if (member_dir / "training.json").is_file():  # finished before an interruption
+            members.append(TrainedModel(member_dir))
+            continue
+        with tracking.component_run(f"ensemble_member_{i}"):
+            tracking.log_params(config.ensemble.members[i])
+            members.append(tuning.fit(member, training_setup(member, windows), member_dir))
+    names = [trained.summary()["model"].removesuffix("_forecaster") for trained in members]
+    unique = list(dict.fromkeys(names))
+    described = f"{len(names)}_{unique[0]}" if len(unique) == 1 else "_and_".join(names)
+    return ensemble.run(members, f"ensemble_of_{described}_forecaster", out_dir)
 
 
 # Scoring reads the model's quantiles, the batch size, the baselines and the holiday column.
@@ -253,7 +293,7 @@ STAGES = [
         TrainedModel,
         ("preprocess",),
         optional_inputs=("tune",),
-        config_sections=("model", "train"),
+        config_sections=("model", "ensemble", "train"),
         resumable=True,
     ),
     Stage(
@@ -269,7 +309,7 @@ STAGES = [
         Metrics,
         ("ingest", "train", "evaluate"),
         optional_inputs=("tune",),  # its folds retrain the model with the tuned values
-        config_sections=("windows", *EVALUATE_SECTIONS),
+        config_sections=("windows", "ensemble", *EVALUATE_SECTIONS),
     ),
     bless_stage("backtest"),  # means over every fold say more than the test fold alone
     Stage(

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from pipelines.__main__ import main
+from components.errors import ConfigError
+from pipelines.__main__ import main, resolve_config
 from tests.conftest import SHARED_DATA, SHOP_INGEST, write_shop_sales
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +46,7 @@ def shop_run(tmp_path_factory):
         "train.epochs": "2",
         "train.batch_size": "32",
         "backtest.folds": "2",
+        "ensemble.members": "[{model.architecture: direct}, {model.architecture: encoder_decoder}]",
         "blessing.thresholds": "[]",  # 2 epochs on 6 series cannot meet the Walmart bars
         "export.model_name": "shop",
     }
@@ -72,6 +74,27 @@ def test_the_backtest_scores_the_model_and_every_baseline_on_two_folds(shop_run)
     evaluate = run_dir / "evaluate" / "metrics"
     assert (evaluate / "forecast_vs_actual.png").stat().st_size > 0
     assert (evaluate / "error_by_horizon.png").stat().st_size > 0
+
+
+def test_each_ensemble_member_trains_in_its_own_directory_and_mlflow_run(shop_run):
+    _, run_dir = shop_run
+    trained = run_dir / "train" / "trained_model"
+    fold_1 = run_dir / "backtest" / "metrics" / "fold_1" / "train"
+    for member in ("member_0", "member_1"):
+        assert (trained / member / "model.keras").is_file()
+        assert (fold_1 / member / "model.keras").is_file()  # every fold retrains the members
+    summary = json.loads((trained / "training.json").read_text())
+    assert summary["model"] == "ensemble_of_gru_x1_direct_and_gru_x1_encoder_decoder_forecaster"
+    assert [member["model"] for member in summary["members"]] == [
+        "gru_x1_direct_forecaster",
+        "gru_x1_encoder_decoder_forecaster",
+    ]
+    backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
+    assert backtest["model_name"] == "ensemble_of_gru_x1_direct_and_gru_x1_encoder_decoder"
+    runs = mlflow.search_runs(experiment_names=["sales_forecast"])
+    members = runs[runs["tags.mlflow.runName"].str.startswith("ensemble_member_")]
+    assert len(members) == 4  # two members on each of two folds
+    assert set(members["params.model.architecture"]) == {"direct", "encoder_decoder"}
 
 
 def test_the_exported_model_answers_raw_history_in_original_units(shop_run):
@@ -123,6 +146,26 @@ def test_forecast_cli_writes_the_next_horizon_for_every_series(shop_run):
     last_week = pd.to_datetime(pd.read_csv(root / "data" / "shop.csv")["week"], dayfirst=True).max()
     assert pd.to_datetime(table["week"]).min() == last_week + pd.Timedelta(weeks=1)
     assert table["forecast"].notna().all()
+
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ("[{data.target: x}, {train.seed: 1}]", r"members\[0\] sets \['data.target'\]"),
+        ("[{model.quantiles: [0.5]}, {train.seed: 1}]", "except model.quantiles"),
+        ("[{model.unitz: 8}, {train.seed: 1}]", "unitz"),
+    ],
+)
+def test_a_bad_ensemble_member_fails_when_the_config_loads(members, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("sales_forecast", None, None, [f"ensemble.members={members}"])
+
+
+def test_a_model_preset_trains_that_one_model_not_the_shipped_ensemble():
+    shipped = resolve_config("sales_forecast", CONFIGS / "sales_forecast.yaml", None, [])
+    assert len(shipped.ensemble.members) == 2
+    preset = resolve_config("sales_forecast", CONFIGS / "sales_forecast.yaml", "lstm", [])
+    assert preset.ensemble.members == [] and preset.model.cell == "lstm"
 
 
 def test_a_slice_of_walmart_runs_with_the_shipped_smoke_config(tmp_path, mlflow_store):
