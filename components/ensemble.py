@@ -16,6 +16,7 @@ from typing import Any
 
 import keras
 
+from components import tracking
 from components.artifacts import TrainedModel
 from components.errors import ConfigError
 
@@ -40,7 +41,8 @@ class EnsembleConfig:
 
 
 def run(members: list[TrainedModel], name: str, out_dir: Path) -> TrainedModel:
-    """The mean of ``members`` as one model named ``name``, saved with their training summaries.
+    """The mean of ``members`` as one model named ``name``, saved with their training summaries;
+    the totals (parameters, wall time, throughput) are logged to the active MLflow run.
 
     Raises:
         ConfigError: the members do not take the same inputs or give outputs of the same shape.
@@ -66,7 +68,9 @@ def run(members: list[TrainedModel], name: str, out_dir: Path) -> TrainedModel:
         for metric, values in member.history().items()
     }
     (out_dir / "history.json").write_text(json.dumps(histories, indent=2))
-    (out_dir / "training.json").write_text(json.dumps(_summary(name, summaries), indent=2))
+    summary = _summary(name, summaries)
+    (out_dir / "training.json").write_text(json.dumps(summary, indent=2))
+    tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
     return TrainedModel(out_dir)
 
 
