@@ -1,6 +1,7 @@
 """The sales-forecasting pipeline end to end: a CSV of a user's own, and a slice of Walmart."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,11 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from components.artifacts import SeriesWindows, TrainedModel
 from components.errors import ConfigError
+from pipelines import sales_forecast
 from pipelines.__main__ import main, resolve_config
+from pipelines.config import load_config
 from tests.conftest import SHARED_DATA, SHOP_INGEST, write_shop_sales
 
 pytestmark = pytest.mark.e2e
@@ -95,6 +99,19 @@ def test_each_ensemble_member_trains_in_its_own_directory_and_mlflow_run(shop_ru
     members = runs[runs["tags.mlflow.runName"].str.startswith("ensemble_member_")]
     assert len(members) == 4  # two members on each of two folds
     assert set(members["params.model.architecture"]) == {"direct", "encoder_decoder"}
+
+
+def test_an_interrupted_ensemble_keeps_its_finished_members(shop_run, tmp_path):
+    _, run_dir = shop_run
+    config = load_config(sales_forecast.Config, run_dir / "config.yaml")
+    out_dir = tmp_path / "trained_model"
+    finished = run_dir / "train" / "trained_model" / "member_0"
+    shutil.copytree(finished, out_dir / "member_0")  # as if killed while training member 1
+    windows = SeriesWindows(run_dir / "preprocess" / "series_windows")
+    trained = sales_forecast.run_train(config, {"preprocess": windows}, out_dir)
+    assert TrainedModel(out_dir / "member_0").digest() == TrainedModel(finished).digest()
+    assert (out_dir / "member_1" / "model.keras").is_file()
+    assert trained.summary()["members"][0] == json.loads((finished / "training.json").read_text())
 
 
 def test_the_exported_model_answers_raw_history_in_original_units(shop_run):
