@@ -60,14 +60,18 @@ def backtest(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     tracking.log_dict(summary, "backtest.json")
-    tracking.log_metrics(
-        {
-            f"backtest_{name}_{metric}": value
-            for name, scores in summary["mean"].items()
-            for metric, value in scores.items()
-            if value is not None
-        }
-    )
+    metrics = {
+        f"backtest_{name}_{metric}": value
+        for name, scores in summary["mean"].items()
+        for metric, value in scores.items()
+        if value is not None
+    }
+    quantiles = summary.get("quantiles", {})
+    metrics |= {f"backtest_pinball_{level}": v for level, v in quantiles.get("pinball", {}).items()}
+    if "coverage" in quantiles:
+        coverage = quantiles["coverage"]
+        metrics[f"backtest_coverage_{coverage['interval']}"] = coverage["observed"]
+    tracking.log_metrics(metrics)
     return Metrics(out_dir)
 
 
@@ -152,7 +156,21 @@ def _backtest_summary(folds: list[dict]) -> dict:
         summary["relative_to_seasonal_naive"] = {
             name: 1.0 - scores["wmae"] / reference for name, scores in mean.items()
         }
+    if "quantiles" in folds[0]:
+        summary["quantiles"] = _quantile_summary([fold["quantiles"] for fold in folds])
     summary["per_fold"] = [fold["models"] for fold in folds]
+    return summary
+
+
+def _quantile_summary(folds: list[dict]) -> dict:
+    """Pinball loss per level and interval coverage, averaged over the folds."""
+    levels = folds[0]["pinball"]
+    summary = {"pinball": {level: _mean([f["pinball"][level] for f in folds]) for level in levels}}
+    if "coverage" in folds[0]:
+        summary["coverage"] = {
+            **folds[0]["coverage"],
+            "observed": _mean([fold["coverage"]["observed"] for fold in folds]),
+        }
     return summary
 
 

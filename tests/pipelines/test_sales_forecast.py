@@ -165,6 +165,48 @@ def test_forecast_cli_writes_the_next_horizon_for_every_series(shop_run):
     assert table["forecast"].notna().all()
 
 
+def test_a_quantile_model_is_scored_backtested_and_served_with_its_quantiles(
+    tmp_path, mlflow_store
+):
+    data = tmp_path / "data"
+    write_shop_sales(data, series=4, weeks=130)
+    settings = {
+        **SHOP_INGEST,
+        "data.data_dir": str(data),
+        "model.units": "4",
+        "model.quantiles": "[0.1,0.5,0.9]",
+        "train.epochs": "1",
+        "backtest.folds": "2",
+        "blessing.thresholds": "[]",
+        "export.model_name": "shop_quantiles",
+        "export.register": "false",
+    }
+    run_dir = run_pipeline(tmp_path, None, settings)
+    backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
+    coverage = backtest["quantiles"]["coverage"]
+    assert coverage["interval"] == "p10_p90" and coverage["nominal"] == 0.8
+    assert 0.0 <= coverage["observed"] <= 1.0
+    assert set(backtest["quantiles"]["pinball"]) == {"p10", "p50", "p90"}
+    logged = mlflow.search_runs(experiment_names=["sales_forecast"])
+    assert logged["metrics.backtest_coverage_p10_p90"].notna().any()
+
+    history = pd.read_csv(data / "shop.csv")
+    sku0 = history[history["sku"] == "SKU0"]
+    version = tmp_path / "models" / "shop_quantiles" / "1"
+    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    result = serve(
+        units=tf.constant([sku0["units"].to_numpy()[-52:]], tf.float32),
+        promo=tf.constant([np.zeros(60)], tf.float32),
+        sku=tf.constant(["SKU0"]),
+        region=tf.constant(["N"]),
+        forecast_start=tf.constant(["2023-06-05"]),
+    )
+    assert {name: tuple(value.shape) for name, value in result.items()} == {
+        name: (1, 8) for name in ("forecast", "p10", "p50", "p90")
+    }
+    np.testing.assert_array_equal(result["forecast"].numpy(), result["p50"].numpy())
+
+
 @pytest.mark.parametrize(
     "members, message",
     [
