@@ -222,13 +222,20 @@ def _mlflow_metrics(results: dict, model_name: str) -> dict[str, float]:
     }
     for name, skill in results.get("relative_to_seasonal_naive", {}).items():
         metrics[f"{prefix(name)}wmae_skill_vs_{REFERENCE}"] = skill
-    quantile_results = results.get("quantiles", {})
-    for level, loss in quantile_results.get("pinball", {}).items():
-        metrics[f"test_pinball_{level}"] = loss
-    if "coverage" in quantile_results:
-        coverage = quantile_results["coverage"]
-        metrics[f"test_coverage_{coverage['interval']}"] = coverage["observed"]
+    metrics |= quantile_metrics(results.get("quantiles", {}), "test_")
     return {name: value for name, value in metrics.items() if math.isfinite(value)}
+
+
+def quantile_metrics(quantiles: dict, prefix: str) -> dict[str, float]:
+    """``quantiles`` (pinball per level, coverage) as flat MLflow metrics: ``<prefix>pinball_p10``,
+    ``<prefix>coverage_p10_p90``; the backtest logs its fold means the same way."""
+    metrics = {
+        f"{prefix}pinball_{level}": loss for level, loss in quantiles.get("pinball", {}).items()
+    }
+    if "coverage" in quantiles:
+        coverage = quantiles["coverage"]
+        metrics[f"{prefix}coverage_{coverage['interval']}"] = coverage["observed"]
+    return metrics
 
 
 def _forecast_table(actual, forecasts, holiday, series_ids, dates, quantiles, model_name):

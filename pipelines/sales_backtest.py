@@ -66,11 +66,7 @@ def backtest(
         for metric, value in scores.items()
         if value is not None
     }
-    quantiles = summary.get("quantiles", {})
-    metrics |= {f"backtest_pinball_{level}": v for level, v in quantiles.get("pinball", {}).items()}
-    if "coverage" in quantiles:
-        coverage = quantiles["coverage"]
-        metrics[f"backtest_coverage_{coverage['interval']}"] = coverage["observed"]
+    metrics |= evaluate_forecast.quantile_metrics(summary.get("quantiles", {}), "backtest_")
     tracking.log_metrics(metrics)
     return Metrics(out_dir)
 

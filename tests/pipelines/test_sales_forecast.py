@@ -32,6 +32,18 @@ def run_pipeline(tmp_path, config: Path | None, settings: dict[str, str]) -> Pat
     return max((tmp_path / "artifacts" / "sales_forecast").glob("2*"))  # the newest run
 
 
+def serve_sku0(version: Path, sku0: pd.DataFrame) -> dict[str, tf.Tensor]:
+    """The exported ``serving_default`` asked for SKU0's next 8 weeks from its last 52."""
+    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    return serve(
+        units=tf.constant([sku0["units"].to_numpy()[-52:]], tf.float32),
+        promo=tf.constant([np.zeros(60)], tf.float32),
+        sku=tf.constant(["SKU0"]),
+        region=tf.constant(["N"]),
+        forecast_start=tf.constant(["2023-06-05"]),
+    )
+
+
 @pytest.fixture(scope="module")
 def shop_run(tmp_path_factory):
     """The whole pipeline on ``shop.csv`` (config only, no code), with an isolated MLflow store."""
@@ -119,14 +131,7 @@ def test_the_exported_model_answers_raw_history_in_original_units(shop_run):
     version = root / "models" / "shop" / "1"
     history = pd.read_csv(root / "data" / "shop.csv")
     sku0 = history[history["sku"] == "SKU0"]
-    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
-    result = serve(
-        units=tf.constant([sku0["units"].to_numpy()[-52:]], tf.float32),
-        promo=tf.constant([np.zeros(60)], tf.float32),
-        sku=tf.constant(["SKU0"]),
-        region=tf.constant(["N"]),
-        forecast_start=tf.constant(["2023-06-05"]),
-    )
+    result = serve_sku0(version, sku0)
     forecast = result["forecast"].numpy()
     assert forecast.shape == (1, 8)
     low, high = sku0["units"].min(), sku0["units"].max()
@@ -193,14 +198,7 @@ def test_a_quantile_model_is_scored_backtested_and_served_with_its_quantiles(
     history = pd.read_csv(data / "shop.csv")
     sku0 = history[history["sku"] == "SKU0"]
     version = tmp_path / "models" / "shop_quantiles" / "1"
-    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
-    result = serve(
-        units=tf.constant([sku0["units"].to_numpy()[-52:]], tf.float32),
-        promo=tf.constant([np.zeros(60)], tf.float32),
-        sku=tf.constant(["SKU0"]),
-        region=tf.constant(["N"]),
-        forecast_start=tf.constant(["2023-06-05"]),
-    )
+    result = serve_sku0(version, sku0)
     assert {name: tuple(value.shape) for name, value in result.items()} == {
         name: (1, 8) for name in ("forecast", "p10", "p50", "p90")
     }
