@@ -75,7 +75,7 @@ class TokenizedCorpus(Artifact):
 
     def tokenizer(self):
         """The in-graph tokenizer fitted on the train split (same one the serving graph uses)."""
-        from components.tokenize import load_tokenizer
+        from components.language_modeling.tokenization import load_tokenizer
 
         return load_tokenizer(self)
 
@@ -97,7 +97,7 @@ class SeriesWindows(Artifact):
     the fitted feature_spec.json, and (series, origin) window pairs per split."""
 
     def spec(self):
-        from components.series_windows import FeatureSpec
+        from components.forecasting.windows import FeatureSpec
 
         return FeatureSpec.load(self.path / "feature_spec.json")
 
@@ -128,7 +128,7 @@ class Vocabulary(Artifact):
 
     def load_layer(self):
         """Rebuild the exact TextVectorization layer that was fitted on the train split."""
-        from components.preprocess import load_vectorizer
+        from components.text_classification.vectorize import load_vectorizer
 
         return load_vectorizer(self)
 

@@ -30,10 +30,10 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from components import tracking
 from components.artifacts import Blessing, PushedModel, TrainedModel
-from components.blessing import EVALUATION_FILE
+from components.bless import EVALUATION_FILE
 from components.errors import ConfigError
+from components.versions import list_versions, next_version
 from serving import deployment
-from serving.versions import list_versions, next_version
 
 log = logging.getLogger(__name__)
 

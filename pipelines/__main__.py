@@ -134,7 +134,9 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pipeline_module(name: str):
-    from pipelines import language_model, sales_forecast, sentiment
+    from pipelines.language_model import pipeline as language_model
+    from pipelines.sales_forecast import pipeline as sales_forecast
+    from pipelines.sentiment import pipeline as sentiment
 
     modules = {"sentiment": sentiment, "language_model": language_model}
     return {**modules, "sales_forecast": sales_forecast}[name]
@@ -236,9 +238,9 @@ def _generate(args) -> int:
 
 
 def _forecast(args) -> int:
-    from pipelines import forecast_csv
+    from components.forecasting import requests
 
-    table = forecast_csv.run(_exported_version(args, "make sales"), args.input, args.output)
+    table = requests.run(_exported_version(args, "make sales"), args.input, args.output)
     print(f"wrote {len(table):,} forecast rows to {args.output}")
     return 0
 
@@ -246,7 +248,7 @@ def _forecast(args) -> int:
 def _exported_version(args, how_to_train: str) -> Path:
     """``<serving_dir>/<model_name>/<version>``, the latest version unless one is named."""
     from components.errors import DataError
-    from serving.versions import list_versions
+    from components.versions import list_versions
 
     base = args.serving_dir / args.model_name
     versions = list_versions(base)

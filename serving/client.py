@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
-from serving.versions import list_versions
+from components.versions import list_versions
 
 DEFAULT_URL = "http://127.0.0.1:8501"
 DEFAULT_MODELS_DIR = Path("serving/models")
@@ -92,9 +92,9 @@ def forecast(url: str, model: str, history_csv: Path, request_info: Path | dict,
     ``request_info``: the export's ``assets.extra/forecast_request.json`` (or its content), which
     says how to read the CSV and how many periods the model takes and returns.
     """
-    from pipelines import forecast_csv
+    from components.forecasting import requests
 
-    request = forecast_csv.requests_from_csv(request_info, history_csv)
+    request = requests.requests_from_csv(request_info, history_csv)
     inputs = {name: values.tolist() for name, values in request.inputs.items()}
     answer = call(url, model_path(model, **version) + ":predict", {"inputs": inputs})["outputs"]
     # TF Serving leaves out the output's name when a signature has only one.
@@ -103,7 +103,7 @@ def forecast(url: str, model: str, history_csv: Path, request_info: Path | dict,
 
 def request_info_path(models_dir: Path, model: str, version: int | None = None) -> Path:
     """``<models_dir>/<model>/<version>/assets.extra/forecast_request.json``, latest by default."""
-    from pipelines.forecast_csv import REQUEST_INFO
+    from components.forecasting.requests import REQUEST_INFO
 
     base = Path(models_dir) / model
     versions = list_versions(base)
@@ -154,7 +154,7 @@ def _forecast(args, version: dict) -> int:
     if args.output is None:
         print(table.to_csv(index=False), end="")
     else:
-        from pipelines.forecast_csv import write_csv
+        from components.forecasting.requests import write_csv
 
         write_csv(table, args.output)
         print(f"wrote {len(table):,} forecast rows to {args.output}", file=sys.stderr)

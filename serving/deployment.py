@@ -21,9 +21,9 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from components.errors import ConfigError, PipelineError
+from components.versions import list_versions
 from serving.metrics import PROMETHEUS_PATH
 from serving.tf_serving_protos import BatchingParameters, MonitoringConfig
-from serving.versions import list_versions
 
 log = logging.getLogger(__name__)
 

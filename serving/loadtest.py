@@ -29,6 +29,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from components.versions import list_versions
 from serving.load_generator import (
     Level,
     http_level,
@@ -36,7 +37,6 @@ from serving.load_generator import (
     model_call_totals,
     percentiles_ms,
 )
-from serving.versions import list_versions
 
 log = logging.getLogger(__name__)
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -162,7 +162,7 @@ def _wait_until_available(url, model, process, log_path: Path, timeout: float = 
 
 def run(args, command: str) -> str:
     """Measure the floor, then the server in each batching mode; return the section text."""
-    from pipelines.sentiment import EXAMPLE_REVIEWS
+    from pipelines.sentiment.pipeline import EXAMPLE_REVIEWS
 
     review = EXAMPLE_REVIEWS[0]
     with ExitStack() as stack:

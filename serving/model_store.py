@@ -24,12 +24,12 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from components.versions import list_versions
 from serving import servables
 from serving.batching import BatchingParameters
 from serving.metrics import ServingMetrics
 from serving.servables import Servable
 from serving.status import from_exception, invalid_argument, not_found
-from serving.versions import list_versions
 
 log = logging.getLogger(__name__)
 DEFAULT_LABEL = "stable"

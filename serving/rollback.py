@@ -16,8 +16,8 @@ from typing import Any
 
 from components import tracking
 from components.errors import DataError
+from components.versions import ROLLED_BACK, list_versions
 from serving import deployment
-from serving.versions import ROLLED_BACK, list_versions
 
 log = logging.getLogger(__name__)
 

@@ -72,10 +72,11 @@ def imdb_mirror(monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sentiment(tmp_path_factory):
     """Examples, vocabulary and a small GRU trained on synthetic reviews (shared across tests)."""
-    from components import ingest, preprocess, train
-    from components.ingest import IngestConfig, RawRecord, Source
-    from components.models import RecurrentModelConfig
-    from pipelines import sentiment
+    from components import train
+    from components.text_classification import ingest, vectorize
+    from components.text_classification.ingest import IngestConfig, RawRecord, Source
+    from components.text_classification.model import TextClassifierConfig
+    from pipelines.sentiment import pipeline as sentiment
 
     root = tmp_path_factory.mktemp("tiny_sentiment")
     splits = {
@@ -91,13 +92,13 @@ def tiny_sentiment(tmp_path_factory):
         root / "examples",
     )
     config = sentiment.SentimentConfig(
-        preprocess=preprocess.TextVectorizationConfig(vocabulary_size=100, sequence_length=30),
-        model=RecurrentModelConfig(
+        preprocess=vectorize.TextVectorizationConfig(vocabulary_size=100, sequence_length=30),
+        model=TextClassifierConfig(
             cell="gru", bidirectional=False, units=8, embedding_dim=8, dropout=0.0
         ),
         train=train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.01),
     )
-    vocabulary = preprocess.run(config.preprocess, examples, root / "vocabulary")
+    vocabulary = vectorize.run(config.preprocess, examples, root / "vocabulary")
     trained = sentiment.run_train(
         config, {"ingest": examples, "preprocess": vocabulary}, root / "trained"
     )

@@ -15,7 +15,7 @@ from components import export, tracking
 from components.artifacts import TrainedModel
 from components.errors import ConfigError
 from components.export import ExportConfig
-from pipelines import sentiment
+from pipelines.sentiment import pipeline as sentiment
 from tests.conftest import write_blessing
 
 REVIEWS = ["wonderful brilliant superb film", "awful boring terrible waste"]

@@ -1,7 +1,9 @@
 import pytest
 
 from components.errors import ConfigError
-from pipelines import benchmark, language_model, sentiment
+from pipelines import benchmark
+from pipelines.language_model import pipeline as language_model
+from pipelines.sentiment import pipeline as sentiment
 
 
 def test_training_columns_name_the_throughput_unit():
@@ -78,7 +80,7 @@ def test_rows_with_empty_last_cells_are_read_back(tmp_path):
 
 
 def test_sales_rows_report_backtest_means_and_one_row_per_baseline():
-    from pipelines import sales_forecast
+    from pipelines.sales_forecast import pipeline as sales_forecast
 
     scores = {"wmae": 900.0, "mae": 1000.0, "rmse": 2000.0, "wape": 0.1, "smape": 0.2, "mase": 0.9}
     reference = {**scores, "wmae": 1200.0, "mase": None}

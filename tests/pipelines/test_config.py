@@ -5,7 +5,7 @@ import pytest
 from components.errors import ConfigError
 from pipelines.__main__ import resolve_config
 from pipelines.config import flatten, load_config, with_overrides
-from pipelines.sentiment import SentimentConfig
+from pipelines.sentiment.pipeline import SentimentConfig
 
 
 def test_defaults_yaml_preset_and_overrides_apply_in_order(tmp_path):

@@ -3,9 +3,9 @@
 
 import mlflow
 
-from pipelines import sentiment
 from pipelines.__main__ import CONFIG_DIR, main, resolve_config
 from pipelines.runner import run_pipeline
+from pipelines.sentiment import pipeline as sentiment
 from tests.conftest import write_acl_imdb
 
 

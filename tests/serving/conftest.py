@@ -21,8 +21,8 @@ import pytest
 import tensorflow as tf
 
 from components import export
-from pipelines import sentiment
 from pipelines.__main__ import main
+from pipelines.sentiment import pipeline as sentiment
 from tests.conftest import SHOP_INGEST, write_blessing, write_shop_sales
 
 LM_SMOKE = Path(__file__).resolve().parents[2] / "pipelines/configs/language_model.smoke.yaml"

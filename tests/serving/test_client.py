@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import forecast_csv
+from components.forecasting import requests
 from serving import client
 from tests.conftest import synthetic_review
 
@@ -105,12 +105,12 @@ def test_a_sales_history_csv_is_forecast_as_the_forecast_command_does(
     assert client.main([*arguments, *local, "--output", str(output)]) == 0
     served = pd.read_csv(output)
     assert len(served) == 4 * 8 and sorted(served["step"].unique()) == list(range(1, 9))
-    direct = forecast_csv.run(exported_models / "shop" / "1", history, tmp_path / "direct.csv")
+    direct = requests.run(exported_models / "shop" / "1", history, tmp_path / "direct.csv")
     assert list(served.columns) == list(direct.columns)
     assert (served["week"] == direct["week"]).all() and (served["sku"] == direct["sku"]).all()
     assert served["forecast"].to_numpy() == pytest.approx(direct["forecast"].to_numpy(), rel=1e-5)
     capsys.readouterr()
-    info = exported_models / "shop" / "1" / "assets.extra" / forecast_csv.REQUEST_INFO
+    info = exported_models / "shop" / "1" / "assets.extra" / requests.REQUEST_INFO
     assert client.main([*arguments, "--request-info", str(info)]) == 0  # the CSV on stdout
     printed = capsys.readouterr().out
     assert printed.splitlines()[0] == ",".join(direct.columns) and len(printed.splitlines()) == 33

@@ -8,9 +8,9 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from components import tracking
 from components.errors import DataError
+from components.versions import list_versions, next_version
 from pipelines.__main__ import main
 from serving import rollback
-from serving.versions import list_versions, next_version
 
 
 def pushed(models, version: int, registered: int | None) -> None:

@@ -1,0 +1,178 @@
+"""Scoring and backtesting for the sales forecast, the work behind its evaluate and backtest stages.
+
+``score`` measures the trained forecaster and the baselines on one fold's test block; ``backtest``
+retrains and scores at earlier forecast origins and averages over every fold; ``summary_columns``
+lays those averages out for benchmark tables. The stage functions and benchmark hooks in
+``pipelines.sales_forecast`` call these, passing in their config and train function, so this
+module never imports the pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from components import tracking
+from components.artifacts import Metrics, SeriesWindows, TrainedModel
+from components.errors import ConfigError
+from components.forecasting import baselines, evaluate
+from components.forecasting import windows as series_windows
+
+ConfigT = TypeVar("ConfigT")
+
+
+@dataclasses.dataclass
+class BacktestConfig:
+    folds: int = 3
+    """Forecast origins one horizon apart, latest first; fold 0 is the test split. Every fold
+    retrains on the weeks before its own validation block."""
+    holiday_column: str | None = "IsHoliday"
+    """Known-future column flagging holiday weeks (weighted in WMAE); null: no holidays."""
+
+    def __post_init__(self):
+        if self.folds < 1:
+            raise ConfigError(f"backtest.folds={self.folds} must be >= 1")
+
+
+def backtest(
+    config: ConfigT,
+    inputs: dict,
+    out_dir: Path,
+    train_fn: Callable[[ConfigT, SeriesWindows, Path], TrainedModel],
+) -> Metrics:
+    """Folds 1.. (earlier origins) retrained with ``train_fn`` and scored like fold 0, which the
+    evaluate stage already scored; results averaged over all folds."""
+    folds = [inputs["evaluate"].load()]
+    train_seconds = [inputs["train"].summary()["train_wall_time_s"]]
+    for fold in range(1, config.backtest.folds):
+        fold_dir = out_dir / f"fold_{fold}"
+        with tracking.component_run(f"backtest_fold_{fold}"):
+            windows = series_windows.run(
+                config.windows, inputs["ingest"], fold, fold_dir / "windows"
+            )
+            trained = train_fn(config, windows, fold_dir / "train")
+            train_seconds.append(trained.summary()["train_wall_time_s"])
+            folds.append(score(config, windows, trained, fold_dir / "evaluate").load())
+    summary = {**_backtest_summary(folds), "train_wall_time_s": sum(train_seconds)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    tracking.log_dict(summary, "backtest.json")
+    metrics = {
+        f"backtest_{name}_{metric}": value
+        for name, scores in summary["mean"].items()
+        for metric, value in scores.items()
+        if value is not None
+    }
+    metrics |= evaluate.quantile_metrics(summary.get("quantiles", {}), "backtest_")
+    tracking.log_metrics(metrics)
+    return Metrics(out_dir)
+
+
+def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: Path) -> Metrics:
+    """The trained forecaster and every baseline on the same test windows, so skill compares.
+
+    ``config``: the pipeline's; scoring reads its model, train, baselines, evaluate and backtest.
+    """
+    spec, values, pairs = windows.spec(), windows.values(), windows.origins("test")
+    model = trained.load()
+    inputs = series_windows.make_dataset(windows, "test", config.train.batch_size)
+    predicted = model.predict(inputs.map(lambda x, y, w: x), verbose=0)
+    series, origins = pairs[:, 0], pairs[:, 1]
+    steps = origins[:, None] + np.arange(1, spec.horizon + 1)[None, :]
+    histories = [values[s, : o + 1, 0] for s, o in pairs]
+    histories = [h[~np.isnan(h)] for h in histories]
+    holiday = np.zeros(steps.shape, bool)
+    if config.backtest.holiday_column:
+        column = 1 + spec.known_future.index(config.backtest.holiday_column)
+        holiday = values[series[:, None], steps, column] > 0.5
+    quantiles = None
+    if config.model.quantiles:
+        quantiles = {q: predicted[:, :, i] for i, q in enumerate(config.model.quantiles)}
+        predicted = predicted[:, :, median_index(config.model.quantiles)]
+    name = model.name.removesuffix("_forecaster")
+    forecasts = {
+        name: predicted,
+        **baselines.forecast(config.baselines, histories, spec.horizon).forecasts,
+    }
+    return evaluate.run(
+        config.evaluate,
+        actual=values[series[:, None], steps, 0],
+        forecasts=forecasts,
+        holiday=holiday,
+        histories=histories,
+        series_ids=[spec.series_keys[s] for s in series],
+        dates=np.asarray(windows.grid_dates(), "datetime64[D]")[steps],
+        out_dir=out_dir,
+        quantiles=quantiles,
+        model_name=name,
+    )
+
+
+def median_index(quantiles: list[float]) -> int:
+    """The quantile output nearest 0.5: the point forecast, in scoring and in serving alike."""
+    return int(np.argmin([abs(q - 0.5) for q in quantiles]))
+
+
+def summary_columns(summary: dict, name: str) -> dict[str, str]:
+    """A benchmark table's score cells for ``name`` (the model or a baseline), read from the
+    backtest summary, so the table's layout lives beside the summary's."""
+    scores = summary["mean"][name]
+    skill = summary.get("relative_to_seasonal_naive", {}).get(name)
+
+    def number(value, pattern: str) -> str:
+        return "n/a" if value is None else format(value, pattern)
+
+    return {
+        f"backtest WMAE ({summary['folds']} folds)": f"**{number(scores['wmae'], ',.0f')}**",
+        "vs seasonal naive": number(skill, "+.1%"),
+        "MAE": number(scores["mae"], ",.0f"),
+        "RMSE": number(scores["rmse"], ",.0f"),
+        "WAPE": number(scores["wape"], ".3f"),
+        "sMAPE": number(scores["smape"], ".3f"),
+        "MASE": number(scores["mase"], ".3f"),
+        "test-fold WMAE": number(summary["per_fold"][0][name]["wmae"], ",.0f"),
+    }
+
+
+def _backtest_summary(folds: list[dict]) -> dict:
+    names = list(folds[0]["models"])
+    metrics = list(folds[0]["models"][names[0]])
+    mean = {
+        name: {
+            metric: _mean([fold["models"][name][metric] for fold in folds]) for metric in metrics
+        }
+        for name in names
+    }
+    summary = {"folds": len(folds), "model_name": folds[0]["model_name"], "mean": mean}
+    if "seasonal_naive" in mean:
+        reference = mean["seasonal_naive"]["wmae"]
+        summary["relative_to_seasonal_naive"] = {
+            name: 1.0 - scores["wmae"] / reference for name, scores in mean.items()
+        }
+    if "quantiles" in folds[0]:
+        summary["quantiles"] = _quantile_summary([fold["quantiles"] for fold in folds])
+    summary["per_fold"] = [fold["models"] for fold in folds]
+    return summary
+
+
+def _quantile_summary(folds: list[dict]) -> dict:
+    """Pinball loss per level and interval coverage, averaged over the folds."""
+    levels = folds[0]["pinball"]
+    summary = {"pinball": {level: _mean([f["pinball"][level] for f in folds]) for level in levels}}
+    if "coverage" in folds[0]:
+        summary["coverage"] = {
+            **folds[0]["coverage"],
+            "observed": _mean([fold["coverage"]["observed"] for fold in folds]),
+        }
+    return summary
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """Mean over the folds where the metric is defined (not None)."""
+    finite = [v for v in values if v is not None]
+    return float(np.mean(finite)) if finite else None

@@ -1,0 +1,435 @@
+"""Series ingest (ExampleGen for forecasting): read a sales CSV and its joins into a regular panel.
+
+Everything task-specific is config: the file, which columns are the series key, the date and the
+target, which files to join for covariates and static attributes, and what to do about the
+problems real sales data has (missing periods, empty covariates, negative sales, short series).
+The output is one long panel with a row for every period of the ``frequency`` grid from each
+series' first to its last observation, and statistics.json saying what was filled, clipped or
+dropped. The windowing transform reads ``statistics["columns"]`` to learn each column's role.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components import tracking
+from components.artifacts import TimeSeries
+from components.errors import ConfigError, DataError, require_one_of
+from components.forecasting.csv_files import DATA_DIR_ENV, SeriesCsvFiles
+
+log = logging.getLogger(__name__)
+
+# Panel columns and the working columns ingest adds; no source column may take these names.
+RESERVED_COLUMNS = ("series", "date", "target", "filled", "_line", "_period", "_match")
+WALMART = "sales/walmart_recruiting"
+MARKDOWNS = [f"MarkDown{i}" for i in range(1, 6)]
+
+
+@dataclasses.dataclass
+class JoinConfig:
+    path: str
+    """CSV to left-join onto the panel; a relative path resolves against ``data_dir``."""
+    keys: list[str]
+    """Key columns; may include the main date column (parsed with this join's ``date_format``).
+    Not called ``on``: YAML reads a bare ``on:`` key as the boolean true."""
+    columns: list[str] | None = None
+    """Columns to take from this file; default all but the keys."""
+    date_format: str | None = None
+    """strptime format of this file's dates; default the main ``date_format``."""
+
+    def __post_init__(self):
+        if not self.keys:
+            raise ConfigError(f"ingest.joins[{self.path}].keys is empty; name the key columns")
+        overlap = sorted(set(self.columns or ()) & set(self.keys))
+        if overlap:
+            raise ConfigError(f"ingest.joins[{self.path}].columns repeats key column(s) {overlap}")
+
+
+def _walmart_joins() -> list[JoinConfig]:
+    # IsHoliday from features.csv: it also covers weeks missing from train.csv (filled ones).
+    weekly = ["Temperature", "Fuel_Price", *MARKDOWNS, "CPI", "Unemployment", "IsHoliday"]
+    return [
+        JoinConfig(f"{WALMART}/features.csv", keys=["Store", "Date"], columns=weekly),
+        JoinConfig(f"{WALMART}/stores.csv", keys=["Store"]),
+    ]
+
+
+@dataclasses.dataclass
+class SeriesIngestConfig:
+    path: str = f"{WALMART}/train.csv"
+    """The CSV with one row per series and period; a relative path resolves against ``data_dir``."""
+    data_dir: str | None = None
+    """Root of relative paths (the data mirror); default $RNN_DATA_DIR, else the working dir."""
+    date_column: str = "Date"
+    date_format: str = "%Y-%m-%d"
+    """strptime format of ``date_column``, e.g. ``%d-%m-%Y``."""
+    target: str = "Weekly_Sales"
+    """The column to forecast; the panel calls it ``target``."""
+    series_id: list[str] = dataclasses.field(default_factory=lambda: ["Store", "Dept"])
+    """Columns whose values together name one series (joined with ``_`` in ``series``)."""
+    joins: list[JoinConfig] = dataclasses.field(default_factory=_walmart_joins)
+    """Files joined in order for covariates and static attributes."""
+    known_future: list[str] = dataclasses.field(default_factory=lambda: ["IsHoliday", *MARKDOWNS])
+    """Covariates known ahead of time (holiday flags, planned markdowns)."""
+    past_covariates: list[str] = dataclasses.field(
+        default_factory=lambda: ["Temperature", "Fuel_Price", "CPI", "Unemployment"]
+    )
+    """Covariates known only up to the forecast origin."""
+    static_categorical: list[str] = dataclasses.field(default_factory=lambda: ["Type"])
+    static_numeric: list[str] = dataclasses.field(default_factory=lambda: ["Size"])
+    frequency: str = "W-FRI"
+    """pandas offset alias of the regular grid every date must lie on."""
+    fill_missing: str = "zero"
+    """Target of a missing period: ``zero``, ``interpolate`` (linear) or ``ffill``."""
+    covariate_fill: str = "zero"
+    """Empty covariates: ``zero``, or ``ffill`` within the series (then zero before the first)."""
+    negative_target: str = "keep"
+    """Negative targets (returns): ``keep``, ``clip`` to zero, or ``error``."""
+    duplicate_rows: str = "error"
+    """Several rows for one key: ``error``, or keep the ``first`` and count the rest."""
+    future_rows: bool = False
+    """Keep the rows after a series' last target (target empty): they carry the known-future
+    covariates of the periods to forecast. On when forecasting from a CSV, off for training."""
+    max_series: int | None = None
+    """Keep only the first this-many usable series, in sorted order (smoke runs and tests)."""
+
+    def __post_init__(self):
+        require_one_of("ingest.fill_missing", self.fill_missing, ("zero", "interpolate", "ffill"))
+        require_one_of("ingest.covariate_fill", self.covariate_fill, ("zero", "ffill"))
+        require_one_of("ingest.negative_target", self.negative_target, ("keep", "clip", "error"))
+        require_one_of("ingest.duplicate_rows", self.duplicate_rows, ("error", "first"))
+        if not self.series_id:
+            raise ConfigError(
+                "ingest.series_id is empty; name the column(s) that identify a series"
+            )
+        try:
+            pd.tseries.frequencies.to_offset(self.frequency)
+        except ValueError as error:
+            raise ConfigError(
+                f"ingest.frequency={self.frequency!r} is not a pandas offset alias such as W-FRI "
+                f"or D ({error})"
+            ) from error
+        _check_roles(self)
+
+    def role_columns(self) -> list[str]:
+        """Covariate and static columns, taken from the main file or a join."""
+        return [column for role in _ROLES for column in getattr(self, role)]
+
+
+_ROLES = ("known_future", "past_covariates", "static_categorical", "static_numeric")
+
+
+def _check_roles(config: SeriesIngestConfig) -> None:
+    roles: dict[str, list[str]] = {}
+    for role in ("series_id", "date_column", "target", *_ROLES):
+        value = getattr(config, role)
+        for column in [value] if isinstance(value, str) else value:
+            roles.setdefault(column, []).append(role)
+    repeated = {column: found for column, found in roles.items() if len(found) > 1}
+    if repeated:
+        raise ConfigError(f"ingest: a column may have one role only; got {repeated}")
+    renamed = [
+        c for c, name in ((config.date_column, "date"), (config.target, "target")) if c != name
+    ]
+    clashes = [
+        c for c in [*config.series_id, *config.role_columns(), *renamed] if c in RESERVED_COLUMNS
+    ]
+    if clashes:
+        raise ConfigError(
+            f"ingest: column(s) {clashes} clash with the panel's {list(RESERVED_COLUMNS)}"
+        )
+
+
+def run(config: SeriesIngestConfig, out_dir: Path, min_length: int) -> TimeSeries:
+    """Ingest ``config.path`` and its joins; series shorter than ``min_length`` periods are dropped.
+
+    The panel (``panel.parquet``) is sorted by series, then date. Columns: ``series`` (the
+    ``series_id`` values joined with ``_``), each ``series_id`` column as text, ``date``,
+    ``target`` (float, after the fill policy), ``filled`` (the period was missing or its target
+    empty in the file), the ``known_future`` and ``past_covariates`` as floats (TRUE/FALSE as 1/0),
+    the ``static_categorical`` as text and the ``static_numeric`` as floats.
+
+    Raises:
+        DataError: a file is missing or empty, or its rows break the contract (see the messages).
+    """
+    if min_length < 1:
+        raise ConfigError(f"min_length={min_length} must be >= 1")
+    root = Path(config.data_dir or os.environ.get(DATA_DIR_ENV) or Path.cwd())
+    files = SeriesCsvFiles(config, root)
+    table = files.read_main()
+    statistics: dict = {"files": {config.path: {"rows": len(table)}}}
+    table = _deduplicated(table, [*config.series_id, config.date_column], config, statistics)
+    grid = _grid(table, config)
+    table = _sorted_series(_checked_target(table, config, statistics), config)
+    panel = _regularized(table, grid, config)
+    for index, join in enumerate(config.joins):
+        joined = files.read_join(index)
+        statistics["files"][join.path] = {"rows": len(joined)}
+        joined = _deduplicated(joined, join.keys, config, statistics, join.path)
+        panel = _left_joined(panel, joined, join, config)
+    panel, statistics["covariate_na_before_fill"] = _filled(panel, config)
+    series_read = panel["series"].nunique()
+    lengths = panel.groupby("series", sort=False).size()
+    short = lengths[lengths < min_length]
+    if len(short) == len(lengths):
+        raise DataError(
+            f"{config.path}: no series has min_length={min_length} periods; the longest has "
+            f"{lengths.max()}"
+        )
+    kept = lengths.index[~lengths.index.isin(short.index)][: config.max_series]
+    panel = _output(panel[panel["series"].isin(kept)], config)
+    statistics.update(_statistics(panel, config, series_read, short, min_length))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write(out_dir / "panel.parquet", lambda path: panel.to_parquet(path, index=False))
+    text = json.dumps(statistics, indent=2)
+    _write(out_dir / "statistics.json", lambda path: path.write_text(text))
+    _log(panel, statistics, files.main_path, config)
+    log.info(
+        "ingested %d series (%d shorter than %d periods dropped); %d of %d periods filled",
+        len(lengths) - len(short),
+        len(short),
+        min_length,
+        statistics["periods"]["filled"],
+        len(panel),
+    )
+    return TimeSeries(out_dir)
+
+
+def _shown(value, config: SeriesIngestConfig) -> str:
+    return value.strftime(config.date_format) if isinstance(value, pd.Timestamp) else str(value)
+
+
+def _deduplicated(
+    table: pd.DataFrame, keys: list[str], config: SeriesIngestConfig, statistics: dict, name=None
+) -> pd.DataFrame:
+    name = name or config.path
+    repeated = table.duplicated(keys, keep=False)
+    if not repeated.any():
+        return table
+    if config.duplicate_rows == "first":
+        kept = ~table.duplicated(keys, keep="first")
+        statistics.setdefault("duplicate_rows_dropped", {})[name] = int((~kept).sum())
+        return table[kept]
+    lines = (table.index[repeated].to_series() + 2).groupby(
+        [table.loc[repeated, k] for k in keys], sort=False
+    )
+    examples = [
+        ", ".join(f"{k}={_shown(v, config)}" for k, v in zip(keys, key, strict=True))
+        + f" on lines {', '.join(map(str, group))}"
+        for key, group in list(lines)[:5]
+    ]
+    raise DataError(
+        f"{name}: {lines.ngroups} {'+'.join(keys)} value(s) appear on several rows; expected one "
+        f"row each (or set ingest.duplicate_rows=first): {'; '.join(examples)}"
+    )
+
+
+def _grid(table: pd.DataFrame, config: SeriesIngestConfig) -> pd.DatetimeIndex:
+    """The ``frequency`` grid over the file's dates (each must lie on it); adds ``_period``."""
+    dates = table[config.date_column]
+    grid = pd.date_range(dates.min(), dates.max(), freq=config.frequency).astype("datetime64[ns]")
+    table["_period"] = grid.get_indexer(dates)
+    off = table["_period"] < 0
+    if off.any():
+        line = off.idxmax()
+        position = grid.searchsorted(dates[line])
+        nearest = [_shown(d, config) for d in grid[max(position - 1, 0) : position + 1]]
+        raise DataError(
+            f"{config.path}: line {line + 2}: {config.date_column}={_shown(dates[line], config)} "
+            f"is not on the {config.frequency} grid ({off.sum()} such rows); nearest dates on "
+            f"it: {', '.join(nearest)}"
+        )
+    return grid
+
+
+def _checked_target(table: pd.DataFrame, config: SeriesIngestConfig, statistics: dict):
+    target = table[config.target]
+    negative = target < 0
+    if negative.any() and config.negative_target == "error":
+        line = negative.idxmax()
+        raise DataError(
+            f"{config.path}: line {line + 2}: {config.target}={target[line]} is negative "
+            f"({negative.sum()} such rows); expected >= 0 (or set ingest.negative_target to "
+            "keep or clip)"
+        )
+    statistics["target"] = {
+        "negative": int(negative.sum()),
+        "negative_policy": config.negative_target,
+        "empty": int(target.isna().sum()),
+    }
+    if config.negative_target == "clip":
+        target = target.clip(lower=0.0)
+    return table.assign(**{config.target: target, "_line": table.index + 2})
+
+
+def _sorted_series(table: pd.DataFrame, config: SeriesIngestConfig) -> pd.DataFrame:
+    """Rows ordered by series (numeric ids numerically) then period, named in ``series``."""
+
+    def natural(column: pd.Series) -> pd.Series:
+        numbers = pd.to_numeric(column, errors="coerce")
+        return numbers if numbers.notna().all() else column
+
+    table = table.sort_values([*config.series_id, "_period"], key=natural, ignore_index=True)
+    first, *rest = config.series_id
+    return table.assign(series=table[first].str.cat([table[c] for c in rest], sep="_"))
+
+
+def _regularized(table: pd.DataFrame, grid: pd.DatetimeIndex, config: SeriesIngestConfig):
+    """Every grid period from each series' first to its last non-empty target, in order (to its
+    last row with ``future_rows``)."""
+    observed = table[table[config.target].notna()]
+    bounds = observed.groupby("series", sort=False)["_period"].agg(["min", "max"])
+    if config.future_rows:
+        bounds["max"] = table.groupby("series", sort=False)["_period"].max().reindex(bounds.index)
+    lengths = (bounds["max"] - bounds["min"] + 1).to_numpy()
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    periods = np.repeat(bounds["min"].to_numpy(), lengths) + offsets
+    index = pd.MultiIndex.from_arrays(
+        [np.repeat(bounds.index, lengths), periods], names=["series", "_period"]
+    )
+    panel = table.set_index(["series", "_period"]).reindex(index).reset_index()
+    # Each series starts with an observed row, so a forward fill restores ids on inserted periods.
+    panel[config.series_id] = panel[config.series_id].ffill()
+    panel[config.date_column] = grid[panel["_period"].to_numpy()]
+    panel["filled"] = panel[config.target].isna()
+    return panel
+
+
+def _left_joined(panel, table, join: JoinConfig, config: SeriesIngestConfig) -> pd.DataFrame:
+    """The panel with ``table``'s columns; every row read from the main file must find a match."""
+    merged = panel.merge(table, on=join.keys, how="left", indicator="_match")
+    # Inserted periods may lack a match (e.g. a store closed that week); covariate_fill fills them.
+    unmatched = (merged["_match"] == "left_only") & merged["_line"].notna()
+    if unmatched.any():
+        rows = merged.loc[unmatched].drop_duplicates(join.keys).head(5)
+        examples = "; ".join(
+            ", ".join(f"{key}={_shown(row[key], config)}" for key in join.keys)
+            + f" ({config.path} line {int(row['_line'])})"
+            for _, row in rows.iterrows()
+        )
+        raise DataError(
+            f"{join.path}: has no row for {unmatched.sum()} row(s) of {config.path}; expected "
+            f"one for every {'+'.join(join.keys)} there, missing e.g. {examples}"
+        )
+    return merged.drop(columns="_match")
+
+
+def _filled(panel: pd.DataFrame, config: SeriesIngestConfig) -> tuple[pd.DataFrame, dict]:
+    """Apply the fill policies; return the panel and, per covariate, how many values were empty
+    in rows read and in inserted periods."""
+    for column in config.static_categorical + config.static_numeric:
+        by_series = panel.groupby("series", sort=False)[column]
+        varying = by_series.nunique() > 1
+        if varying.any():
+            raise DataError(
+                f"static column {column} takes several values within series "
+                f"{list(varying.index[varying][:5])}; expected one value per series"
+            )
+        panel[column] = by_series.transform("first")
+        empty = panel.loc[panel[column].isna(), "series"].unique()
+        if len(empty):
+            raise DataError(
+                f"static column {column} is empty for series {list(empty[:5])}; expected a value"
+            )
+    covariates = config.known_future + config.past_covariates
+    read = panel["_line"].notna()
+    counts = {
+        column: {"read": int(empty[read].sum()), "inserted": int(empty[~read].sum())}
+        for column, empty in panel[covariates].isna().items()
+    }
+    if config.covariate_fill == "ffill":
+        panel[covariates] = panel.groupby("series", sort=False)[covariates].ffill()
+    panel[covariates] = panel[covariates].fillna(0.0)
+    # Every series begins and ends with an observed target (its grid spans exactly those), so no
+    # gap reaches across two series and the whole column can be filled in one pass.
+    target = panel[config.target]
+    if config.fill_missing == "zero":
+        panel[config.target] = target.fillna(0.0)
+    elif config.fill_missing == "ffill":
+        panel[config.target] = target.ffill()
+    else:
+        panel[config.target] = target.interpolate(method="linear")
+    return panel, counts
+
+
+def _output(panel: pd.DataFrame, config: SeriesIngestConfig) -> pd.DataFrame:
+    """The published columns, in order, with their declared types."""
+    numeric = config.known_future + config.past_covariates
+    types = {
+        "series": "str",
+        **dict.fromkeys(config.series_id, "str"),
+        "date": "datetime64[ns]",
+        "target": "float64",
+        "filled": "bool",
+        **dict.fromkeys(numeric, "float64"),
+        **dict.fromkeys(config.static_categorical, "str"),
+        **dict.fromkeys(config.static_numeric, "float64"),
+    }
+    panel = panel.rename(columns={config.date_column: "date", config.target: "target"})
+    return panel[list(types)].astype(types).reset_index(drop=True)
+
+
+def _statistics(panel, config, series_read: int, short: pd.Series, min_length: int) -> dict:
+    lengths = panel.groupby("series", sort=False).size()
+    return {
+        "columns": {
+            "series_id": config.series_id,
+            "date": config.date_column,
+            "target": config.target,
+            **{role: getattr(config, role) for role in _ROLES},
+        },
+        "frequency": config.frequency,
+        "date_range": {
+            "first": f"{panel['date'].min():%Y-%m-%d}",
+            "last": f"{panel['date'].max():%Y-%m-%d}",
+        },
+        "series": {
+            "read": int(series_read),
+            "kept": len(lengths),
+            "dropped_too_short": {
+                "count": len(short),
+                "min_length": min_length,
+                "examples": list(short.index[:5]),
+            },
+        },
+        "periods": {
+            "total": len(panel),
+            "filled": int(panel["filled"].sum()),
+            "series_with_filled": int(panel.groupby("series")["filled"].any().sum()),
+            "fill_policy": config.fill_missing,
+        },
+        "length": {
+            "min": int(lengths.min()),
+            "median": float(lengths.median()),
+            "max": int(lengths.max()),
+        },
+    }
+
+
+def _write(path: Path, write) -> None:
+    """Write through a temporary file so that a crash never leaves a half-written ``path``."""
+    partial = path.with_name(f".{path.name}.partial")
+    write(partial)
+    partial.replace(path)
+
+
+def _log(panel: pd.DataFrame, statistics: dict, source: Path, config: SeriesIngestConfig) -> None:
+    name = Path(config.path).with_suffix("").as_posix()
+    tracking.log_dataset(panel, name, source.resolve().as_uri(), "panel", targets="target")
+    tracking.log_dict(statistics, "statistics.json")
+    tracking.log_metrics(
+        {
+            "rows_read": statistics["files"][config.path]["rows"],
+            "series_kept": statistics["series"]["kept"],
+            "series_dropped_too_short": statistics["series"]["dropped_too_short"]["count"],
+            "periods_filled": statistics["periods"]["filled"],
+            "negative_targets": statistics["target"]["negative"],
+        }
+    )

@@ -1,0 +1,281 @@
+"""Recurrent forecasters that take raw inputs (original units) and return original-unit forecasts.
+
+Scaling, covariate standardization, calendar features and category lookups are layers of the
+model, built from the ``FeatureSpec`` fitted on training periods, so the exported SavedModel
+serves raw sales history. Inside, a (bi)recurrent encoder reads the lookback window; a direct head
+emits every horizon step at once, or a recurrent decoder walks the horizon fed with the
+known-future covariates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import tensorflow as tf
+
+from components.errors import ConfigError, require_one_of
+from components.forecasting.windows import LOSS_WEIGHTINGS, FeatureSpec
+from components.recurrent import CELLS, RecurrentStackConfig, recurrent_stack
+
+ARCHITECTURES = ("direct", "encoder_decoder")
+SEASON_WEEKS = 52
+PACKAGE = "components.forecast"
+
+
+@dataclasses.dataclass
+class ForecastModelConfig(RecurrentStackConfig):
+    """The encoder is a recurrent stack; ``bidirectional`` reads the lookback window both ways
+    (the past is fully known, so this is allowed)."""
+
+    dropout: float = 0.1
+    """Dropout between stacked encoder layers and in the head (or after the decoder)."""
+    architecture: str = "direct"
+    """direct (one dense head for all steps) | encoder_decoder (a recurrent decoder over the
+    horizon, fed the known-future covariates)."""
+    embedding_dim: int = 8
+    """Largest embedding size for a categorical column (store, department, type)."""
+    quantiles: list[float] | None = None
+    """e.g. [0.1, 0.5, 0.9]: train with pinball loss and return these quantiles; the median
+    (or the middle quantile) is the point forecast. Null: one point forecast with MAE loss."""
+    calendar_harmonics: int = 3
+    """Sine/cosine pairs of the yearly cycle added as features."""
+    seasonal_residual: bool = True
+    """Predict a correction to last year's same weeks (the seasonal-naive forecast) rather than
+    the level itself, so training starts from a strong forecast. Needs weekly data and a
+    lookback of at least 52."""
+    loss_weighting: str = "series"
+    """What the training loss averages: series (every series the same, errors relative to its
+    scale) | units (every unit of sales the same, as WMAE counts) | sqrt (in between)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        require_one_of("model.architecture", self.architecture, ARCHITECTURES)
+        require_one_of("model.loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        if self.quantiles is not None and not all(0.0 < q < 1.0 for q in self.quantiles):
+            raise ConfigError(f"model.quantiles={self.quantiles} must all lie in (0, 1)")
+        if self.embedding_dim < 1:
+            raise ConfigError(f"model.embedding_dim={self.embedding_dim} must be >= 1")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SeriesScale(keras.layers.Layer):
+    """Series ids and raw history -> (scale [B, 1], history / scale [B, lookback, 1]).
+
+    The scale is the series' training scale; a series not seen in training uses its input
+    window's mean absolute value. Missing history values (NaN) count as 0.
+    """
+
+    def __init__(self, keys: list[str], scales: list[float], **kwargs):
+        super().__init__(**kwargs)
+        self.keys, self.scales = list(keys), [float(s) for s in scales]
+        self.lookup = keras.layers.StringLookup(vocabulary=self.keys, num_oov_indices=1)
+        self.table = tf.constant([0.0, *self.scales], tf.float32)  # index 0: unseen series
+
+    def build(self, ids_shape, history_shape):
+        self.built = True  # the lookup table is complete from the constructor
+
+    def call(self, ids, history):
+        key = ids[0] if len(ids) == 1 else tf.strings.join(ids, separator="_")
+        history = tf.where(tf.math.is_nan(history), 0.0, history)
+        known = tf.gather(self.table, self.lookup(key))
+        scale = tf.where(known > 0, known, tf.reduce_mean(tf.abs(history), axis=1) + 1.0)
+        return scale[:, None], (history / scale[:, None])[:, :, None]
+
+    def get_config(self):
+        return {**super().get_config(), "keys": self.keys, "scales": self.scales}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Standardize(keras.layers.Layer):
+    """(x - mean) / std on the last axis; missing values (NaN) become 0, the training mean."""
+
+    def __init__(self, mean: list[float], std: list[float], **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.std = list(mean), list(std)
+
+    def call(self, inputs):
+        standardized = (inputs - tf.constant(self.mean)) / tf.constant(self.std)
+        return tf.where(tf.math.is_nan(standardized), 0.0, standardized)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CalendarFeatures(keras.layers.Layer):
+    """First forecast date ("YYYY-MM-DD") -> yearly sine/cosine features for every window step."""
+
+    def __init__(self, lookback: int, horizon: int, period_days: int, harmonics: int, **kwargs):
+        super().__init__(**kwargs)
+        self.lookback, self.horizon = lookback, horizon
+        self.period_days, self.harmonics = period_days, harmonics
+
+    def call(self, forecast_start):
+        steps = tf.range(-self.lookback, self.horizon, dtype=tf.float32) * self.period_days
+        days = days_since_epoch(forecast_start)[:, None] + steps[None, :]
+        phase = 2.0 * math.pi * days / 365.2425
+        waves = [f(k * phase) for k in range(1, self.harmonics + 1) for f in (tf.sin, tf.cos)]
+        return tf.stack(waves, axis=-1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "lookback": self.lookback,
+            "horizon": self.horizon,
+            "period_days": self.period_days,
+            "harmonics": self.harmonics,
+        }
+
+
+def days_since_epoch(dates: tf.Tensor) -> tf.Tensor:
+    """ISO dates as strings -> days since 1970-01-01 (Hinnant's days_from_civil), in-graph."""
+
+    def number(start: int, length: int) -> tf.Tensor:
+        return tf.strings.to_number(tf.strings.substr(dates, start, length), tf.int64)
+
+    year, month, day = number(0, 4), number(5, 2), number(8, 2)
+    after_february = tf.cast(month > 2, tf.int64)
+    year = year - (1 - after_february)
+    era = year // 400
+    year_of_era = year - era * 400
+    month_from_march = month - 3 + 12 * (1 - after_february)
+    day_of_year = (153 * month_from_march + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return tf.cast(era * 146097 + day_of_era - 719468, tf.float32)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ToOriginalUnits(keras.layers.Layer):
+    """(Scaled forecast [B, H, outputs] + scaled baseline [B, H, 1] or 0) x series scale."""
+
+    def call(self, scaled, scale, baseline=None):
+        if baseline is not None:
+            scaled = scaled + baseline
+        return scaled * scale[:, :, None]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PinballLoss(keras.losses.Loss):
+    """Mean quantile (pinball) loss over horizon steps and quantiles: [B, H] vs [B, H, Q]."""
+
+    def __init__(self, quantiles: list[float], name: str = "pinball", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.quantiles = list(quantiles)
+
+    def call(self, y_true, y_pred):
+        error = tf.expand_dims(tf.cast(y_true, y_pred.dtype), -1) - y_pred
+        q = tf.constant(self.quantiles, y_pred.dtype)
+        return tf.reduce_mean(tf.maximum(q * error, (q - 1.0) * error), axis=[1, 2])
+
+    def get_config(self):
+        return {**super().get_config(), "quantiles": self.quantiles}
+
+
+def model_inputs(spec: FeatureSpec) -> dict[str, keras.KerasTensor]:
+    """The raw inputs, named after the data's columns; the serving signature uses the same."""
+    window = spec.lookback + spec.horizon
+    inputs = {spec.target: keras.Input((spec.lookback,), name=spec.target)}
+    inputs |= {c: keras.Input((window,), name=c) for c in spec.known_future}
+    inputs |= {c: keras.Input((spec.lookback,), name=c) for c in spec.past_covariates}
+    inputs |= {c: keras.Input((), dtype="string", name=c) for c in spec.vocabularies}
+    inputs |= {c: keras.Input((), name=c) for c in spec.static_numeric}
+    inputs["forecast_start"] = keras.Input((), dtype="string", name="forecast_start")
+    return inputs
+
+
+def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Model:
+    """Raw inputs -> forecasts [batch, horizon] (or [batch, horizon, quantiles]), original units."""
+    inputs = model_inputs(spec)
+    lookback, horizon = spec.lookback, spec.horizon
+    scale, scaled = SeriesScale(spec.series_keys, spec.series_scales, name="series_scale")(
+        [inputs[c] for c in spec.id_columns], inputs[spec.target]
+    )
+    calendar = CalendarFeatures(
+        lookback, horizon, spec.period_days, config.calendar_harmonics, name="calendar"
+    )(inputs["forecast_start"])
+    past_steps, future_steps = [scaled, _crop(calendar, 0, horizon)], [_crop(calendar, lookback, 0)]
+    if spec.known_future:
+        known = _standardized(inputs, spec.known_future, spec, "known_future")
+        past_steps.append(_crop(known, 0, horizon))
+        future_steps.append(_crop(known, lookback, 0))
+    if spec.past_covariates:
+        past_steps.append(_standardized(inputs, spec.past_covariates, spec, "past_covariates"))
+    last_year = None
+    if lookback >= SEASON_WEEKS and horizon <= SEASON_WEEKS and spec.period_days == 7:
+        # Last year's same weeks, the seasonal-naive forecast, as a feature of each future step.
+        last_year = _crop(scaled, lookback - SEASON_WEEKS, SEASON_WEEKS - horizon)
+        future_steps.append(last_year)
+    elif config.seasonal_residual:
+        raise ConfigError(
+            "model.seasonal_residual needs weekly data, windows.lookback >= 52 and "
+            "windows.horizon <= 52; set it to false or lengthen the lookback"
+        )
+    static = _static_context(inputs, spec, config)
+    encoder_input = _concat([*past_steps, keras.layers.RepeatVector(lookback)(static)])
+    encoded = encoder_input
+    for layer in recurrent_stack(config, return_sequences=False):
+        encoded = layer(encoded)
+    context = _concat([encoded, static])
+    outputs = len(config.quantiles or [None])
+    future = _concat(future_steps)
+    if config.architecture == "direct":
+        hidden = _concat([context, keras.layers.Flatten()(future)])
+        hidden = keras.layers.Dense(config.units, activation="relu", name="head")(hidden)
+        hidden = keras.layers.Dropout(config.dropout, name="head_dropout")(hidden)
+        forecast = keras.layers.Dense(horizon * outputs, name="forecast_scaled")(hidden)
+        forecast = keras.layers.Reshape((horizon, outputs))(forecast)
+    else:
+        decoder_input = _concat([future, keras.layers.RepeatVector(horizon)(context)])
+        decoded = CELLS[config.cell](config.units, return_sequences=True, name="decoder")(
+            decoder_input
+        )
+        decoded = keras.layers.Dropout(config.dropout, name="decoder_dropout")(decoded)
+        forecast = keras.layers.Dense(outputs, name="forecast_scaled")(decoded)
+    baseline = last_year if config.seasonal_residual else None
+    forecast = ToOriginalUnits(name="forecast_units")(forecast, scale, baseline)
+    if not config.quantiles:
+        forecast = keras.layers.Reshape((horizon,), name="forecast")(forecast)
+    direction = "bi" if config.bidirectional else ""
+    name = f"{direction}{config.cell}_x{config.layers}_{config.architecture}_forecaster"
+    return keras.Model(inputs, forecast, name=name)
+
+
+def forecast_loss(config: ForecastModelConfig) -> keras.losses.Loss:
+    """MAE for point forecasts (the competition's metric is a weighted MAE), pinball otherwise."""
+    return PinballLoss(config.quantiles) if config.quantiles else keras.losses.MeanAbsoluteError()
+
+
+def _crop(sequence, start: int, end: int):
+    """Time steps ``[start, length - end)`` of a [batch, time, features] tensor."""
+    return keras.layers.Cropping1D((start, end))(sequence)
+
+
+def _concat(tensors: list):
+    return tensors[0] if len(tensors) == 1 else keras.layers.Concatenate()(tensors)
+
+
+def _standardized(inputs: dict, columns: list[str], spec: FeatureSpec, name: str):
+    stacked = _concat([keras.layers.Reshape((-1, 1))(inputs[c]) for c in columns])
+    return Standardize(
+        [spec.feature_mean[c] for c in columns], [spec.feature_std[c] for c in columns], name=name
+    )(stacked)
+
+
+def _static_context(inputs: dict, spec: FeatureSpec, config: ForecastModelConfig):
+    """Embeddings of every categorical column plus the standardized static numbers."""
+    parts = []
+    for column, vocabulary in spec.vocabularies.items():
+        index = keras.layers.StringLookup(vocabulary=vocabulary, name=f"{column}_lookup")(
+            inputs[column]
+        )
+        size = min(config.embedding_dim, max(2, round(math.sqrt(len(vocabulary) + 1))))
+        embedded = keras.layers.Embedding(len(vocabulary) + 1, size, name=f"{column}_embedding")
+        parts.append(embedded(index))
+    if spec.static_numeric:
+        numbers = _concat([keras.layers.Reshape((1,))(inputs[c]) for c in spec.static_numeric])
+        mean = [spec.feature_mean[c] for c in spec.static_numeric]
+        std = [spec.feature_std[c] for c in spec.static_numeric]
+        parts.append(Standardize(mean, std, name="static_numeric")(numbers))
+    return _concat(parts)

@@ -1,0 +1,309 @@
+"""Weekly sales forecasting (Walmart store x department series, or any CSV described by config).
+
+ingest (config-driven CSV reading, joins, regular weekly grid) -> preprocess (time-ordered split,
+scaling fitted on training weeks, lookback/horizon windows) -> [tune] -> train (recurrent encoder,
+direct or encoder-decoder head, MAE or quantile loss; or an ensemble of such members, averaged)
+-> evaluate (test block; naive, seasonal-naive, moving-average and ETS baselines on the same
+series) -> backtest (the same at earlier origins, retrained each time) -> bless (backtest bars, no
+worse than what serves) -> export (if blessed: SavedModel taking raw history, returning original
+units).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from components import bless, ensemble, export, tracking, train, tune
+from components.artifacts import (
+    Hyperparameters,
+    Metrics,
+    PushedModel,
+    SeriesWindows,
+    TimeSeries,
+    TrainedModel,
+)
+from components.errors import ConfigError
+from components.forecasting import backtest, baselines, evaluate, ingest, requests
+from components.forecasting import windows as series_windows
+from components.forecasting.csv_files import DATA_DIR_ENV
+from components.forecasting.model import ForecastModelConfig, build_forecaster, forecast_loss
+from pipelines import cache, tuning
+from pipelines.config import with_overrides
+from pipelines.runner import Stage
+from pipelines.stages import bless_stage
+
+# Test-fold metrics the evaluate stage logs to MLflow, compared across runs by ``make compare``.
+COMPARE_METRICS = [
+    "test_wmae",
+    "test_wmae_skill_vs_seasonal_naive",
+    "test_mae",
+    "test_rmse",
+    "test_wape",
+]
+# A preset names one model, so it also clears the shipped config's ensemble.
+MODEL_PRESETS = {
+    name: {"model.cell": cell, "model.architecture": architecture, "ensemble.members": []}
+    for cell, short in (("simple_rnn", "simplernn"), ("lstm", "lstm"), ("gru", "gru"))
+    for architecture, suffix in (("direct", ""), ("encoder_decoder", "-seq2seq"))
+    for name in [f"{short}{suffix}"]
+}
+
+
+@dataclasses.dataclass
+class SalesForecastConfig:
+    data: ingest.SeriesIngestConfig = dataclasses.field(default_factory=ingest.SeriesIngestConfig)
+    windows: series_windows.WindowConfig = dataclasses.field(
+        default_factory=series_windows.WindowConfig
+    )
+    model: ForecastModelConfig = dataclasses.field(default_factory=ForecastModelConfig)
+    ensemble: ensemble.EnsembleConfig = dataclasses.field(default_factory=ensemble.EnsembleConfig)
+    tune: tune.TuneConfig = dataclasses.field(default_factory=tune.TuneConfig)
+    train: train.TrainConfig = dataclasses.field(
+        default_factory=lambda: train.TrainConfig(epochs=10, batch_size=256)
+    )
+    baselines: baselines.BaselineConfig = dataclasses.field(
+        default_factory=baselines.BaselineConfig
+    )
+    evaluate: evaluate.ForecastEvaluateConfig = dataclasses.field(
+        default_factory=evaluate.ForecastEvaluateConfig
+    )
+    backtest: backtest.BacktestConfig = dataclasses.field(default_factory=backtest.BacktestConfig)
+    blessing: bless.BlessingConfig = dataclasses.field(default_factory=bless.BlessingConfig)
+    export: export.ExportConfig = dataclasses.field(
+        default_factory=lambda: export.ExportConfig(model_name="sales")
+    )
+
+    def __post_init__(self):
+        holiday = self.backtest.holiday_column
+        if holiday is not None and holiday not in self.data.known_future:
+            raise ConfigError(
+                f"backtest.holiday_column={holiday!r} must be one of data.known_future "
+                f"{self.data.known_future} (or null)"
+            )
+        member_configs(self)  # a misspelt or disallowed member override fails before ingest
+
+
+Config = SalesForecastConfig  # the name the CLI looks up in every pipeline module
+# What an ensemble member may change: its model and its training, not the data it sees. The
+# quantiles stay the ensemble's, so every member outputs the same shape.
+MEMBER_SECTIONS = ("model.", "train.")
+
+
+def member_configs(config: Config) -> list[Config]:
+    """The config of each ensemble member: the pipeline's with the member's overrides."""
+    configs = []
+    for i, overrides in enumerate(config.ensemble.members):
+        where = f"ensemble.members[{i}]"
+        outside = [key for key in overrides if not key.startswith(MEMBER_SECTIONS)]
+        if outside or "model.quantiles" in overrides:
+            raise ConfigError(
+                f"{where} sets {outside or ['model.quantiles']}; a member may change model.* "
+                "and train.* keys except model.quantiles (set that for the whole ensemble)"
+            )
+        configs.append(with_overrides(config, {**overrides, "ensemble.members": []}))
+    return configs
+
+
+def run_ingest(config: Config, inputs: dict, out_dir: Path) -> TimeSeries:
+    min_length = config.windows.lookback + config.windows.horizon
+    return ingest.run(config.data, out_dir, min_length)
+
+
+def source_files(config: Config) -> dict:
+    """The CSVs ingest reads, with sizes and times: part of its cache key, so new data reruns it."""
+    root = Path(config.data.data_dir or os.environ.get(DATA_DIR_ENV) or Path.cwd())
+    names = [config.data.path, *(join.path for join in config.data.joins)]
+    return cache.files_state([root / name for name in names])
+
+
+def run_preprocess(config: Config, inputs: dict, out_dir: Path) -> SeriesWindows:
+    return series_windows.run(config.windows, inputs["ingest"], 0, out_dir)
+
+
+def run_tune(config: Config, inputs: dict, out_dir: Path) -> Hyperparameters:
+    return tuning.search(config, training_setup(config, inputs["preprocess"]), out_dir)
+
+
+def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
+    return _train(tuning.tuned(config, inputs), inputs["preprocess"], out_dir)
+
+
+def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
+    return backtest.score(config, inputs["preprocess"], inputs["train"], out_dir)
+
+
+def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
+    """Folds 1.. (earlier origins) retrained and scored like fold 0; results averaged over all."""
+    config = tuning.tuned(config, inputs)  # each fold retrains the model the train stage trained
+    return backtest.backtest(config, inputs, out_dir, train_fn=_train)
+
+
+def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
+    windows, trained = inputs["preprocess"], inputs["train"]
+    model = trained.load()
+    example, _, _ = next(iter(series_windows.make_dataset(windows, "test", 2)))
+    request = {
+        "ingest": dataclasses.asdict(config.data),
+        "lookback": config.windows.lookback,
+        "horizon": config.windows.horizon,
+        "quantiles": config.model.quantiles,
+    }
+    return export.run(
+        config.export,
+        serving_archive(model, config.model.quantiles),
+        example,
+        inputs["bless"],
+        trained,
+        out_dir,
+        extra_files={requests.REQUEST_INFO: json.dumps(request, indent=2)},
+    )
+
+
+def serving_archive(
+    model: keras.Model, quantiles: list[float] | None
+) -> keras.export.ExportArchive:
+    """``serving_default``: raw history, covariates and ids -> ``forecast`` (+ ``p10``...)."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = {
+        name: tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=name)
+        for name, tensor in model.input.items()
+    }
+
+    @tf.function(input_signature=[signature])
+    def serve(inputs):
+        predicted = model(inputs, training=False)
+        if not quantiles:
+            return {"forecast": predicted}
+        outputs = {f"p{round(q * 100):02d}": predicted[:, :, i] for i, q in enumerate(quantiles)}
+        return {"forecast": predicted[:, :, backtest.median_index(quantiles)], **outputs}
+
+    archive.add_endpoint("serving_default", serve)
+    return archive
+
+
+def headline(metrics: dict) -> str:
+    name = metrics["model_name"]
+    scores = metrics["models"][name]
+    skill = metrics.get("relative_to_seasonal_naive", {}).get(name)
+    versus = f", {skill:+.1%} WMAE vs seasonal naive" if skill is not None else ""
+    return f"{name}: WMAE {scores['wmae']:,.0f}, MAE {scores['mae']:,.0f}{versus}"
+
+
+BENCHMARK_STAGE = "backtest"  # benchmark tables report backtest means, not the test fold alone
+
+
+def benchmark_columns(metrics: dict) -> dict[str, str]:
+    minutes = metrics["train_wall_time_s"] / 60
+    return {
+        **backtest.summary_columns(metrics, metrics["model_name"]),
+        "train wall time, all folds": f"{minutes:.1f} min",
+    }
+
+
+def benchmark_reference_rows(metrics: dict) -> list[dict[str, str]]:
+    """One row per baseline, scored on the same folds as the model."""
+    return [
+        {"run": f"baseline: {name}", **backtest.summary_columns(metrics, name)}
+        for name in metrics["mean"]
+        if name != metrics["model_name"]
+    ]
+
+
+def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetup:
+    """One fold's window datasets and a forecaster builder, shared by tune and train."""
+    keras.utils.set_random_seed(config.train.seed)  # the shuffle order depends on the config alone
+    batch, weighting = config.train.batch_size, config.model.loss_weighting
+    data = train.TrainingData(
+        series_windows.make_dataset(
+            windows, "train", batch, shuffle_seed=config.train.seed, weighting=weighting
+        ),
+        series_windows.make_dataset(windows, "validation", batch, weighting=weighting),
+        samples_per_epoch=len(windows.origins("train")),
+        sample_unit="windows",
+    )
+    return train.TrainingSetup(
+        build_model=lambda variant: build_forecaster(variant.model, windows.spec()),
+        data=data,
+        loss=forecast_loss(config.model),
+        metrics=[],
+    )
+
+
+def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
+    """One model, or each ensemble member in turn (own directory and MLflow run) and their mean."""
+    if not config.ensemble.members:
+        return tuning.fit(config, training_setup(config, windows), out_dir)
+    members = []
+    for i, member in enumerate(member_configs(config)):
+        member_dir = out_dir / f"member_{i}"
+        if (member_dir / "training.json").is_file():  # finished before an interruption
+            members.append(TrainedModel(member_dir))
+            continue
+        with tracking.component_run(f"ensemble_member_{i}"):
+            tracking.log_params(config.ensemble.members[i])
+            members.append(tuning.fit(member, training_setup(member, windows), member_dir))
+    names = [trained.summary()["model"].removesuffix("_forecaster") for trained in members]
+    unique = list(dict.fromkeys(names))
+    described = f"{len(names)}_{unique[0]}" if len(unique) == 1 else "_and_".join(names)
+    return ensemble.run(members, f"ensemble_of_{described}_forecaster", out_dir)
+
+
+# Scoring reads the model's quantiles, the batch size, the baselines and the holiday column.
+EVALUATE_SECTIONS = ("model", "train", "baselines", "evaluate", "backtest")
+# Not in STAGES: `--tune` puts it before train, which then trains with the best values it found.
+TUNE_STAGE = Stage(
+    "tune",
+    run_tune,
+    Hyperparameters,
+    ("preprocess",),
+    config_sections=("tune", "model", "train"),
+)
+STAGES = [
+    Stage(
+        "ingest",
+        run_ingest,
+        TimeSeries,
+        config_sections=("data", "windows"),
+        external_state=source_files,
+    ),
+    Stage("preprocess", run_preprocess, SeriesWindows, ("ingest",), config_sections=("windows",)),
+    Stage(
+        "train",
+        run_train,
+        TrainedModel,
+        ("preprocess",),
+        optional_inputs=("tune",),
+        config_sections=("model", "ensemble", "train"),
+        resumable=True,
+    ),
+    Stage(
+        "evaluate",
+        run_evaluate,
+        Metrics,
+        ("preprocess", "train"),
+        config_sections=EVALUATE_SECTIONS,
+    ),
+    Stage(
+        "backtest",
+        run_backtest,
+        Metrics,
+        ("ingest", "train", "evaluate"),
+        optional_inputs=("tune",),  # its folds retrain the model with the tuned values
+        config_sections=("windows", "ensemble", *EVALUATE_SECTIONS),
+    ),
+    bless_stage("backtest"),  # means over every fold say more than the test fold alone
+    Stage(
+        "export",
+        run_export,
+        PushedModel,
+        ("preprocess", "train", "bless"),
+        config_sections=("data", "windows", "model", "export"),
+    ),
+]

@@ -1,0 +1,122 @@
+import json
+import math
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.errors import ConfigError, DataError
+from components.forecasting import evaluate
+from components.forecasting.evaluate import ForecastEvaluateConfig
+
+# Two series, three steps. Model errors |e| = [[2, 0, 6], [0, 2, 2]]; the (0, 0) pair at step 2
+# of the first series is a perfect forecast that sMAPE must count as 0, not 0/0.
+ACTUAL = np.array([[10.0, 0.0, 20.0], [4.0, 8.0, 0.0]])
+MODEL = np.array([[12.0, 0.0, 14.0], [4.0, 6.0, 2.0]])
+SEASONAL_NAIVE = np.array([[8.0, 2.0, 20.0], [4.0, 8.0, 4.0]])  # |e| = [[2, 2, 0], [0, 0, 4]]
+HOLIDAY = np.array([[False, False, True], [False, True, False]])
+# Season 2: scale of series 0 = mean(|5 - 1|, |3 - 3|) = 2, of series 1 = mean(|1 - 0|, 0) = 0.5.
+HISTORIES = [np.array([1.0, 3.0, 5.0, 3.0]), np.array([0.0, 1.0, 1.0, 1.0])]
+DATES = np.datetime64("2012-10-05") + np.array([[0, 7, 14], [0, 7, 14]]).astype("timedelta64[D]")
+CONFIG = ForecastEvaluateConfig(holiday_weight=5.0, season_length=2)
+
+
+def scored(out_dir, config=CONFIG, forecasts=None, histories=HISTORIES, **kwargs):
+    forecasts = forecasts or {"model": MODEL, "seasonal_naive": SEASONAL_NAIVE}
+    ids = ["1_1", "2_7"]
+    return evaluate.run(
+        config, ACTUAL, forecasts, HOLIDAY, histories, ids, DATES, out_dir, **kwargs
+    ).load()
+
+
+def test_every_metric_matches_a_hand_computation(tmp_path):
+    metrics = scored(tmp_path / "m")
+    model = metrics["models"]["model"]
+    assert model["mae"] == pytest.approx(12 / 6)
+    assert model["rmse"] == pytest.approx(math.sqrt((4 + 36 + 4 + 4) / 6))
+    assert model["wape"] == pytest.approx(12 / 42)
+    smape_terms = [4 / 22, 0.0, 12 / 34, 0.0, 4 / 14, 4 / 2]
+    assert model["smape"] == pytest.approx(sum(smape_terms) / 6)
+    # Holiday steps (errors 6 and 2) weigh 5: (2 + 0 + 5*6 + 0 + 5*2 + 2) / (4 + 5 + 5).
+    assert model["wmae"] == pytest.approx(44 / 14)
+    # Mean of per-series MASE ((8/3) / 2 and (4/3) / 0.5), not pooled MAE over pooled scale.
+    assert model["mase"] == pytest.approx((4 / 3 + 8 / 3) / 2)
+    assert metrics["mase_excluded"] == 0 and metrics["series"] == 2
+    assert metrics["by_horizon"]["model"] == pytest.approx([1.0, 1.0, 4.0])
+    assert metrics["models"]["seasonal_naive"]["wmae"] == pytest.approx(8 / 14)
+    assert metrics["relative_to_seasonal_naive"]["model"] == pytest.approx(1 - 44 / 8)
+    assert metrics["relative_to_seasonal_naive"]["seasonal_naive"] == 0
+    assert "quantiles" not in metrics
+
+
+def test_series_without_a_seasonal_scale_are_left_out_of_mase(tmp_path):
+    flat_and_short = [np.array([7.0, 7.0, 7.0, 7.0]), np.array([1.0, 2.0])]
+    metrics = scored(tmp_path / "m", histories=flat_and_short)
+    assert metrics["mase_excluded"] == 2
+    assert metrics["models"]["model"]["mase"] is None  # written as JSON null, not NaN
+
+    one_flat = [HISTORIES[0], np.array([7.0, 7.0, 7.0, 7.0])]
+    metrics = scored(tmp_path / "m2", histories=one_flat)
+    assert metrics["mase_excluded"] == 1
+    assert metrics["models"]["model"]["mase"] == pytest.approx((8 / 3) / 2)
+
+
+def test_pinball_loss_and_coverage_of_the_outermost_interval(tmp_path):
+    low = np.array([[8.0, 1.0, 15.0], [5.0, 0.0, 0.0]])
+    high = np.array([[12.0, 2.0, 19.0], [6.0, 9.0, 1.0]])
+    metrics = scored(tmp_path / "m", quantiles={0.9: high, 0.1: low, 0.5: MODEL})
+    quantiles = metrics["quantiles"]
+    # q=0.1, actual - forecast = [2, -1, 5, -1, 8, 0]: 0.1 * over, 0.9 * under.
+    assert quantiles["pinball"]["p10"] == pytest.approx((0.2 + 0.9 + 0.5 + 0.9 + 0.8) / 6)
+    # q=0.9, actual - forecast = [-2, -2, 1, -2, -1, -1].
+    assert quantiles["pinball"]["p90"] == pytest.approx((0.2 + 0.2 + 0.9 + 0.2 + 0.1 + 0.1) / 6)
+    assert quantiles["pinball"]["p50"] == pytest.approx(0.5 * 2.0)  # half the MAE
+    # Inside [low, high], bounds included: 10 in [8, 12], 8 in [0, 9], 0 in [0, 1].
+    assert quantiles["coverage"] == {"interval": "p10_p90", "observed": 0.5, "nominal": 0.8}
+
+
+def test_writes_forecasts_and_plots(tmp_path):
+    out_dir = tmp_path / "not" / "yet"
+    scored(out_dir, quantiles={0.1: MODEL - 1, 0.9: MODEL + 1})
+    table = pd.read_parquet(out_dir / "forecasts.parquet")
+    assert list(table.columns) == [
+        *evaluate.TABLE_COLUMNS,
+        "model",
+        "seasonal_naive",
+        "model_p10",
+        "model_p90",
+    ]
+    second = table[table["series"] == "2_7"]
+    assert second["actual"].tolist() == [4.0, 8.0, 0.0]
+    assert second["step"].tolist() == [1, 2, 3] and second["holiday"].tolist() == [0, 1, 0]
+    assert second["date"].iloc[1] == pd.Timestamp("2012-10-12")
+    for plot in ("forecast_vs_actual.png", "error_by_horizon.png"):
+        assert (out_dir / plot).read_bytes().startswith(b"\x89PNG")
+    assert json.loads((out_dir / "metrics.json").read_text())["series"] == 2
+
+
+def test_logs_metrics_with_valid_mlflow_names(mlflow_store, tmp_path):
+    forecasts = {"gru": MODEL, "seasonal_naive": SEASONAL_NAIVE, "ets+trend": MODEL}
+    with mlflow.start_run() as run:
+        scored(tmp_path / "m", forecasts=forecasts, model_name="gru")
+    logged = mlflow.get_run(run.info.run_id).data.metrics
+    assert logged["test_wmae"] == pytest.approx(44 / 14)
+    assert logged["test_seasonal_naive_wmae"] == pytest.approx(8 / 14)
+    assert logged["test_ets_trend_wmae"] == pytest.approx(44 / 14)
+    assert logged["test_wmae_skill_vs_seasonal_naive"] == pytest.approx(1 - 44 / 8)
+    artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"forecast_vs_actual.png", "error_by_horizon.png"} <= artifacts
+
+
+def test_mismatched_shapes_are_named(tmp_path):
+    with pytest.raises(DataError, match=r"forecasts\['seasonal_naive'\] has shape \(2, 2\)"):
+        scored(tmp_path, forecasts={"model": MODEL, "seasonal_naive": SEASONAL_NAIVE[:, :2]})
+    with pytest.raises(DataError, match="histories has 1 entries for 2 series"):
+        scored(tmp_path, histories=HISTORIES[:1])
+    with pytest.raises(ConfigError, match="model_name='lstm'"):
+        scored(tmp_path, model_name="lstm")
+    gap = MODEL.copy()
+    gap[1, 2] = np.nan
+    with pytest.raises(DataError, match=r"forecasts\['model'\] has 1 non-finite"):
+        scored(tmp_path, forecasts={"model": gap})

@@ -1,0 +1,123 @@
+import datetime
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import train
+from components.errors import ConfigError
+from components.forecasting import ingest
+from components.forecasting import windows as series_windows
+from components.forecasting.model import (
+    ForecastModelConfig,
+    build_forecaster,
+    days_since_epoch,
+    forecast_loss,
+)
+from components.forecasting.windows import WindowConfig
+from pipelines.config import load_config
+from pipelines.sales_forecast.pipeline import Config
+from tests.conftest import SHOP_INGEST, write_shop_sales
+
+
+@pytest.fixture(scope="module")
+def shop_windows(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shop")
+    write_shop_sales(root, series=8, weeks=140)
+    overrides = [f"{k}={v}" for k, v in SHOP_INGEST.items()] + [f"data.data_dir={root}"]
+    config = load_config(Config, None, overrides)
+    series = ingest.run(config.data, root / "series", 60)
+    return series_windows.run(WindowConfig(lookback=52, horizon=8), series, 0, root / "windows")
+
+
+def fit(windows, config: ForecastModelConfig, epochs: int, out_dir) -> keras.Model:
+    data = train.TrainingData(
+        series_windows.make_dataset(windows, "train", 32, shuffle_seed=0),
+        series_windows.make_dataset(windows, "validation", 32),
+        len(windows.origins("train")),
+    )
+    train_config = train.TrainConfig(
+        epochs=epochs, learning_rate=3e-3, early_stopping_patience=epochs
+    )
+    return train.run(
+        train_config,
+        lambda: build_forecaster(config, windows.spec()),
+        data,
+        forecast_loss(config),
+        [],
+        out_dir,
+    ).load()
+
+
+def test_dates_become_days_since_epoch_in_graph():
+    dates = ["1970-01-01", "2000-02-29", "2010-02-05", "2012-12-31", "1969-12-31"]
+    expected = [(datetime.date.fromisoformat(d) - datetime.date(1970, 1, 1)).days for d in dates]
+    assert days_since_epoch(tf.constant(dates)).numpy().tolist() == expected
+
+
+def test_a_trained_forecaster_learns_the_season_better_than_naive(shop_windows, tmp_path):
+    # No seasonal-naive shortcut: the network itself must learn the yearly cycle.
+    config = ForecastModelConfig(units=16, dropout=0.0, seasonal_residual=False)
+    model = fit(shop_windows, config, epochs=25, out_dir=tmp_path)
+    inputs, actual, _ = next(iter(series_windows.make_dataset(shop_windows, "test", 64)))
+    forecast = model.predict(inputs, verbose=0)
+    naive = np.repeat(inputs["units"].numpy()[:, -1:], 8, axis=1)
+    model_error = np.abs(forecast - actual.numpy()).mean()
+    naive_error = np.abs(naive - actual.numpy()).mean()
+    assert model_error < 0.8 * naive_error
+
+
+def test_raw_inputs_in_original_units_out_and_a_saved_model_reloads(shop_windows, tmp_path):
+    config = ForecastModelConfig(units=8, quantiles=[0.1, 0.5, 0.9])
+    model = fit(shop_windows, config, epochs=1, out_dir=tmp_path)
+    inputs, actual, _ = next(iter(series_windows.make_dataset(shop_windows, "test", 8)))
+    forecast = model.predict(inputs, verbose=0)
+    assert forecast.shape == (8, 8, 3)
+    # Starting from last year's weeks, even one epoch lands in the series' own range.
+    assert np.median(np.abs(forecast[:, :, 1] - actual) / np.abs(actual)) < 0.5
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(reloaded.predict(inputs, verbose=0), forecast, rtol=1e-5)
+
+
+def test_an_unseen_series_is_scaled_by_its_own_history(shop_windows):
+    model = build_forecaster(ForecastModelConfig(units=4), shop_windows.spec())
+    inputs, _, _ = next(iter(series_windows.make_dataset(shop_windows, "test", 2)))
+    inputs = dict(inputs, sku=tf.constant(["NEW1", "NEW2"]))
+    forecast = model.predict(inputs, verbose=0)
+    assert np.isfinite(forecast).all()
+    # With the seasonal residual an untrained model starts near last year's same weeks.
+    last_year = inputs["units"].numpy()[:, :8]
+    assert np.abs(forecast - last_year).mean() < np.abs(last_year).mean()
+
+
+def test_unknown_cell_and_architecture_name_the_choices():
+    with pytest.raises(ConfigError, match="simple_rnn, lstm, gru"):
+        ForecastModelConfig(cell="transformer")
+    with pytest.raises(ConfigError, match="direct, encoder_decoder"):
+        ForecastModelConfig(architecture="wavenet")
+
+
+def test_seasonal_residual_needs_a_year_of_lookback(shop_windows):
+    spec = shop_windows.spec()
+    short = type(spec)(**{**spec.__dict__, "lookback": 26})
+    with pytest.raises(ConfigError, match="lookback >= 52"):
+        build_forecaster(ForecastModelConfig(), short)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_every_cell_builds_both_heads(shop_windows, cell):
+    for architecture in ("direct", "encoder_decoder"):
+        config = ForecastModelConfig(cell=cell, architecture=architecture, units=4)
+        model = build_forecaster(config, shop_windows.spec())
+        assert model.output.shape == (None, 8)
+
+
+@pytest.mark.parametrize("architecture", ["direct", "encoder_decoder"])
+def test_a_stacked_forecaster_builds_again_in_the_same_process(shop_windows, architecture):
+    # The backtest rebuilds the model once per fold; an unnamed Dropout once took the name
+    # "dropout_1" of the stack's own on the second build.
+    config = ForecastModelConfig(layers=2, units=4, architecture=architecture)
+    for _ in range(3):
+        model = build_forecaster(config, shop_windows.spec())
+    assert {"gru_0", "gru_1", "dropout_1"} <= {layer.name for layer in model.layers}

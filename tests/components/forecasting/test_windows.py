@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from components.errors import ConfigError, DataError
+from components.forecasting import ingest
+from components.forecasting import windows as series_windows
+from components.forecasting.windows import WindowConfig
+from pipelines.config import load_config
+from pipelines.sales_forecast.pipeline import Config
+from tests.conftest import SHOP_INGEST, write_shop_sales
+
+LOOKBACK, HORIZON = 52, 8
+
+
+@pytest.fixture
+def shop_series(tmp_path):
+    write_shop_sales(tmp_path, series=4, weeks=120)
+    overrides = [f"{k}={v}" for k, v in SHOP_INGEST.items()] + [f"data.data_dir={tmp_path}"]
+    config = load_config(Config, None, overrides)
+    return ingest.run(config.data, tmp_path / "series", LOOKBACK + HORIZON)
+
+
+def windows_for(shop_series, tmp_path, fold=0, name="windows"):
+    config = WindowConfig(lookback=LOOKBACK, horizon=HORIZON)
+    return series_windows.run(config, shop_series, fold, tmp_path / name)
+
+
+def test_splits_are_ordered_in_time_and_never_overlap(shop_series, tmp_path):
+    windows = windows_for(shop_series, tmp_path)
+    summary = windows.summary()
+    train, validation, test = (windows.origins(s) for s in ("train", "validation", "test"))
+    periods = summary["periods"]
+    assert set(test[:, 1]) == {periods - 1 - HORIZON}
+    assert set(validation[:, 1]) == {periods - 1 - 2 * HORIZON}
+    # Every training target lies at or before the validation origin: no validation/test week.
+    assert (train[:, 1] + HORIZON).max() == validation[0, 1]
+    assert (train[:, 1] - LOOKBACK + 1).min() >= 0
+    assert summary["windows"] == {"train": len(train), "validation": 4, "test": 4}
+
+
+def test_scaling_never_sees_validation_or_test_weeks(shop_series, tmp_path):
+    before = windows_for(shop_series, tmp_path, name="before").spec()
+    panel = shop_series.load()
+    late = panel["date"] > panel["date"].sort_values().unique()[-2 * HORIZON - 1]
+    panel.loc[late, ["target", "promo"]] *= 1000.0
+    panel.to_parquet(shop_series.path / "panel.parquet")
+    after = windows_for(shop_series, tmp_path, name="after").spec()
+    assert after.series_scales == before.series_scales
+    assert after.feature_mean == before.feature_mean
+
+
+def test_batches_hold_raw_inputs_targets_and_inverse_scale_weights(shop_series, tmp_path):
+    windows = windows_for(shop_series, tmp_path)
+    spec, values = windows.spec(), windows.values()
+    inputs, target, weight = next(iter(series_windows.make_dataset(windows, "test", 4)))
+    assert inputs["units"].shape == (4, LOOKBACK)
+    assert inputs["promo"].shape == (4, LOOKBACK + HORIZON)
+    assert target.shape == (4, HORIZON)
+    origin = windows.origins("test")[0, 1]
+    np.testing.assert_allclose(inputs["units"][0], values[0, origin - LOOKBACK + 1 : origin + 1, 0])
+    np.testing.assert_allclose(target[0], values[0, origin + 1 : origin + 1 + HORIZON, 0])
+    np.testing.assert_allclose(weight.numpy(), 1.0 / np.array(spec.series_scales), rtol=1e-6)
+    assert inputs["forecast_start"][0].numpy().decode() == windows.grid_dates()[origin + 1]
+    assert set(inputs["region"].numpy()) == {b"N", b"S"}
+
+
+def test_the_loss_weighting_decides_what_one_unit_of_error_counts(shop_series, tmp_path):
+    windows = windows_for(shop_series, tmp_path)
+    scales = np.array(windows.spec().series_scales)
+    expected = {
+        "series": 1.0 / scales,  # relative to each series' scale
+        "units": np.full(4, 1.0 / scales.mean()),  # the same for every series, as WMAE
+        "sqrt": 1.0 / np.sqrt(scales * scales.mean()),
+    }
+    for weighting, weights in expected.items():
+        dataset = series_windows.make_dataset(windows, "test", 4, weighting=weighting)
+        np.testing.assert_allclose(next(iter(dataset))[2].numpy(), weights, rtol=1e-5)
+    with pytest.raises(ConfigError, match="model.loss_weighting='rows' is not valid"):
+        series_windows.make_dataset(windows, "test", 4, weighting="rows")
+
+
+def test_an_earlier_fold_moves_every_origin_back_one_horizon(shop_series, tmp_path):
+    latest = windows_for(shop_series, tmp_path, fold=0, name="fold0")
+    earlier = windows_for(shop_series, tmp_path, fold=1, name="fold1")
+    assert earlier.origins("test")[0, 1] == latest.origins("test")[0, 1] - HORIZON
+    assert earlier.origins("train")[:, 1].max() == latest.origins("train")[:, 1].max() - HORIZON
+
+
+def test_too_few_periods_for_the_folds_is_a_clear_error(shop_series, tmp_path):
+    with pytest.raises(DataError, match="too few for lookback 52, horizon 8 and backtest fold 7"):
+        windows_for(shop_series, tmp_path, fold=7)

@@ -1,0 +1,151 @@
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from components import bless, tracking
+from components.artifacts import Metrics
+from components.bless import BlessingConfig, ThresholdConfig
+from components.errors import ConfigError
+from components.export import ExportConfig
+
+
+def metrics(folder: Path, scores: dict) -> Metrics:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(scores))
+    return Metrics(folder)
+
+
+def served(serving_dir: Path, version: int, scores: dict | None) -> Path:
+    """A pushed version directory; ``scores``: the metrics its evaluation.json records."""
+    version_dir = serving_dir / "model" / str(version)
+    (version_dir / "assets.extra").mkdir(parents=True)
+    if scores is not None:
+        evaluation = {"blessed": True, "metrics": scores}
+        (version_dir / "assets.extra" / "evaluation.json").write_text(json.dumps(evaluation))
+    return version_dir
+
+
+def judge(tmp_path, scores: dict, *thresholds: ThresholdConfig) -> dict:
+    export = ExportConfig(model_name="model", serving_dir=str(tmp_path / "models"))
+    candidate = metrics(tmp_path / "candidate", scores)
+    verdict = bless.run(BlessingConfig(list(thresholds)), candidate, export, tmp_path / "out")
+    assert verdict.blessed == verdict.load()["blessed"]
+    return verdict.load()
+
+
+@pytest.mark.parametrize(
+    ("value", "blessed"), [(0.85, True), (0.86, True), (0.8499, False), (float("nan"), False)]
+)
+def test_lower_bound(tmp_path, value, blessed):
+    verdict = judge(tmp_path, {"accuracy": value}, ThresholdConfig("accuracy", lower_bound=0.85))
+    assert verdict["blessed"] is blessed
+
+
+@pytest.mark.parametrize(("value", "blessed"), [(120.0, True), (119.0, True), (120.5, False)])
+def test_upper_bound_on_a_nested_metric(tmp_path, value, blessed):
+    threshold = ThresholdConfig("test.perplexity", higher_is_better=False, upper_bound=120)
+    verdict = judge(tmp_path, {"test": {"perplexity": value}}, threshold)
+    assert verdict["blessed"] is blessed
+    assert verdict["reasons"] == [
+        f"test.perplexity {value:g} <= upper bound 120: {'pass' if blessed else 'FAIL'}"
+    ]
+
+
+@pytest.mark.parametrize(("value", "blessed"), [(0.875, True), (0.87, True), (0.869, False)])
+def test_max_regression_below_the_served_model(tmp_path, value, blessed):
+    served(tmp_path / "models", 1, {"accuracy": 0.88})
+    threshold = ThresholdConfig("accuracy", max_regression=0.01)
+    verdict = judge(tmp_path, {"accuracy": value}, threshold)
+    assert verdict["blessed"] is blessed
+    assert verdict["baseline"]["values"] == {"accuracy": 0.88}
+
+
+@pytest.mark.parametrize(("value", "blessed"), [(101.9, True), (90.0, True), (102.1, False)])
+def test_max_relative_regression_when_lower_is_better(tmp_path, value, blessed):
+    served(tmp_path / "models", 1, {"wmae": 100.0})
+    threshold = ThresholdConfig("wmae", higher_is_better=False, max_relative_regression=0.02)
+    assert judge(tmp_path, {"wmae": value}, threshold)["blessed"] is blessed
+
+
+def test_a_first_model_is_judged_on_its_absolute_bounds_alone(tmp_path):
+    threshold = ThresholdConfig("accuracy", lower_bound=0.5, max_regression=0.0)
+    verdict = judge(tmp_path, {"accuracy": 0.6}, threshold)
+    assert verdict["blessed"] and verdict["baseline"] is None
+    assert verdict["reasons"] == [
+        "accuracy 0.6 >= lower bound 0.5: pass",
+        "accuracy: no model is served yet, change checks skipped",
+    ]
+    failing = judge(tmp_path, {"accuracy": 0.4}, threshold)
+    assert not failing["blessed"]
+
+
+def test_the_baseline_is_the_newest_version_without_a_champion(tmp_path):
+    served(tmp_path / "models", 1, {"accuracy": 0.95})
+    served(tmp_path / "models", 2, {"accuracy": 0.80})
+    verdict = judge(tmp_path, {"accuracy": 0.81}, ThresholdConfig("accuracy", max_regression=0))
+    assert verdict["blessed"]
+    assert verdict["baseline"]["version"] == 2
+    assert verdict["baseline"]["source"] == "newest version directory"
+
+
+def test_the_baseline_is_the_champion_alias_when_its_directory_exists(tmp_path, mlflow_store):
+    champion = served(tmp_path / "models", 1, {"accuracy": 0.95})
+    served(tmp_path / "models", 2, {"accuracy": 0.80})
+    threshold = ThresholdConfig("accuracy", max_regression=0)
+    client = mlflow.MlflowClient()
+    client.create_registered_model("model")
+    client.create_model_version("model", source=str(champion))
+    tracking.configure("tests")
+    with mlflow.start_run() as run:
+        tracking.tag_registered_version("model", 1, {"serving_path": champion})
+        tracking.set_champion("model", 1)
+        verdict = judge(tmp_path, {"accuracy": 0.81}, threshold)
+        assert not verdict["blessed"] and verdict["baseline"]["version"] == 1
+        champion.rename(champion.with_name("removed"))
+        assert judge(tmp_path, {"accuracy": 0.81}, threshold)["baseline"]["version"] == 2
+    assert mlflow.get_run(run.info.run_id).data.tags["blessed"] == "True"
+
+
+def test_a_baseline_without_the_metric_skips_the_change_checks(tmp_path):
+    served(tmp_path / "models", 1, None)  # pushed before blessings recorded an evaluation
+    verdict = judge(tmp_path, {"accuracy": 0.5}, ThresholdConfig("accuracy", max_regression=0))
+    assert verdict["blessed"]
+    assert verdict["reasons"] == [
+        "version 1 has no recorded accuracy to compare with, change checks skipped"
+    ]
+
+
+def test_placeholders_name_top_level_strings_of_the_metrics(tmp_path):
+    scores = {"model_name": "gru_x1", "mean": {"gru_x1": {"wmae": 10.0}}}
+    threshold = ThresholdConfig("mean.{model_name}.wmae", higher_is_better=False, upper_bound=12)
+    verdict = judge(tmp_path, scores, threshold)
+    assert verdict["blessed"] and verdict["candidate"] == {"mean.{model_name}.wmae": 10.0}
+
+
+def test_a_missing_metric_names_the_path_and_the_keys_there(tmp_path):
+    threshold = ThresholdConfig("test.perplexity", upper_bound=100)
+    with pytest.raises(ConfigError, match=r"'test.perplexity'.*no 'perplexity' at test.*\['bits'"):
+        judge(tmp_path, {"test": {"bits": 1.0}}, threshold)
+    with pytest.raises(ConfigError, match=r"\{unit\} is not a top-level string.*\['model_name'\]"):
+        judge(tmp_path, {"model_name": "m"}, ThresholdConfig("test.nats_per_{unit}", upper_bound=2))
+    with pytest.raises(ConfigError, match=r"'test' is \{'bits': 1.0\}, not a number"):
+        judge(tmp_path, {"test": {"bits": 1.0}}, ThresholdConfig("test", upper_bound=2))
+
+
+def test_no_thresholds_bless_every_model(tmp_path):
+    assert judge(tmp_path, {"accuracy": 0.1})["reasons"] == ["no thresholds configured"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({}, "checks nothing"),
+        ({"lower_bound": 2.0, "upper_bound": 1.0}, "lower_bound=2.0 must not exceed"),
+        ({"max_regression": -0.1}, r"max_regression=-0.1 must be >= 0"),
+    ],
+)
+def test_thresholds_are_validated(settings, message):
+    with pytest.raises(ConfigError, match=rf"blessing.thresholds\[accuracy\].*{message}"):
+        ThresholdConfig("accuracy", **settings)

@@ -1,0 +1,49 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.artifacts import Examples
+from components.text_classification import evaluate
+from components.text_classification.evaluate import EvaluateConfig
+
+
+@pytest.fixture
+def test_split(tmp_path) -> Examples:
+    texts = ["good " * 50, "bad " * 50, "good " * 150, "bad " * 150, "good " * 500, "bad " * 500]
+    frame = pd.DataFrame(
+        {"origin": [f"r{i}" for i in range(6)], "text": texts, "label": [1, 0, 1, 0, 1, 0]}
+    )
+    frame.to_parquet(tmp_path / "test.parquet")
+    return Examples(tmp_path)
+
+
+def test_scores_slices_and_mistakes_of_a_known_predictor(test_split, tmp_path):
+    # Right on short and medium reviews, confidently wrong on the two longest ones.
+    probabilities = np.array([0.9, 0.2, 0.8, 0.1, 0.05, 0.9])
+    metrics = evaluate.run(
+        EvaluateConfig(), lambda texts: probabilities, test_split, tmp_path / "m"
+    ).load()
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["confusion_matrix"] == [[2, 1], [1, 2]]
+    assert metrics["precision"] == pytest.approx(2 / 3) and metrics["recall"] == pytest.approx(
+        2 / 3
+    )
+    assert metrics["roc_auc"] == pytest.approx(4.5 / 9)  # 4 of 9 pairs ranked right, 1 tie
+    assert metrics["by_length"] == {
+        "1-100": {"examples": 2, "accuracy": 1.0},
+        "101-200": {"examples": 2, "accuracy": 1.0},
+        "over_400": {"examples": 2, "accuracy": 0.0},
+    }
+    mistakes = json.loads((tmp_path / "m" / "misclassified.json").read_text())
+    assert [m["origin"] for m in mistakes] == ["r4", "r5"]  # most confident first
+    assert (tmp_path / "m" / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_threshold_decides_the_label(test_split, tmp_path):
+    probabilities = np.array([0.6, 0.4, 0.6, 0.4, 0.6, 0.4])
+    strict = evaluate.run(
+        EvaluateConfig(threshold=0.7), lambda texts: probabilities, test_split, tmp_path / "m"
+    ).load()
+    assert strict["confusion_matrix"] == [[3, 0], [3, 0]]

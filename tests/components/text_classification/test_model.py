@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.errors import ConfigError
+from components.language_modeling.model import (
+    LanguageModelConfig,
+    build_language_model,
+    copy_weights,
+    state_sizes,
+)
+from components.recurrent import CELLS
+from components.text_classification.model import (
+    MaskedGlobalMaxPooling1D,
+    TextClassifierConfig,
+    build_text_classifier,
+)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize(
+    "bidirectional, layers, pooling",
+    [(False, 1, "last"), (True, 2, "max"), (False, 2, "mean"), (True, 1, "relu_max")],
+)
+def test_every_cell_and_shape_builds_and_predicts_probabilities(
+    cell, bidirectional, layers, pooling
+):
+    config = TextClassifierConfig(
+        cell=cell,
+        bidirectional=bidirectional,
+        layers=layers,
+        units=4,
+        embedding_dim=4,
+        pooling=pooling,
+    )
+    model = build_text_classifier(config, vocabulary_size=30, sequence_length=7)
+    probabilities = model.predict(
+        np.array([[3, 4, 5, 0, 0, 0, 0], [6, 0, 0, 0, 0, 0, 0]]), verbose=0
+    )
+    assert probabilities.shape == (2, 1) and np.all((probabilities >= 0) & (probabilities <= 1))
+    recurrent = [layer.name for layer in model.layers if cell in layer.name]
+    assert len(recurrent) == layers
+    assert all(name.startswith("bi") for name in recurrent) == bidirectional
+
+
+def test_embedding_dropout_is_a_spatial_dropout_layer():
+    config = TextClassifierConfig(units=4, embedding_dim=4, embedding_dropout=0.2)
+    model = build_text_classifier(config, vocabulary_size=30, sequence_length=5)
+    assert model.get_layer("embedding_dropout").rate == 0.2
+
+
+def test_unknown_model_type_lists_the_valid_ones():
+    with pytest.raises(
+        ConfigError,
+        match="model.cell='transformer' is not a known model type; "
+        "choose one of: simple_rnn, lstm, gru",
+    ):
+        TextClassifierConfig(cell="transformer")
+
+
+def test_masked_max_pooling_ignores_padding():
+    values = np.array([[[-3.0], [-1.0], [0.0]]], dtype="float32")
+    mask = np.array([[True, True, False]])
+    assert MaskedGlobalMaxPooling1D()(values, mask=mask).numpy().tolist() == [[-1.0]]
+
+
+def test_padding_does_not_change_the_prediction_when_masked():
+    config = TextClassifierConfig(
+        cell="lstm", bidirectional=True, units=4, embedding_dim=4, pooling="max"
+    )
+    short = build_text_classifier(config, vocabulary_size=30, sequence_length=3)
+    long = build_text_classifier(config, vocabulary_size=30, sequence_length=9)
+    long.set_weights(short.get_weights())
+    np.testing.assert_allclose(
+        short.predict(np.array([[5, 6, 7]]), verbose=0),
+        long.predict(np.array([[5, 6, 7, 0, 0, 0, 0, 0, 0]]), verbose=0),
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("tie_embeddings", [False, True])
+def test_stateful_and_explicit_state_language_models_agree(cell, tie_embeddings):
+    config = LanguageModelConfig(
+        cell=cell, layers=2, units=6, embedding_dim=4, tie_embeddings=tie_embeddings
+    )
+    stateful = build_language_model(config, 11, batch_size=1, stateful=True)
+    stepper = build_language_model(config, 11, batch_size=1, explicit_states=True)
+    copy_weights(stateful, stepper)
+    ids = tf.constant(np.random.default_rng(0).integers(0, 11, size=(1, 8)), tf.int32)
+    # Two windows through the stateful model == one pass with explicit state carried between them.
+    stateful_logits = np.concatenate([stateful(ids[:, :4]), stateful(ids[:, 4:])], axis=1)
+    states = [tf.zeros((1, size)) for size in state_sizes(config)]
+    first, *states = stepper([ids[:, :4], *states])
+    second, *_ = stepper([ids[:, 4:], *states])
+    np.testing.assert_allclose(
+        stateful_logits, np.concatenate([first, second], axis=1), rtol=1e-4, atol=1e-5
+    )
+    assert stateful_logits.shape == (1, 8, 11)
+    if tie_embeddings:
+        assert "logits" not in [layer.name for layer in stateful.layers]

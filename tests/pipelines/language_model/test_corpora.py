@@ -1,0 +1,61 @@
+import pytest
+
+from components.errors import ConfigError, DataError
+from pipelines.language_model import corpora
+from pipelines.language_model.corpora import CorpusConfig
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    (tmp_path / "tinyshakespeare").mkdir()
+    (tmp_path / "tinyshakespeare" / "input.txt").write_text("First Citizen:\nSpeak.\n" * 50)
+    (tmp_path / "ptb").mkdir()
+    for name in corpora.PTB_FILES.values():
+        (tmp_path / "ptb" / name).write_text(" the cat <unk> \n the dog N \n")
+    return tmp_path
+
+
+def test_tiny_shakespeare_is_one_text_to_split(mirror):
+    source = corpora.source(
+        CorpusConfig(corpus="tiny_shakespeare", source="local", data_dir=str(mirror))
+    )
+    assert list(source.texts) == ["all"] and source.texts["all"].origin.endswith("input.txt")
+
+
+def test_ptb_is_read_as_its_three_files(mirror):
+    source = corpora.source(CorpusConfig(corpus="ptb", data_dir=str(mirror)))
+    assert sorted(source.texts) == ["test", "train", "validation"]
+    assert source.texts["validation"].origin.endswith("ptb.valid.txt")
+
+
+def test_own_text_file_and_character_limit(tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text("abcdefghij" * 10)
+    source = corpora.source(CorpusConfig(corpus="text", path=str(path), max_characters=25))
+    assert source.name == "mine" and source.texts["all"].content == "abcdefghij" * 2 + "abcde"
+
+
+def test_missing_file_says_what_and_where(tmp_path):
+    with pytest.raises(
+        DataError,
+        match=r"Penn Treebank not found: expected the file .*ptb.train.txt.*data.source=remote",
+    ):
+        corpora.source(CorpusConfig(corpus="ptb", source="local", data_dir=str(tmp_path)))
+
+
+def test_text_corpus_needs_a_path():
+    with pytest.raises(ConfigError, match="data.corpus=text needs data.path"):
+        CorpusConfig(corpus="text")
+
+
+def test_tfds_tiny_shakespeare_uses_the_real_loader(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.delenv(corpora.DATA_DIR_ENV, raising=False)
+    with tfds.testing.mock_data(num_examples=1):
+        source = corpora.source(CorpusConfig(corpus="tiny_shakespeare"))
+    assert source.uri == "tfds://tiny_shakespeare" and sorted(source.texts) == [
+        "test",
+        "train",
+        "validation",
+    ]

@@ -1,0 +1,241 @@
+"""The sales-forecasting pipeline end to end: a CSV of a user's own, and a slice of Walmart."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from components.artifacts import SeriesWindows, TrainedModel
+from components.errors import ConfigError
+from pipelines.__main__ import main, resolve_config
+from pipelines.config import load_config
+from pipelines.sales_forecast import pipeline as sales_forecast
+from tests.conftest import SHARED_DATA, SHOP_INGEST, write_shop_sales
+
+pytestmark = pytest.mark.e2e
+CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
+
+
+def run_pipeline(tmp_path, config: Path | None, settings: dict[str, str]) -> Path:
+    arguments = ["run", "sales_forecast", "--artifacts-root", str(tmp_path / "artifacts")]
+    arguments += ["--config", str(config)] if config else []
+    settings = {"export.serving_dir": str(tmp_path / "models"), **settings}
+    arguments += [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
+    assert main(arguments) == 0
+    return max((tmp_path / "artifacts" / "sales_forecast").glob("2*"))  # the newest run
+
+
+def serve_sku0(version: Path, sku0: pd.DataFrame) -> dict[str, tf.Tensor]:
+    """The exported ``serving_default`` asked for SKU0's next 8 weeks from its last 52."""
+    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    return serve(
+        units=tf.constant([sku0["units"].to_numpy()[-52:]], tf.float32),
+        promo=tf.constant([np.zeros(60)], tf.float32),
+        sku=tf.constant(["SKU0"]),
+        region=tf.constant(["N"]),
+        forecast_start=tf.constant(["2023-06-05"]),
+    )
+
+
+@pytest.fixture(scope="module")
+def shop_run(tmp_path_factory):
+    """The whole pipeline on ``shop.csv`` (config only, no code), with an isolated MLflow store."""
+    root = tmp_path_factory.mktemp("shop_run")
+    data = root / "data"
+    write_shop_sales(data, series=6, weeks=130)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    patch = pytest.MonkeyPatch()
+    patch.chdir(root)
+    patch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    settings = {
+        **SHOP_INGEST,
+        "data.data_dir": str(data),
+        "model.units": "8",
+        "train.epochs": "2",
+        "train.batch_size": "32",
+        "backtest.folds": "2",
+        "ensemble.members": "[{model.architecture: direct}, {model.architecture: encoder_decoder}]",
+        "blessing.thresholds": "[]",  # 2 epochs on 6 series cannot meet the Walmart bars
+        "export.model_name": "shop",
+    }
+    yield root, run_pipeline(root, None, settings)
+    patch.undo()
+
+
+def test_every_stage_leaves_its_artifact_and_manifest(shop_run):
+    _, run_dir = shop_run
+    stages = ["ingest", "preprocess", "train", "evaluate", "backtest", "export"]
+    for stage in stages:
+        manifest = json.loads((run_dir / stage / "manifest.json").read_text())
+        assert manifest["component"] == stage
+    assert not list((run_dir.parent / ".partial").iterdir())  # every stage's work was moved
+
+
+def test_the_backtest_scores_the_model_and_every_baseline_on_two_folds(shop_run):
+    _, run_dir = shop_run
+    backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
+    assert backtest["folds"] == 2
+    names = set(backtest["mean"])
+    assert {"naive", "seasonal_naive", "moving_average", "ets", backtest["model_name"]} == names
+    assert all(np.isfinite(scores["wmae"]) for scores in backtest["mean"].values())
+    assert backtest["train_wall_time_s"] > 0
+    evaluate = run_dir / "evaluate" / "metrics"
+    assert (evaluate / "forecast_vs_actual.png").stat().st_size > 0
+    assert (evaluate / "error_by_horizon.png").stat().st_size > 0
+
+
+def test_each_ensemble_member_trains_in_its_own_directory_and_mlflow_run(shop_run):
+    _, run_dir = shop_run
+    trained = run_dir / "train" / "trained_model"
+    fold_1 = run_dir / "backtest" / "metrics" / "fold_1" / "train"
+    for member in ("member_0", "member_1"):
+        assert (trained / member / "model.keras").is_file()
+        assert (fold_1 / member / "model.keras").is_file()  # every fold retrains the members
+    summary = json.loads((trained / "training.json").read_text())
+    assert summary["model"] == "ensemble_of_gru_x1_direct_and_gru_x1_encoder_decoder_forecaster"
+    assert [member["model"] for member in summary["members"]] == [
+        "gru_x1_direct_forecaster",
+        "gru_x1_encoder_decoder_forecaster",
+    ]
+    backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
+    assert backtest["model_name"] == "ensemble_of_gru_x1_direct_and_gru_x1_encoder_decoder"
+    runs = mlflow.search_runs(experiment_names=["sales_forecast"])
+    members = runs[runs["tags.mlflow.runName"].str.startswith("ensemble_member_")]
+    assert len(members) == 4  # two members on each of two folds
+    assert set(members["params.model.architecture"]) == {"direct", "encoder_decoder"}
+
+
+def test_an_interrupted_ensemble_keeps_its_finished_members(shop_run, tmp_path):
+    _, run_dir = shop_run
+    config = load_config(sales_forecast.Config, run_dir / "config.yaml")
+    out_dir = tmp_path / "trained_model"
+    finished = run_dir / "train" / "trained_model" / "member_0"
+    shutil.copytree(finished, out_dir / "member_0")  # as if killed while training member 1
+    windows = SeriesWindows(run_dir / "preprocess" / "series_windows")
+    trained = sales_forecast.run_train(config, {"preprocess": windows}, out_dir)
+    assert TrainedModel(out_dir / "member_0").digest() == TrainedModel(finished).digest()
+    assert (out_dir / "member_1" / "model.keras").is_file()
+    assert trained.summary()["members"][0] == json.loads((finished / "training.json").read_text())
+
+
+def test_the_exported_model_answers_raw_history_in_original_units(shop_run):
+    root, _ = shop_run
+    version = root / "models" / "shop" / "1"
+    history = pd.read_csv(root / "data" / "shop.csv")
+    sku0 = history[history["sku"] == "SKU0"]
+    result = serve_sku0(version, sku0)
+    forecast = result["forecast"].numpy()
+    assert forecast.shape == (1, 8)
+    low, high = sku0["units"].min(), sku0["units"].max()
+    assert np.all((forecast > 0.5 * low) & (forecast < 1.5 * high)), "original units, not scaled"
+    assert (version / "assets.extra" / "forecast_request.json").is_file()
+
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    shown = subprocess.run(
+        [str(cli), "show", "--dir", str(version), "--tag_set", "serve",
+         "--signature_def", "serving_default"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for name in ("units", "promo", "sku", "region", "forecast_start", "forecast"):
+        assert f"['{name}']" in shown
+
+
+def test_mlflow_recorded_the_runs_and_registered_the_model(shop_run):
+    runs = mlflow.search_runs(experiment_names=["sales_forecast"])
+    assert set(runs["status"]) == {"FINISHED"}
+    assert {"ingest", "train", "evaluate", "backtest", "backtest_fold_1", "export"} <= set(
+        runs["tags.mlflow.runName"]
+    )
+    assert mlflow.MlflowClient().get_registered_model("shop").latest_versions
+
+
+def test_forecast_cli_writes_the_next_horizon_for_every_series(shop_run):
+    root, _ = shop_run
+    output = root / "forecast.csv"
+    arguments = ["forecast", "--input", str(root / "data" / "shop.csv"), "--output", str(output)]
+    assert main([*arguments, "--serving-dir", str(root / "models"), "--model-name", "shop"]) == 0
+    table = pd.read_csv(output)
+    assert len(table) == 6 * 8
+    assert sorted(table["step"].unique()) == list(range(1, 9))
+    last_week = pd.to_datetime(pd.read_csv(root / "data" / "shop.csv")["week"], dayfirst=True).max()
+    assert pd.to_datetime(table["week"]).min() == last_week + pd.Timedelta(weeks=1)
+    assert table["forecast"].notna().all()
+
+
+def test_a_quantile_model_is_scored_backtested_and_served_with_its_quantiles(
+    tmp_path, mlflow_store
+):
+    data = tmp_path / "data"
+    write_shop_sales(data, series=4, weeks=130)
+    settings = {
+        **SHOP_INGEST,
+        "data.data_dir": str(data),
+        "model.units": "4",
+        "model.quantiles": "[0.1,0.5,0.9]",
+        "train.epochs": "1",
+        "backtest.folds": "2",
+        "blessing.thresholds": "[]",
+        "export.model_name": "shop_quantiles",
+        "export.register": "false",
+    }
+    run_dir = run_pipeline(tmp_path, None, settings)
+    backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
+    coverage = backtest["quantiles"]["coverage"]
+    assert coverage["interval"] == "p10_p90" and coverage["nominal"] == 0.8
+    assert 0.0 <= coverage["observed"] <= 1.0
+    assert set(backtest["quantiles"]["pinball"]) == {"p10", "p50", "p90"}
+    logged = mlflow.search_runs(experiment_names=["sales_forecast"])
+    assert logged["metrics.backtest_coverage_p10_p90"].notna().any()
+
+    history = pd.read_csv(data / "shop.csv")
+    sku0 = history[history["sku"] == "SKU0"]
+    version = tmp_path / "models" / "shop_quantiles" / "1"
+    result = serve_sku0(version, sku0)
+    assert {name: tuple(value.shape) for name, value in result.items()} == {
+        name: (1, 8) for name in ("forecast", "p10", "p50", "p90")
+    }
+    np.testing.assert_array_equal(result["forecast"].numpy(), result["p50"].numpy())
+
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ("[{data.target: x}, {train.seed: 1}]", r"members\[0\] sets \['data.target'\]"),
+        ("[{model.quantiles: [0.5]}, {train.seed: 1}]", "except model.quantiles"),
+        ("[{model.unitz: 8}, {train.seed: 1}]", "unitz"),
+    ],
+)
+def test_a_bad_ensemble_member_fails_when_the_config_loads(members, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("sales_forecast", None, None, [f"ensemble.members={members}"])
+
+
+def test_a_model_preset_trains_that_one_model_not_the_shipped_ensemble():
+    shipped = resolve_config("sales_forecast", CONFIGS / "sales_forecast.yaml", None, [])
+    assert len(shipped.ensemble.members) == 2
+    preset = resolve_config("sales_forecast", CONFIGS / "sales_forecast.yaml", "lstm", [])
+    assert preset.ensemble.members == [] and preset.model.cell == "lstm"
+
+
+def test_a_slice_of_walmart_runs_with_the_shipped_smoke_config(tmp_path, mlflow_store):
+    settings = {
+        "data.data_dir": str(SHARED_DATA),
+        "data.max_series": "20",
+        "train.epochs": "1",
+        "backtest.folds": "1",
+        "export.register": "false",
+    }
+    run_dir = run_pipeline(tmp_path, CONFIGS / "sales_forecast.smoke.yaml", settings)
+    statistics = json.loads((run_dir / "ingest" / "time_series" / "statistics.json").read_text())
+    assert statistics["series"]["kept"] == 20
+    metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
+    assert metrics["series"] == 20
+    assert (tmp_path / "models" / "sales_smoke" / "1" / "saved_model.pb").is_file()

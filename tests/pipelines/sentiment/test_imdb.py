@@ -1,0 +1,98 @@
+import shutil
+import tarfile
+
+import pytest
+
+from components.errors import DataError
+from pipelines.sentiment import imdb
+from pipelines.sentiment.imdb import ImdbSourceConfig
+
+
+def test_reads_a_directory_mirror(acl_imdb):
+    source = imdb.source(ImdbSourceConfig(source="local", data_dir=str(acl_imdb.parent)))
+    assert {split: len(records) for split, records in source.splits.items()} == {
+        "train": 40,
+        "test": 40,
+    }
+    record = source.splits["train"][0]
+    assert (
+        record.origin.endswith(".txt") and record.label in (0, 1) and isinstance(record.text, bytes)
+    )
+
+
+def test_reads_the_tarball_like_the_directory(acl_imdb, tmp_path):
+    mirror = tmp_path / "tarball" / "imdb"
+    mirror.mkdir(parents=True)
+    with tarfile.open(mirror / "aclImdb_v1_labeled.tar.gz", "w:gz") as archive:
+        archive.add(acl_imdb, arcname="aclImdb")
+    from_tar = imdb.source(ImdbSourceConfig(source="local", data_dir=str(mirror.parent)))
+    from_dir = imdb.source(ImdbSourceConfig(source="local", data_dir=str(acl_imdb.parent)))
+    assert sorted((r.text, r.label) for r in from_tar.splits["test"]) == sorted(
+        (r.text, r.label) for r in from_dir.splits["test"]
+    )
+
+
+def test_missing_data_says_where_it_is_expected_and_how_to_get_it(tmp_path):
+    with pytest.raises(DataError) as error:
+        imdb.source(ImdbSourceConfig(source="local", data_dir=str(tmp_path / "nothing")))
+    message = str(error.value)
+    assert str(tmp_path / "nothing" / "imdb") in message
+    assert (
+        imdb.DOWNLOAD_URL in message and "data.source=tfds" in message and "RNN_DATA_DIR" in message
+    )
+
+
+def test_corrupt_tarball_is_named(tmp_path):
+    (tmp_path / "aclImdb_v1.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(DataError, match=r"aclImdb_v1.tar.gz: not a readable .tar.gz archive"):
+        imdb.source(ImdbSourceConfig(source="local", data_dir=str(tmp_path)))
+
+
+def test_empty_split_directory_is_reported(acl_imdb):
+    shutil.rmtree(acl_imdb / "test")
+    with pytest.raises(DataError, match="no reviews found for the test split"):
+        imdb.source(ImdbSourceConfig(source="local", data_dir=str(acl_imdb.parent)))
+
+
+def test_sampling_is_seeded_and_label_balanced(acl_imdb):
+    config = ImdbSourceConfig(
+        source="local", data_dir=str(acl_imdb.parent), max_reviews_per_split=10
+    )
+    first, second = imdb.source(config), imdb.source(config)
+    labels = [r.label for r in first.splits["train"]]
+    assert labels.count(0) == labels.count(1) == 5
+    assert [r.origin for r in first.splits["train"]] == [r.origin for r in second.splits["train"]]
+
+
+def test_tfds_source_uses_the_real_loader(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.delenv(imdb.DATA_DIR_ENV, raising=False)
+    with tfds.testing.mock_data(num_examples=6):
+        source = imdb.source(ImdbSourceConfig(source="auto"))
+    assert source.uri.startswith("tfds://imdb_reviews")
+    assert len(source.splits["train"]) == 6 and all(
+        r.label in (0, 1) for r in source.splits["test"]
+    )
+
+
+def test_an_empty_review_file_stops_ingest_naming_the_file(acl_imdb, tmp_path):
+    from components.text_classification import ingest
+    from components.text_classification.ingest import IngestConfig
+
+    empty = acl_imdb / "train" / "pos" / "999_10.txt"
+    empty.write_bytes(b"")
+    source = imdb.source(ImdbSourceConfig(source="local", data_dir=str(acl_imdb.parent)))
+    with pytest.raises(DataError, match=f"{empty}: text is empty"):
+        ingest.run(IngestConfig(), source, tmp_path / "examples")
+
+
+def test_non_utf8_review_file_can_be_skipped_and_counted(acl_imdb, tmp_path):
+    from components.text_classification import ingest
+    from components.text_classification.ingest import IngestConfig
+
+    (acl_imdb / "test" / "neg" / "998_1.txt").write_bytes(b"\xff\xfe broken")
+    source = imdb.source(ImdbSourceConfig(source="local", data_dir=str(acl_imdb.parent)))
+    examples = ingest.run(IngestConfig(bad_records="skip"), source, tmp_path / "examples")
+    assert examples.statistics()["skipped"] == {"non_utf8": 1}
+    assert len(examples.load("test")) == 40
