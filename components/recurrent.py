@@ -1,4 +1,4 @@
-"""The recurrent stack every family builds on: SimpleRNN, LSTM or GRU cells, stacked, one way or two.
+"""The recurrent stack of every family: SimpleRNN, LSTM or GRU cells, stacked, one way or both.
 
 ``RecurrentStackConfig`` is the one definition of the stack's settings; each family's model config
 extends it with what its model adds (embeddings, pooling, a forecast head), so ``model.cell``,
