@@ -73,12 +73,6 @@ class TokenizedCorpus(Artifact):
     def ids(self, split: str) -> np.ndarray:
         return np.load(self.path / f"{split}.ids.npy")
 
-    def tokenizer(self):
-        """The in-graph tokenizer fitted on the train split (same one the serving graph uses)."""
-        from components.language_modeling.tokenization import load_tokenizer
-
-        return load_tokenizer(self)
-
 
 @dataclasses.dataclass(frozen=True)
 class TimeSeries(Artifact):
@@ -95,11 +89,6 @@ class TimeSeries(Artifact):
 class SeriesWindows(Artifact):
     """One backtest fold's transform: the series on a period grid (values.npy), static columns,
     the fitted feature_spec.json, and (series, origin) window pairs per split."""
-
-    def spec(self):
-        from components.forecasting.windows import FeatureSpec
-
-        return FeatureSpec.load(self.path / "feature_spec.json")
 
     def values(self) -> np.ndarray:
         """[series, period, target + known-future + past covariates], NaN outside a series."""
@@ -125,12 +114,6 @@ class Vocabulary(Artifact):
     @property
     def vocabulary_file(self) -> Path:
         return self.path / "vocabulary.txt"
-
-    def load_layer(self):
-        """Rebuild the exact TextVectorization layer that was fitted on the train split."""
-        from components.text_classification.vectorize import load_vectorizer
-
-        return load_vectorizer(self)
 
 
 @dataclasses.dataclass(frozen=True)

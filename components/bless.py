@@ -17,20 +17,14 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from components import tracking
 from components.artifacts import Blessing, Metrics
 from components.errors import ConfigError
-from components.versions import list_versions
-
-if TYPE_CHECKING:
-    from components.export import ExportConfig
+from components.versions import EVALUATION_FILE, list_versions
 
 log = logging.getLogger(__name__)
-
-EVALUATION_FILE = "evaluation.json"
-"""Under a pushed version's ``assets.extra/``: the blessing, with every metric, that let it in."""
 
 
 @dataclasses.dataclass
@@ -71,12 +65,11 @@ class BlessingConfig:
     """Every check of every threshold must pass; with none, every model is blessed."""
 
 
-def run(
-    config: BlessingConfig, candidate: Metrics, export: ExportConfig, out_dir: Path
-) -> Blessing:
-    """Judge ``candidate`` against the thresholds and the model ``export`` serves now."""
+def run(config: BlessingConfig, candidate: Metrics, model_dir: Path, out_dir: Path) -> Blessing:
+    """Judge ``candidate`` against the thresholds and the version serving now from
+    ``model_dir`` (``<serving_dir>/<model_name>``)."""
     metrics = candidate.load()
-    baseline = _baseline(export)
+    baseline = _baseline(model_dir)
     values, reasons, passed = {}, [], []
     for threshold in config.thresholds:
         values[threshold.metric] = _value(metrics, threshold.metric, required=True)
@@ -87,7 +80,7 @@ def run(
             reasons.append(reason)
     record = {
         "blessed": all(passed),
-        "model_name": export.model_name,
+        "model_name": model_dir.name,
         "reasons": reasons or ["no thresholds configured"],
         "candidate": values,
         "baseline": baseline and _summary(baseline, list(values)),
@@ -101,17 +94,16 @@ def run(
     return Blessing(out_dir)
 
 
-def serving_baseline(export: ExportConfig) -> dict[str, Any]:
+def serving_baseline(model_dir: Path) -> dict[str, Any]:
     """What a blessing depends on besides its inputs: part of the stage's cache key, so a push or a
     rollback since the last run makes the runner judge the candidate again."""
-    return {"baseline": _baseline(export)}
+    return {"baseline": _baseline(model_dir)}
 
 
-def _baseline(export: ExportConfig) -> dict[str, Any] | None:
+def _baseline(model_dir: Path) -> dict[str, Any] | None:
     """The version serving now (the champion, else the newest directory) with the metrics its
     evaluation.json recorded (None: pushed without one); None when nothing is served."""
-    model_dir = Path(export.serving_dir).resolve() / export.model_name
-    champion = tracking.champion_serving_path(export.model_name)
+    champion = tracking.champion_serving_path(model_dir.name)
     versions = list_versions(model_dir)
     if champion is not None and champion.parent == model_dir and champion.is_dir():
         version_dir, source = champion, f"MLflow alias {tracking.CHAMPION}"

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -30,10 +31,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from components import tracking
 from components.artifacts import Blessing, PushedModel, TrainedModel
-from components.bless import EVALUATION_FILE
 from components.errors import ConfigError
-from components.versions import list_versions, next_version
-from serving import deployment
+from components.versions import EVALUATION_FILE, list_versions, next_version
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,11 @@ class ExportConfig:
     monitoring configs, ``docker-compose.yml``) in the parent of ``serving_dir``; see
     serving/README.md."""
 
+    @property
+    def model_dir(self) -> Path:
+        """``<serving_dir>/<model_name>``, absolute: where the versions of this model live."""
+        return Path(self.serving_dir).resolve() / self.model_name
+
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.model_name):
             raise ConfigError(
@@ -69,6 +73,8 @@ def run(
     trained: TrainedModel,
     out_dir: Path,
     extra_files: dict[str, str] | None = None,
+    *,
+    write_deployment: Callable[[Path], list[Path]] | None = None,
 ) -> PushedModel:
     """Push ``archive`` (built from ``trained``) if ``blessing`` approves it and that very model is
     not already the newest version; ``example_inputs`` (one batch per signature input) must make
@@ -76,6 +82,9 @@ def run(
 
     ``extra_files`` (name -> text) go to the SavedModel's ``assets.extra/``, which TF Serving
     ignores: the place for what a client needs to know to build a request.
+    ``write_deployment`` regenerates TF Serving's files in the parent of the serving directory
+    after a push (``serving.deployment.write_deployment``, handed in by the pipeline: components
+    do not import ``serving``); it runs when ``config.deployment_files`` is on.
     """
     if not blessing.blessed:
         failed = [reason for reason in blessing.load()["reasons"] if reason.endswith("FAIL")]
@@ -83,7 +92,7 @@ def run(
         log.warning("%s is not pushed, %s", config.model_name, reason)
         record = {"pushed": False, "model_name": config.model_name, "reason": reason}
         return _record(out_dir, record)
-    base = Path(config.serving_dir).resolve() / config.model_name
+    base = config.model_dir
     model_digest = trained.digest()
     if (serving := _newest_version_of(base, model_digest)) is not None:
         # A rerun of an unchanged pipeline (blessed against itself) must not add a copy.
@@ -118,8 +127,8 @@ def run(
         tracking.tag_registered_version(config.model_name, registered, serving)
     # What serves now is the baseline of the next candidate (none if it was not registered).
     tracking.set_champion(config.model_name, registered)
-    if config.deployment_files:
-        record["deployment_files"] = [str(p) for p in deployment.write_deployment(base.parent)]
+    if config.deployment_files and write_deployment is not None:
+        record["deployment_files"] = [str(p) for p in write_deployment(base.parent)]
     tracking.set_tags(serving)
     return _record(out_dir, record)
 

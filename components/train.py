@@ -18,7 +18,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ class TrainingData:
 @dataclasses.dataclass(frozen=True)
 class TrainingSetup:
     """A task's side of training, shared by the train and tune stages: the data, loss and metrics
-    stay fixed while ``build_model`` takes a (possibly tuned) pipeline config."""
+    stay fixed while ``build_model`` takes a model config (a tuning trial's, or the pipeline's)."""
 
     build_model: Callable[[Any], keras.Model]
     data: TrainingData
@@ -125,6 +125,26 @@ def compiled(
         metrics=metrics,
     )
     return model
+
+
+def fit(
+    config: TrainConfig,
+    model_config: Any,
+    setup: TrainingSetup,
+    out_dir: Path,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainedModel:
+    """Train ``setup``'s model built from ``model_config``, compiled as tuning trials are;
+    ``callbacks`` are added to the setup's own (ones the tuner must not copy into every trial)."""
+    return run(
+        config,
+        build_model=lambda: setup.build_model(model_config),
+        data=setup.data,
+        loss=setup.loss,
+        metrics=setup.metrics,
+        out_dir=out_dir,
+        callbacks=[*setup.callbacks, *callbacks],
+    )
 
 
 def run(

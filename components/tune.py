@@ -1,7 +1,9 @@
 """Tune (Tuner): search a model space with KerasTuner on the validation split, before train.
 
-The task hands over what the trainer gets (batched data, task callbacks) and a function that turns
-config overrides (``{"model.units": 32}``) into a compiled model. This component runs Bayesian
+The task hands over what the trainer gets (its ``TrainingSetup``: batched data, loss, metrics,
+callbacks, a model builder) and the train and model configs; every trial changes those by
+overrides (``{"model.units": 32}``) and is compiled exactly as the train stage compiles. This
+component runs Bayesian
 optimization, Hyperband or random search over ``space`` within a trial budget, logs every trial
 as a nested MLflow run, and writes hyperparameters.json, whose ``best`` overrides the train stage
 applies to its config.
@@ -22,7 +24,7 @@ import keras_tuner
 from components import tracking
 from components.artifacts import Hyperparameters
 from components.errors import ConfigError, DataError, require_one_of
-from components.train import TrainingData
+from components.train import TrainingData, TrainingSetup, compiled
 
 TUNERS = {
     "bayesian": keras_tuner.BayesianOptimization,
@@ -93,6 +95,36 @@ def _check_spec(field: str, spec: dict[str, Any]) -> None:
     require_one_of(f"{field}.sampling", spec.get("sampling", "linear"), SAMPLINGS)
     if spec.get("sampling") == "log" and spec["min"] <= 0:
         raise ConfigError(f"{field}: sampling: log needs min > 0, got {spec['min']}")
+
+
+def search(
+    config: TuneConfig,
+    train_config: Any,
+    model_config: Any,
+    setup: TrainingSetup,
+    out_dir: Path,
+) -> Hyperparameters:
+    """Search ``config.space`` over ``train.*`` and ``model.*`` values; each trial's model is built
+    by ``setup`` and compiled as ``train.fit`` compiles it."""
+
+    def build_and_compile(overrides: dict[str, Any]) -> keras.Model:
+        sections = {"train": train_config, "model": model_config}
+        trial = _with_overrides(sections, overrides)
+        return compiled(
+            trial["train"], setup.build_model(trial["model"]), setup.loss, setup.metrics
+        )
+
+    return run(config, build_and_compile, setup.data, out_dir, setup.callbacks)
+
+
+def _with_overrides(sections: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``{"model": ..., "train": ...}`` with ``{"model.units": 32, ...}`` applied; the config
+    classes validate the new values again."""
+    changes: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    for key, value in overrides.items():
+        section, field = key.split(".", 1)
+        changes[section][field] = value
+    return {name: dataclasses.replace(sections[name], **changes[name]) for name in sections}
 
 
 def run(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+EVALUATION_FILE = "evaluation.json"
+"""Under a pushed version's ``assets.extra/``: the blessing, with every metric, that let it in."""
 ROLLED_BACK = ".rolled_back"
 """Under a model's directory: the versions taken out of service, kept under their numbers."""
 

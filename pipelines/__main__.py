@@ -15,9 +15,7 @@ import sys
 from pathlib import Path
 
 from components.errors import PipelineError
-
-PIPELINES = ("sentiment", "language_model", "sales_forecast")
-CONFIG_DIR = Path(__file__).parent / "configs"
+from pipelines import registry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare", help="table and plot comparing the finished runs of a pipeline in MLflow"
     )
-    compare.add_argument("pipeline", choices=PIPELINES)
+    compare.add_argument("pipeline", choices=list(registry.PIPELINES))
     compare.add_argument("--last", type=int, help="only the latest N runs (default: all)")
     compare.add_argument(
         "--output-dir", type=Path, help="default: artifacts/<pipeline>/compare (also in MLflow)"
@@ -107,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=_compare)
 
     bench = commands.add_parser("bench", help="train and score every cell type on the full data")
-    bench.add_argument("pipeline", choices=PIPELINES)
+    bench.add_argument("pipeline", choices=list(registry.PIPELINES))
     bench.add_argument(
         "--models", nargs="+", help="benchmark runs to do, e.g. bigru simplernn-last (default: all)"
     )
@@ -118,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pipeline", choices=PIPELINES)
+    parser.add_argument("pipeline", choices=list(registry.PIPELINES))
     parser.add_argument(
         "--config", type=Path, help="YAML config (default: configs/<pipeline>.yaml)"
     )
@@ -133,43 +131,15 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def pipeline_module(name: str):
-    from pipelines.language_model import pipeline as language_model
-    from pipelines.sales_forecast import pipeline as sales_forecast
-    from pipelines.sentiment import pipeline as sentiment
-
-    modules = {"sentiment": sentiment, "language_model": language_model}
-    return {**modules, "sales_forecast": sales_forecast}[name]
-
-
-def resolve_config(
-    pipeline: str, config_path: Path | None, model: str | None, overrides: list[str]
-):
-    """Defaults <- YAML <- model preset <- ``--set`` overrides."""
-    from components.errors import ConfigError
-    from pipelines.config import load_config
-
-    module = pipeline_module(pipeline)
-    preset: list[str] = []
-    if model:
-        if model not in module.MODEL_PRESETS:
-            raise ConfigError(
-                f"unknown model {model!r}; choose one of: {', '.join(module.MODEL_PRESETS)}"
-            )
-        preset = [f"{key}={value}" for key, value in module.MODEL_PRESETS[model].items()]
-    path = config_path or CONFIG_DIR / f"{pipeline}.yaml"
-    return load_config(module.Config, path, [*preset, *overrides])
-
-
 def _run(args) -> int:
     from pipelines.runner import run_pipeline
 
-    module = pipeline_module(args.pipeline)
-    config = resolve_config(args.pipeline, args.config, args.model, args.overrides)
+    spec = registry.get(args.pipeline)
+    config = registry.resolve_config(args.pipeline, args.config, args.model, args.overrides)
     result = run_pipeline(
         args.pipeline,
         config,
-        _stages(module, args.tune),
+        spec.stages_to_run(args.tune),
         args.artifacts_root,
         args.stage,
         args.from_run,
@@ -182,16 +152,8 @@ def _run(args) -> int:
         push = result.outputs["export"].load()
         print(f"  exported:   {push['path'] if push['pushed'] else 'nothing, ' + push['reason']}")
     if "evaluate" in result.outputs:
-        print(f"  test:       {module.headline(result.outputs['evaluate'].load())}")
+        print(f"  test:       {spec.headline(result.outputs['evaluate'].load())}")
     return 0
-
-
-def _stages(module, tune: bool) -> list:
-    """The pipeline's stages; with ``tune``, its tune stage goes right before train."""
-    if not tune:
-        return module.STAGES
-    position = [stage.name for stage in module.STAGES].index("train")
-    return [*module.STAGES[:position], module.TUNE_STAGE, *module.STAGES[position:]]
 
 
 def _compare(args) -> int:
@@ -217,7 +179,7 @@ def _lineage(args) -> int:
 def _show_config(args) -> int:
     from pipelines.config import to_yaml
 
-    print(to_yaml(resolve_config(args.pipeline, args.config, args.model, args.overrides)))
+    print(to_yaml(registry.resolve_config(args.pipeline, args.config, args.model, args.overrides)))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 One row per run, newest first; columns are the config values that differ between the runs (cell
 type, direction, units, ... as train actually used them, tuned or not), then the pipeline's
-``COMPARE_METRICS`` and the training wall time. Written to compare.md, compare.csv and
+``compare_metrics`` and the training wall time. Written to compare.md, compare.csv and
 compare.png, and logged to a ``compare`` run (tagged ``report=compare``) of the same experiment.
 """
 
@@ -17,17 +17,17 @@ from matplotlib.figure import Figure
 
 from components import tracking
 from components.errors import ConfigError, DataError
+from components.reporting import markdown_table
+from pipelines import registry
 
 WALL_TIME = "train_wall_time_s"
 
 
 def run(pipeline: str, out_dir: Path, last: int | None = None) -> Path:
     """Compare the latest ``last`` (default: all) runs; returns the markdown table's path."""
-    from pipelines.__main__ import pipeline_module
-
     if last is not None and last < 1:
         raise ConfigError(f"--last={last} must be at least 1")
-    metrics = [*pipeline_module(pipeline).COMPARE_METRICS, WALL_TIME]
+    metrics = [*registry.get(pipeline).compare_metrics, WALL_TIME]
     uri = tracking.configure(pipeline)
     table = comparison(tracking.finished_pipeline_runs(pipeline), metrics, last)
     if table.empty:
@@ -73,9 +73,12 @@ def _markdown(table: pd.DataFrame) -> str:
             return "" if math.isnan(value) else f"{value:.4g}"
         return str(value)
 
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + " --- |" * len(shown.columns)]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in shown.itertuples(index=False)]
-    return "\n".join(lines)
+    return markdown_table(
+        [
+            dict(zip(shown.columns, map(cell, row), strict=True))
+            for row in shown.itertuples(index=False)
+        ]
+    )
 
 
 def _plot(table: pd.DataFrame, metrics: list[str], path: Path) -> None:

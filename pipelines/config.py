@@ -67,6 +67,34 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def require_range(field: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"{field}={value!r} must be between {low} and {high}")
+class UndeclaredSectionError(ConfigError, AttributeError):
+    """A stage read a config section it did not declare (an AttributeError too, so ``hasattr``
+    and ``getattr(..., default)`` keep working)."""
+
+
+def narrowed(config: Any, sections: tuple[str, ...], reader: str) -> Any:
+    """A dataclass holding only ``sections`` of ``config``: what the stage ``reader`` declared.
+
+    Reading any other section raises ``UndeclaredSectionError``, so a stage cannot depend on a
+    value that is not part of its cache key.
+    """
+    unknown = [name for name in sections if not hasattr(config, name)]
+    if unknown:
+        raise ConfigError(
+            f"stage {reader} declares config sections {unknown} that "
+            f"{type(config).__name__} does not have"
+        )
+
+    def undeclared(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise UndeclaredSectionError(
+            f"stage {reader} read config section {name!r} without declaring it; add it to the "
+            f"stage's config_sections (declared: {', '.join(sections) or 'none'})"
+        )
+
+    fields = [(name, type(getattr(config, name))) for name in sections]
+    view = dataclasses.make_dataclass(
+        f"{type(config).__name__}For_{reader}", fields, namespace={"__getattr__": undeclared}
+    )
+    return view(**{name: getattr(config, name) for name in sections})

@@ -17,7 +17,6 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,33 +25,14 @@ from components import artifacts, tracking
 from components.artifacts import Artifact
 from components.errors import PipelineError
 from pipelines import cache
-from pipelines.config import flatten, to_yaml
+from pipelines.config import flatten, narrowed, to_yaml, with_overrides
+from pipelines.spec import Stage
 
 log = logging.getLogger(__name__)
 
 PARTIAL_DIR = ".partial"
 ATTEMPT_FILE = "attempt.json"
 """In a resumable stage's partial directory: the MLflow runs of the attempt in progress."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """A pipeline step: ``run(config, inputs, out_dir)`` gets the artifacts named in ``inputs``."""
-
-    name: str
-    run: Callable[[Any, dict[str, Artifact], Path], Artifact]
-    output: type[Artifact]
-    inputs: tuple[str, ...] = ()
-    optional_inputs: tuple[str, ...] = ()
-    """Passed only when an earlier stage of the run produced them (e.g. ``tune`` for ``train``)."""
-    config_sections: tuple[str, ...] = ()
-    """Every config attribute the stage reads: recorded in its manifest and part of its cache key,
-    so a change to any of them reruns the stage (and, through its new output, what follows)."""
-    external_state: Callable[[Any], dict[str, Any]] | None = None
-    """State outside the artifacts that the result depends on (e.g. the model now serving, which
-    the blessing compares against), as config -> dict; part of the cache key."""
-    resumable: bool = False
-    """Keep the partial output of an interrupted execution, so rerunning it continues the work."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +79,8 @@ def run_pipeline(
         tracking.log_artifact(run_dir / "config.yaml")
         executed = []
         for stage in selected:
-            execution = _Execution(stage, config, outputs, digests, run_dir, mlflow_run_id)
+            stage_config = _tuned(config, outputs) if stage.name != "tune" else config
+            execution = _Execution(stage, stage_config, outputs, digests, run_dir, mlflow_run_id)
             manifest = execution.reuse() if use_cache else None
             if manifest is None:
                 manifest = execution.run()
@@ -111,8 +92,16 @@ def run_pipeline(
     return PipelineResult(run_id, run_dir, mlflow_run_id, outputs)
 
 
+def _tuned(config: Any, outputs: dict[str, Artifact]) -> Any:
+    """``config`` with the best values of the run's tune stage, if it had one: every stage after
+    it then builds, scores and exports the model that was tuned."""
+    if "tune" not in outputs:
+        return config
+    return with_overrides(config, outputs["tune"].overrides())
+
+
 class _Execution:
-    """One stage in one run: its inputs, fingerprint and directories."""
+    """One stage in one run: its inputs, its narrowed config, fingerprint and directories."""
 
     def __init__(self, stage, config, outputs, digests, run_dir: Path, parent_mlflow_run: str):
         missing = [name for name in stage.inputs if name not in outputs]
@@ -121,15 +110,20 @@ class _Execution:
                 f"stage {stage.name} needs the output of {missing}; run the whole pipeline or "
                 "pass --from-run with a run that has them"
             )
-        names = [name for name in (*stage.inputs, *stage.optional_inputs) if name in outputs]
-        self.stage, self.config, self.run_dir = stage, config, run_dir
+        self.stage, self.run_dir = stage, run_dir
+        self.config = narrowed(config, stage.config_sections, stage.name)
         self.parent_mlflow_run = parent_mlflow_run
-        self.inputs = {name: outputs[name] for name in names}
-        self.input_digests = {name: digests[name] for name in names}
+        self.inputs = {name: outputs[name] for name in stage.inputs}
+        self.input_digests = {name: digests[name] for name in stage.inputs}
         self.stage_config = {
             section: flatten(getattr(config, section)) for section in stage.config_sections
         }
-        self.external = stage.external_state(config) if stage.external_state else {}
+        self.tuned = {
+            key: value
+            for key, value in (outputs["tune"].overrides() if "tune" in outputs else {}).items()
+            if key.split(".")[0] in stage.config_sections and stage.name != "tune"
+        }
+        self.external = stage.external_state(self.config) if stage.external_state else {}
         self.fingerprint = cache.fingerprint(
             stage.name, self.stage_config, self.input_digests, self.external
         )
@@ -174,6 +168,9 @@ class _Execution:
             if resumed_from:
                 tracking.end_interrupted_runs(resumed_from)
                 tracking.set_tags({"resumed_from_mlflow_runs": ",".join(resumed_from)})
+            if self.tuned:  # so a comparison of runs sees the values actually used
+                log.info("stage %s uses the tuned values %s", stage.name, self.tuned)
+                tracking.log_params(self.tuned)
             if stage.resumable:
                 attempt = {"mlflow_run_ids": [self.parent_mlflow_run, mlflow_run_id]}
                 (partial_dir / ATTEMPT_FILE).write_text(json.dumps(attempt))
@@ -223,6 +220,7 @@ class _Execution:
             "started_at": started_at.isoformat(timespec="seconds"),
             "duration_s": round(duration, 2),
             "config": self.stage_config,
+            "tuned_values": self.tuned,
             "external_state": self.external,
             "inputs": {
                 name: {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from components import bless
 from components.artifacts import Blessing
-from pipelines.runner import Stage
+from pipelines.spec import Stage
 
 
 def bless_stage(metrics_stage: str) -> Stage:
@@ -14,7 +14,7 @@ def bless_stage(metrics_stage: str) -> Stage:
     serving now (part of the cache key, so a push or rollback since the last run re-judges)."""
 
     def run_bless(config, inputs: dict, out_dir: Path) -> Blessing:
-        return bless.run(config.blessing, inputs[metrics_stage], config.export, out_dir)
+        return bless.run(config.blessing, inputs[metrics_stage], config.export.model_dir, out_dir)
 
     return Stage(
         "bless",
@@ -22,5 +22,5 @@ def bless_stage(metrics_stage: str) -> Stage:
         Blessing,
         (metrics_stage,),
         config_sections=("blessing", "export"),
-        external_state=lambda config: bless.serving_baseline(config.export),
+        external_state=lambda config: bless.serving_baseline(config.export.model_dir),
     )

@@ -48,19 +48,19 @@ MODES = {"off": "server, loopback HTTP", "on": "server, loopback HTTP, batching"
 
 def results_text(levels: list[Level], model: str, command: str, settings: str) -> str:
     """BENCHMARKS.md's serving section: machine, setup, table, overhead against the targets."""
-    from pipelines.benchmark import _machine, _table
+    from components.reporting import machine_description, markdown_table
 
     floor = levels[0]
     unbatched = [level for level in levels if level.mode == MODES["off"]]
     single = next((level for level in unbatched if level.concurrency == 1), None)
     errors = sum(level.errors for level in levels)
     lines = [
-        f"Machine: {_machine()}. The server and the load generator share these cores.",
+        f"Machine: {machine_description()}. The server and the load generator share these cores.",
         "",
         f"Model: {model}. {settings}",
         f"Measured {datetime.now(UTC):%Y-%m-%d} with `{command}`.",
         "",
-        _table([level.row() for level in levels]),
+        markdown_table([level.row() for level in levels]),
         "",
     ]
     if single is not None:
@@ -162,9 +162,9 @@ def _wait_until_available(url, model, process, log_path: Path, timeout: float = 
 
 def run(args, command: str) -> str:
     """Measure the floor, then the server in each batching mode; return the section text."""
-    from pipelines.sentiment.pipeline import EXAMPLE_REVIEWS
+    from components.text_classification.signatures import SAMPLE_REVIEWS
 
-    review = EXAMPLE_REVIEWS[0]
+    review = SAMPLE_REVIEWS[0]
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loadtest-")))
         models_dir, version = args.models_dir, latest_version(args.models_dir, args.model)
@@ -228,7 +228,7 @@ def _progress(level: Level) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.benchmark import _write_section
+    from components.reporting import write_section
 
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "make bench-serving" if not argv else "python -m serving.loadtest " + shlex.join(argv)
     text = run(args, command)
     print(text)
-    _write_section(args.output, SECTION, text)
+    write_section(args.output, SECTION, text)
     return 0
 
 

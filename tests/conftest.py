@@ -12,7 +12,9 @@ import pytest
 POSITIVE_WORDS = ["great", "wonderful", "brilliant", "loved", "superb", "moving", "excellent"]
 NEGATIVE_WORDS = ["awful", "boring", "terrible", "hated", "dull", "worst", "waste"]
 FILLER_WORDS = ["the", "movie", "plot", "actors", "film", "was", "and", "a", "scene", "story"]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPOSITORY = Path(__file__).resolve().parents[1]
+CONFIGS = REPOSITORY / "pipelines" / "configs"
+SHARED_DATA = REPOSITORY.parent / "shared" / "data"
 
 
 def synthetic_review(label: int, rng: random.Random, length: int = 20) -> str:

@@ -22,6 +22,8 @@ from components.artifacts import Metrics, SeriesWindows, TrainedModel
 from components.errors import ConfigError
 from components.forecasting import baselines, evaluate
 from components.forecasting import windows as series_windows
+from components.forecasting.model import median_index
+from components.forecasting.windows import load_spec
 
 ConfigT = TypeVar("ConfigT")
 
@@ -78,7 +80,7 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
 
     ``config``: the pipeline's; scoring reads its model, train, baselines, evaluate and backtest.
     """
-    spec, values, pairs = windows.spec(), windows.values(), windows.origins("test")
+    spec, values, pairs = load_spec(windows), windows.values(), windows.origins("test")
     model = trained.load()
     inputs = series_windows.make_dataset(windows, "test", config.train.batch_size)
     predicted = model.predict(inputs.map(lambda x, y, w: x), verbose=0)
@@ -111,11 +113,6 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
         quantiles=quantiles,
         model_name=name,
     )
-
-
-def median_index(quantiles: list[float]) -> int:
-    """The quantile output nearest 0.5: the point forecast, in scoring and in serving alike."""
-    return int(np.argmin([abs(q - 0.5) for q in quantiles]))
 
 
 def summary_columns(summary: dict, name: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ import dataclasses
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from components.errors import ConfigError, require_one_of
@@ -240,6 +241,11 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
     direction = "bi" if config.bidirectional else ""
     name = f"{direction}{config.cell}_x{config.layers}_{config.architecture}_forecaster"
     return keras.Model(inputs, forecast, name=name)
+
+
+def median_index(quantiles: list[float]) -> int:
+    """The quantile output nearest 0.5: the point forecast, in scoring and in serving alike."""
+    return int(np.argmin([abs(q - 0.5) for q in quantiles]))
 
 
 def forecast_loss(config: ForecastModelConfig) -> keras.losses.Loss:

@@ -28,7 +28,7 @@ LOSS_WEIGHTINGS = {"series": 1.0, "sqrt": 0.5, "units": 0.0}
 
 
 @dataclasses.dataclass
-class WindowConfig:
+class SeriesWindowConfig:
     lookback: int = 52
     """Past periods the model reads (52 weeks lets it see last year's same week)."""
     horizon: int = 8
@@ -66,7 +66,7 @@ class FeatureSpec:
         return cls(**json.loads(path.read_text()))
 
 
-def run(config: WindowConfig, series: TimeSeries, fold: int, out_dir: Path) -> SeriesWindows:
+def run(config: SeriesWindowConfig, series: TimeSeries, fold: int, out_dir: Path) -> SeriesWindows:
     """Lay the panel on a grid, cut fold ``fold``'s splits and fit the scaling on its train part."""
     panel = series.load()
     statistics = series.statistics()
@@ -145,7 +145,9 @@ def _feature_statistics(
     return {"feature_mean": mean, "feature_std": std}
 
 
-def _training_origins(first, last, config: WindowConfig, validation_origin: int) -> np.ndarray:
+def _training_origins(
+    first, last, config: SeriesWindowConfig, validation_origin: int
+) -> np.ndarray:
     """(series, origin) pairs: the whole window inside the series, targets up to validation."""
     pairs = [
         (series, origin)
@@ -159,7 +161,7 @@ def _training_origins(first, last, config: WindowConfig, validation_origin: int)
     return np.asarray(pairs, np.int64).reshape(-1, 2)
 
 
-def _single_origins(first, last, config: WindowConfig, origin: int) -> np.ndarray:
+def _single_origins(first, last, config: SeriesWindowConfig, origin: int) -> np.ndarray:
     covered = (first <= origin - config.lookback + 1) & (last >= origin + config.horizon)
     series = np.flatnonzero(covered)
     return np.stack([series, np.full_like(series, origin)], axis=1).astype(np.int64)
@@ -202,7 +204,7 @@ def make_dataset(
     losses (and gradient clipping) stay on one scale.
     """
     require_one_of("model.loss_weighting", weighting, LOSS_WEIGHTINGS)
-    spec, values, statics = windows.spec(), windows.values(), windows.statics()
+    spec, values, statics = load_spec(windows), windows.values(), windows.statics()
     pairs = windows.origins(split)
     dates = tf.constant(windows.grid_dates())
     exponent = LOSS_WEIGHTINGS[weighting]
@@ -238,3 +240,8 @@ def make_dataset(
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(pairs), seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def load_spec(windows: SeriesWindows) -> FeatureSpec:
+    """The feature spec fitted on the fold's training periods."""
+    return FeatureSpec.load(windows.path / "feature_spec.json")

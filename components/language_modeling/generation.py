@@ -11,6 +11,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from components.language_modeling.model import (
+    LanguageModelConfig,
+    build_language_model,
+    copy_weights,
+    state_sizes,
+)
 from components.language_modeling.tokenization import Tokenizer
 
 GENERATE_SIGNATURE = [
@@ -20,6 +26,17 @@ GENERATE_SIGNATURE = [
     tf.TensorSpec([], tf.int32, name="top_k"),
     tf.TensorSpec([], tf.int64, name="seed"),
 ]
+
+
+def text_generator(
+    model_config: LanguageModelConfig, trained: keras.Model, tokenizer: Tokenizer
+) -> TextGenerator:
+    """A batch-1 step model carrying explicit state, with the trained weights, and the tokenizer."""
+    step_model = build_language_model(
+        model_config, tokenizer.vocabulary_size, batch_size=1, explicit_states=True
+    )
+    copy_weights(trained, step_model)
+    return TextGenerator(step_model, tokenizer, state_sizes(model_config))
 
 
 class TextGenerator(tf.Module):

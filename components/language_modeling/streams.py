@@ -8,10 +8,20 @@ carry its hidden state across windows. ``random_windows`` is the stateless alter
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
 from components.errors import DataError
+
+
+@dataclasses.dataclass
+class StreamWindowConfig:
+    num_steps: int = 20
+    """Tokens per window: how far back gradients flow (truncated BPTT)."""
+    stateful: bool = True
+    """Carry the state across windows of a continuous stream; false trains on random windows."""
 
 
 def stateful_windows(ids: np.ndarray, batch_size: int, num_steps: int) -> tf.data.Dataset:

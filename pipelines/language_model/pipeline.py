@@ -11,13 +11,12 @@ signature).
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from components import bless, export, tracking, train, tune
+from components import bless, export, train, tune
 from components.artifacts import (
     Corpus,
     Hyperparameters,
@@ -27,42 +26,20 @@ from components.artifacts import (
     TrainedModel,
 )
 from components.language_modeling import evaluate, ingest, tokenization
-from components.language_modeling.generation import TextGenerator
-from components.language_modeling.model import (
-    LanguageModelConfig,
-    build_language_model,
-    copy_weights,
-    state_sizes,
+from components.language_modeling.callbacks import PerplexityLogger, SampleLogger, StateResetter
+from components.language_modeling.generation import text_generator
+from components.language_modeling.model import LanguageModelConfig, build_language_model
+from components.language_modeling.streams import (
+    StreamWindowConfig,
+    random_windows,
+    stateful_windows,
+    window_count,
 )
-from components.language_modeling.streams import random_windows, stateful_windows, window_count
-from components.language_modeling.tokenization import Tokenizer
-from pipelines import tuning
+from components.language_modeling.tokenization import load_tokenizer
 from pipelines.language_model import corpora
-from pipelines.runner import Stage
+from pipelines.spec import Benchmark, BenchmarkRun, PipelineSpec, Stage
 from pipelines.stages import bless_stage
-
-MODEL_PRESETS = {
-    "simplernn": {"model.cell": "simple_rnn"},
-    "lstm": {"model.cell": "lstm"},
-    "gru": {"model.cell": "gru"},
-}
-# Test metrics the evaluate stage logs to MLflow (per char or per token, by tokenization.level),
-# compared across runs by ``make compare``.
-COMPARE_METRICS = [
-    "test_perplexity",
-    "test_nats_per_char",
-    "test_bits_per_char",
-    "test_nats_per_token",
-    "test_bits_per_token",
-]
-
-
-@dataclasses.dataclass
-class WindowConfig:
-    num_steps: int = 20
-    """Tokens per window: how far back gradients flow (truncated BPTT)."""
-    stateful: bool = True
-    """Carry the state across windows of a continuous stream; false trains on random windows."""
+from serving import deployment
 
 
 @dataclasses.dataclass
@@ -73,7 +50,7 @@ class LanguageModelPipelineConfig:
         default_factory=tokenization.TokenizerConfig
     )
     model: LanguageModelConfig = dataclasses.field(default_factory=LanguageModelConfig)
-    windows: WindowConfig = dataclasses.field(default_factory=WindowConfig)
+    windows: StreamWindowConfig = dataclasses.field(default_factory=StreamWindowConfig)
     tune: tune.TuneConfig = dataclasses.field(default_factory=tune.TuneConfig)
     train: train.TrainConfig = dataclasses.field(
         default_factory=lambda: train.TrainConfig(clipnorm=None, global_clipnorm=5.0)
@@ -87,7 +64,7 @@ class LanguageModelPipelineConfig:
     )
 
 
-Config = LanguageModelPipelineConfig  # the name the CLI looks up in every pipeline module
+Config = LanguageModelPipelineConfig
 
 
 def run_ingest(config: Config, inputs: dict, out_dir: Path) -> Corpus:
@@ -99,22 +76,23 @@ def run_tokenize(config: Config, inputs: dict, out_dir: Path) -> TokenizedCorpus
 
 
 def run_tune(config: Config, inputs: dict, out_dir: Path) -> Hyperparameters:
-    return tuning.search(config, training_setup(config, inputs), out_dir)
+    setup = training_setup(config, inputs)
+    return tune.search(config.tune, config.train, config.model, setup, out_dir)
 
 
 def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
-    config = tuning.tuned(config, inputs)
     # Not in the setup: tuning deep-copies callbacks for every trial, and samples are for reading
     # the progress of the one model trained here.
-    sampler = SampleLogger(config, inputs["tokenize"].tokenizer())
-    return tuning.fit(config, training_setup(config, inputs), out_dir, [sampler])
+    sampler = SampleLogger(config.model, config.evaluate, load_tokenizer(inputs["tokenize"]))
+    setup = training_setup(config, inputs)
+    return train.fit(config.train, config.model, setup, out_dir, [sampler])
 
 
 def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
     """Windows over the id streams and a model builder, shared by tune and train. The batch size
     and window length are part of a stateful model's shape, so a search keeps them fixed."""
     tokenized = inputs["tokenize"]
-    tokenizer = tokenized.tokenizer()
+    tokenizer = load_tokenizer(tokenized)
     keras.utils.set_random_seed(config.train.seed)  # random windows depend on the config alone
     batch, steps, stateful = (
         config.train.batch_size,
@@ -137,8 +115,8 @@ def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
     if stateful:
         callbacks.insert(0, StateResetter())
     return train.TrainingSetup(
-        build_model=lambda variant: build_language_model(
-            variant.model,
+        build_model=lambda model_config: build_language_model(
+            model_config,
             tokenizer.vocabulary_size,
             batch_size=batch,
             stateful=stateful,
@@ -152,15 +130,13 @@ def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
 
 
 def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
-    config = tuning.tuned(config, inputs)  # the step model is rebuilt from config.model
-    tokenizer = inputs["tokenize"].tokenizer()
+    tokenizer = load_tokenizer(inputs["tokenize"])
     generator = text_generator(config.model, inputs["train"].load(), tokenizer)
     return evaluate.run(config.evaluate, generator, inputs["tokenize"], out_dir)
 
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
-    config = tuning.tuned(config, inputs)  # the step model is rebuilt from config.model
-    tokenizer = inputs["tokenize"].tokenizer()
+    tokenizer = load_tokenizer(inputs["tokenize"])
     generator = text_generator(config.model, inputs["train"].load(), tokenizer)
     archive = keras.export.ExportArchive()
     archive.track(generator.step_model)
@@ -168,7 +144,15 @@ def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
     archive.add_endpoint("serving_default", generator.next_token)
     archive.add_endpoint("generate", generator.generate)
     example = {"text": tf.constant([config.evaluate.sample_prompt or "the", "a"])}
-    return export.run(config.export, archive, example, inputs["bless"], inputs["train"], out_dir)
+    return export.run(
+        config.export,
+        archive,
+        example,
+        inputs["bless"],
+        inputs["train"],
+        out_dir,
+        write_deployment=deployment.write_deployment,
+    )
 
 
 def headline(metrics: dict) -> str:
@@ -190,110 +174,79 @@ def benchmark_columns(metrics: dict) -> dict[str, str]:
     }
 
 
-def text_generator(
-    model_config: LanguageModelConfig, trained: keras.Model, tokenizer: Tokenizer
-) -> TextGenerator:
-    """A batch-1 step model carrying explicit state, with the trained weights, and the tokenizer."""
-    step_model = build_language_model(
-        model_config, tokenizer.vocabulary_size, batch_size=1, explicit_states=True
-    )
-    copy_weights(trained, step_model)
-    return TextGenerator(step_model, tokenizer, state_sizes(model_config))
-
-
-class StateResetter(keras.callbacks.Callback):
-    """Zero the carried state where a stream starts: each epoch, and before validation."""
-
-    def _reset(self):
-        for layer in self.model.layers:
-            if getattr(layer, "stateful", False):
-                layer.reset_state()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._reset()
-
-    def on_test_begin(self, logs=None):
-        self._reset()
-
-
-class PerplexityLogger(keras.callbacks.Callback):
-    """Adds perplexity (word level) or bits per character (char level) to each epoch's logs."""
-
-    def __init__(self, level: str):
-        super().__init__()
-        self.level = level
-
-    def on_epoch_end(self, epoch, logs=None):
-        for prefix in ("", "val_"):
-            nats = logs[f"{prefix}loss"]
-            if self.level == "char":
-                logs[f"{prefix}bits_per_char"] = nats / math.log(2)
-            else:
-                logs[f"{prefix}perplexity"] = math.exp(min(nats, 50.0))
-
-
-class SampleLogger(keras.callbacks.Callback):
-    """Generates a short sample after every epoch and logs it to MLflow, to read progress."""
-
-    def __init__(self, config: Config, tokenizer: Tokenizer):
-        super().__init__()
-        self.config, self.tokenizer = config, tokenizer
-
-    def on_epoch_end(self, epoch, logs=None):
-        generator = text_generator(self.config.model, self.model, self.tokenizer)
-        settings = self.config.evaluate
-        sample = generator.generate_text(
-            settings.sample_prompt,
-            min(settings.sample_tokens, 200),
-            settings.temperature,
-            settings.top_k,
-            settings.seed,
-        )
-        tracking.log_text(sample, f"samples/epoch_{epoch + 1:03d}.txt")
-
-
-# Not in STAGES: `--tune` puts it before train, which then trains with the best values it found.
-TUNE_STAGE = Stage(
-    "tune",
-    run_tune,
-    Hyperparameters,
-    ("tokenize",),
-    config_sections=("tune", "model", "windows", "train"),
-)
-STAGES = [
-    Stage(
-        "ingest",
-        run_ingest,
-        Corpus,
-        config_sections=("data", "ingest"),
-        external_state=lambda config: corpora.local_files(config.data),
-    ),
-    Stage("tokenize", run_tokenize, TokenizedCorpus, ("ingest",), config_sections=("tokenize",)),
-    Stage(
-        "train",
-        run_train,
-        TrainedModel,
+SPEC = PipelineSpec(
+    name="language_model",
+    config_class=Config,
+    default_config="language_model.yaml",
+    stages=[
+        Stage(
+            "ingest",
+            run_ingest,
+            Corpus,
+            config_sections=("data", "ingest"),
+            external_state=lambda config: corpora.local_files(config.data),
+        ),
+        Stage(
+            "tokenize", run_tokenize, TokenizedCorpus, ("ingest",), config_sections=("tokenize",)
+        ),
+        Stage(
+            "train",
+            run_train,
+            TrainedModel,
+            ("tokenize",),
+            config_sections=("model", "windows", "train", "evaluate"),
+            resumable=True,
+        ),
+        # Both rebuild the model from config.model (a batch-1 step model with explicit state).
+        Stage(
+            "evaluate",
+            run_evaluate,
+            Metrics,
+            ("tokenize", "train"),
+            config_sections=("model", "evaluate"),
+        ),
+        bless_stage("evaluate"),
+        Stage(
+            "export",
+            run_export,
+            PushedModel,
+            ("tokenize", "train", "bless"),
+            config_sections=("model", "evaluate", "export"),
+        ),
+    ],
+    tune_stage=Stage(
+        "tune",
+        run_tune,
+        Hyperparameters,
         ("tokenize",),
-        optional_inputs=("tune",),
-        config_sections=("model", "windows", "train", "evaluate"),
-        resumable=True,
+        config_sections=("tune", "model", "windows", "train"),
     ),
-    # Both rebuild the model from config.model, so they too apply what a tune stage found.
-    Stage(
-        "evaluate",
-        run_evaluate,
-        Metrics,
-        ("tokenize", "train"),
-        optional_inputs=("tune",),
-        config_sections=("model", "evaluate"),
+    model_presets={
+        "simplernn": {"model.cell": "simple_rnn"},
+        "lstm": {"model.cell": "lstm"},
+        "gru": {"model.cell": "gru"},
+    },
+    # Per char or per token, by tokenize.level.
+    compare_metrics=[
+        "test_perplexity",
+        "test_nats_per_char",
+        "test_bits_per_char",
+        "test_nats_per_token",
+        "test_bits_per_token",
+    ],
+    headline=headline,
+    benchmark=Benchmark(
+        make_target="bench-lm",
+        # PTB at equal size (2 x 200, Zaremba "small" schedule) for each cell; char level on Tiny
+        # Shakespeare with the shipped config.
+        runs={
+            "ptb-lstm": BenchmarkRun("ptb.yaml", "lstm"),
+            # At LSTM's learning rate (20) GRU diverged in epoch 3 (valid perplexity 192 -> 343).
+            "ptb-gru": BenchmarkRun("ptb.yaml", "gru", ("train.learning_rate=10.0",)),
+            "ptb-simplernn": BenchmarkRun("ptb.yaml", "simplernn", ("train.learning_rate=5.0",)),
+            "char-lstm": BenchmarkRun("language_model.yaml", "lstm"),
+            "char-gru": BenchmarkRun("language_model.yaml", "gru"),
+        },
+        columns=benchmark_columns,
     ),
-    bless_stage("evaluate"),
-    Stage(
-        "export",
-        run_export,
-        PushedModel,
-        ("tokenize", "train", "bless"),
-        optional_inputs=("tune",),
-        config_sections=("model", "evaluate", "export"),
-    ),
-]
+)

@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
 from components import bless, ensemble, export, tracking, train, tune
 from components.artifacts import (
@@ -29,37 +28,23 @@ from components.artifacts import (
     TrainedModel,
 )
 from components.errors import ConfigError
-from components.forecasting import backtest, baselines, evaluate, ingest, requests
+from components.forecasting import backtest, baselines, evaluate, ingest, requests, signatures
 from components.forecasting import windows as series_windows
 from components.forecasting.csv_files import DATA_DIR_ENV
 from components.forecasting.model import ForecastModelConfig, build_forecaster, forecast_loss
-from pipelines import cache, tuning
+from components.forecasting.windows import load_spec
+from pipelines import cache
 from pipelines.config import with_overrides
-from pipelines.runner import Stage
+from pipelines.spec import Benchmark, BenchmarkRun, PipelineSpec, Stage
 from pipelines.stages import bless_stage
-
-# Test-fold metrics the evaluate stage logs to MLflow, compared across runs by ``make compare``.
-COMPARE_METRICS = [
-    "test_wmae",
-    "test_wmae_skill_vs_seasonal_naive",
-    "test_mae",
-    "test_rmse",
-    "test_wape",
-]
-# A preset names one model, so it also clears the shipped config's ensemble.
-MODEL_PRESETS = {
-    name: {"model.cell": cell, "model.architecture": architecture, "ensemble.members": []}
-    for cell, short in (("simple_rnn", "simplernn"), ("lstm", "lstm"), ("gru", "gru"))
-    for architecture, suffix in (("direct", ""), ("encoder_decoder", "-seq2seq"))
-    for name in [f"{short}{suffix}"]
-}
+from serving import deployment
 
 
 @dataclasses.dataclass
 class SalesForecastConfig:
     data: ingest.SeriesIngestConfig = dataclasses.field(default_factory=ingest.SeriesIngestConfig)
-    windows: series_windows.WindowConfig = dataclasses.field(
-        default_factory=series_windows.WindowConfig
+    windows: series_windows.SeriesWindowConfig = dataclasses.field(
+        default_factory=series_windows.SeriesWindowConfig
     )
     model: ForecastModelConfig = dataclasses.field(default_factory=ForecastModelConfig)
     ensemble: ensemble.EnsembleConfig = dataclasses.field(default_factory=ensemble.EnsembleConfig)
@@ -89,7 +74,7 @@ class SalesForecastConfig:
         member_configs(self)  # a misspelt or disallowed member override fails before ingest
 
 
-Config = SalesForecastConfig  # the name the CLI looks up in every pipeline module
+Config = SalesForecastConfig
 # What an ensemble member may change: its model and its training, not the data it sees. The
 # quantiles stay the ensemble's, so every member outputs the same shape.
 MEMBER_SECTIONS = ("model.", "train.")
@@ -127,11 +112,12 @@ def run_preprocess(config: Config, inputs: dict, out_dir: Path) -> SeriesWindows
 
 
 def run_tune(config: Config, inputs: dict, out_dir: Path) -> Hyperparameters:
-    return tuning.search(config, training_setup(config, inputs["preprocess"]), out_dir)
+    setup = training_setup(config, inputs["preprocess"])
+    return tune.search(config.tune, config.train, config.model, setup, out_dir)
 
 
 def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
-    return _train(tuning.tuned(config, inputs), inputs["preprocess"], out_dir)
+    return _train(config, inputs["preprocess"], out_dir)
 
 
 def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
@@ -140,7 +126,6 @@ def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
 
 def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
     """Folds 1.. (earlier origins) retrained and scored like fold 0; results averaged over all."""
-    config = tuning.tuned(config, inputs)  # each fold retrains the model the train stage trained
     return backtest.backtest(config, inputs, out_dir, train_fn=_train)
 
 
@@ -156,36 +141,14 @@ def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
     }
     return export.run(
         config.export,
-        serving_archive(model, config.model.quantiles),
+        signatures.serving_archive(model, config.model.quantiles),
         example,
         inputs["bless"],
         trained,
         out_dir,
         extra_files={requests.REQUEST_INFO: json.dumps(request, indent=2)},
+        write_deployment=deployment.write_deployment,
     )
-
-
-def serving_archive(
-    model: keras.Model, quantiles: list[float] | None
-) -> keras.export.ExportArchive:
-    """``serving_default``: raw history, covariates and ids -> ``forecast`` (+ ``p10``...)."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    signature = {
-        name: tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=name)
-        for name, tensor in model.input.items()
-    }
-
-    @tf.function(input_signature=[signature])
-    def serve(inputs):
-        predicted = model(inputs, training=False)
-        if not quantiles:
-            return {"forecast": predicted}
-        outputs = {f"p{round(q * 100):02d}": predicted[:, :, i] for i, q in enumerate(quantiles)}
-        return {"forecast": predicted[:, :, backtest.median_index(quantiles)], **outputs}
-
-    archive.add_endpoint("serving_default", serve)
-    return archive
 
 
 def headline(metrics: dict) -> str:
@@ -194,9 +157,6 @@ def headline(metrics: dict) -> str:
     skill = metrics.get("relative_to_seasonal_naive", {}).get(name)
     versus = f", {skill:+.1%} WMAE vs seasonal naive" if skill is not None else ""
     return f"{name}: WMAE {scores['wmae']:,.0f}, MAE {scores['mae']:,.0f}{versus}"
-
-
-BENCHMARK_STAGE = "backtest"  # benchmark tables report backtest means, not the test fold alone
 
 
 def benchmark_columns(metrics: dict) -> dict[str, str]:
@@ -229,7 +189,7 @@ def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetu
         sample_unit="windows",
     )
     return train.TrainingSetup(
-        build_model=lambda variant: build_forecaster(variant.model, windows.spec()),
+        build_model=lambda model_config: build_forecaster(model_config, load_spec(windows)),
         data=data,
         loss=forecast_loss(config.model),
         metrics=[],
@@ -239,7 +199,7 @@ def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetu
 def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
     """One model, or each ensemble member in turn (own directory and MLflow run) and their mean."""
     if not config.ensemble.members:
-        return tuning.fit(config, training_setup(config, windows), out_dir)
+        return train.fit(config.train, config.model, training_setup(config, windows), out_dir)
     members = []
     for i, member in enumerate(member_configs(config)):
         member_dir = out_dir / f"member_{i}"
@@ -248,7 +208,8 @@ def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedMode
             continue
         with tracking.component_run(f"ensemble_member_{i}"):
             tracking.log_params(config.ensemble.members[i])
-            members.append(tuning.fit(member, training_setup(member, windows), member_dir))
+            setup = training_setup(member, windows)
+            members.append(train.fit(member.train, member.model, setup, member_dir))
     names = [trained.summary()["model"].removesuffix("_forecaster") for trained in members]
     unique = list(dict.fromkeys(names))
     described = f"{len(names)}_{unique[0]}" if len(unique) == 1 else "_and_".join(names)
@@ -257,53 +218,97 @@ def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedMode
 
 # Scoring reads the model's quantiles, the batch size, the baselines and the holiday column.
 EVALUATE_SECTIONS = ("model", "train", "baselines", "evaluate", "backtest")
-# Not in STAGES: `--tune` puts it before train, which then trains with the best values it found.
-TUNE_STAGE = Stage(
-    "tune",
-    run_tune,
-    Hyperparameters,
-    ("preprocess",),
-    config_sections=("tune", "model", "train"),
-)
-STAGES = [
-    Stage(
-        "ingest",
-        run_ingest,
-        TimeSeries,
-        config_sections=("data", "windows"),
-        external_state=source_files,
-    ),
-    Stage("preprocess", run_preprocess, SeriesWindows, ("ingest",), config_sections=("windows",)),
-    Stage(
-        "train",
-        run_train,
-        TrainedModel,
+SPEC = PipelineSpec(
+    name="sales_forecast",
+    config_class=Config,
+    default_config="sales_forecast.yaml",
+    stages=[
+        Stage(
+            "ingest",
+            run_ingest,
+            TimeSeries,
+            config_sections=("data", "windows"),
+            external_state=source_files,
+        ),
+        Stage(
+            "preprocess", run_preprocess, SeriesWindows, ("ingest",), config_sections=("windows",)
+        ),
+        Stage(
+            "train",
+            run_train,
+            TrainedModel,
+            ("preprocess",),
+            config_sections=("model", "ensemble", "train"),
+            resumable=True,
+        ),
+        Stage(
+            "evaluate",
+            run_evaluate,
+            Metrics,
+            ("preprocess", "train"),
+            config_sections=EVALUATE_SECTIONS,
+        ),
+        Stage(
+            "backtest",
+            run_backtest,
+            Metrics,
+            ("ingest", "train", "evaluate"),
+            config_sections=("windows", "ensemble", *EVALUATE_SECTIONS),
+        ),
+        bless_stage("backtest"),  # means over every fold say more than the test fold alone
+        Stage(
+            "export",
+            run_export,
+            PushedModel,
+            ("preprocess", "train", "bless"),
+            config_sections=("data", "windows", "model", "export"),
+        ),
+    ],
+    tune_stage=Stage(
+        "tune",
+        run_tune,
+        Hyperparameters,
         ("preprocess",),
-        optional_inputs=("tune",),
-        config_sections=("model", "ensemble", "train"),
-        resumable=True,
+        config_sections=("tune", "model", "train"),
     ),
-    Stage(
-        "evaluate",
-        run_evaluate,
-        Metrics,
-        ("preprocess", "train"),
-        config_sections=EVALUATE_SECTIONS,
+    # A preset names one model, so it also clears the shipped config's ensemble.
+    model_presets={
+        name: {"model.cell": cell, "model.architecture": architecture, "ensemble.members": []}
+        for cell, short in (("simple_rnn", "simplernn"), ("lstm", "lstm"), ("gru", "gru"))
+        for architecture, suffix in (("direct", ""), ("encoder_decoder", "-seq2seq"))
+        for name in [f"{short}{suffix}"]
+    },
+    # Test-fold metrics the evaluate stage logs to MLflow.
+    compare_metrics=[
+        "test_wmae",
+        "test_wmae_skill_vs_seasonal_naive",
+        "test_mae",
+        "test_rmse",
+        "test_wape",
+    ],
+    headline=headline,
+    benchmark=Benchmark(
+        make_target="bench-sales",
+        # Walmart department series, 3-fold backtest; every model retrains per fold. The
+        # baselines (scored on the same folds by the evaluate component) are rows of their own.
+        runs={
+            "gru": BenchmarkRun("sales_forecast.yaml", "gru"),
+            "lstm": BenchmarkRun("sales_forecast.yaml", "lstm"),
+            "simplernn": BenchmarkRun("sales_forecast.yaml", "simplernn"),
+            "gru-seq2seq": BenchmarkRun("sales_forecast.yaml", "gru-seq2seq"),
+            "bigru": BenchmarkRun("sales_forecast.yaml", "gru", ("model.bidirectional=true",)),
+            "gru-stacked": BenchmarkRun("sales_forecast.yaml", "gru", ("model.layers=2",)),
+            "gru-quantiles": BenchmarkRun(
+                "sales_forecast.yaml", "gru", ("model.quantiles=[0.1,0.5,0.9]",)
+            ),
+            "gru-no-residual": BenchmarkRun(
+                "sales_forecast.yaml", "gru", ("model.seasonal_residual=false",)
+            ),
+            # The shipped config as it is: the direct GRU and the GRU encoder-decoder, averaged.
+            "gru-ensemble": BenchmarkRun("sales_forecast.yaml"),
+        },
+        columns=benchmark_columns,
+        stage="backtest",  # backtest means, not the test fold alone
+        reference_rows=benchmark_reference_rows,
     ),
-    Stage(
-        "backtest",
-        run_backtest,
-        Metrics,
-        ("ingest", "train", "evaluate"),
-        optional_inputs=("tune",),  # its folds retrain the model with the tuned values
-        config_sections=("windows", "ensemble", *EVALUATE_SECTIONS),
-    ),
-    bless_stage("backtest"),  # means over every fold say more than the test fold alone
-    Stage(
-        "export",
-        run_export,
-        PushedModel,
-        ("preprocess", "train", "bless"),
-        config_sections=("data", "windows", "model", "export"),
-    ),
-]
+)

@@ -1,4 +1,4 @@
-"""Sentiment classification of IMDB movie reviews: config, stage wiring and the serving signature.
+"""Sentiment classification of IMDB movie reviews: config, stage wiring and the pipeline spec.
 
 ingest (IMDB mirror or TFDS) -> preprocess (vectorizer fitted on train) -> [tune] -> train
 (recurrent classifier on token ids) -> evaluate (test split) -> bless (accuracy bars, no worse
@@ -24,29 +24,13 @@ from components.artifacts import (
     TrainedModel,
     Vocabulary,
 )
-from components.text_classification import evaluate, ingest, vectorize
+from components.text_classification import evaluate, ingest, signatures, vectorize
 from components.text_classification.model import TextClassifierConfig, build_text_classifier
-from pipelines import cache, tuning
-from pipelines.runner import Stage
+from pipelines import cache
 from pipelines.sentiment import imdb
+from pipelines.spec import Benchmark, BenchmarkRun, PipelineSpec, Stage
 from pipelines.stages import bless_stage
-
-NAME = "sentiment"
-# ``make sentiment MODEL=bigru`` shorthands for the cell/direction pair.
-MODEL_PRESETS = {
-    "simplernn": {"model.cell": "simple_rnn", "model.bidirectional": False},
-    "lstm": {"model.cell": "lstm", "model.bidirectional": False},
-    "gru": {"model.cell": "gru", "model.bidirectional": False},
-    "bisimplernn": {"model.cell": "simple_rnn", "model.bidirectional": True},
-    "bilstm": {"model.cell": "lstm", "model.bidirectional": True},
-    "bigru": {"model.cell": "gru", "model.bidirectional": True},
-}
-# Test metrics the evaluate stage logs to MLflow, compared across runs by ``make compare``.
-COMPARE_METRICS = ["test_accuracy", "test_roc_auc", "test_f1", "test_loss"]
-EXAMPLE_REVIEWS = [
-    "A wonderful, moving film with brilliant performances. I loved every minute.",
-    "Dull, predictable and far too long. The worst movie I have seen this year.",
-]
+from serving import deployment
 
 
 @dataclasses.dataclass
@@ -62,9 +46,6 @@ class SentimentConfig:
     evaluate: evaluate.EvaluateConfig = dataclasses.field(default_factory=evaluate.EvaluateConfig)
     blessing: bless.BlessingConfig = dataclasses.field(default_factory=bless.BlessingConfig)
     export: export.ExportConfig = dataclasses.field(default_factory=export.ExportConfig)
-
-
-Config = SentimentConfig  # the name the CLI looks up in every pipeline module
 
 
 def run_ingest(config: SentimentConfig, inputs: dict, out_dir: Path) -> Examples:
@@ -84,18 +65,18 @@ def run_preprocess(config: SentimentConfig, inputs: dict, out_dir: Path) -> Voca
 
 
 def run_tune(config: SentimentConfig, inputs: dict, out_dir: Path) -> Hyperparameters:
-    return tuning.search(config, training_setup(config, inputs), out_dir)
+    setup = training_setup(config, inputs)
+    return tune.search(config.tune, config.train, config.model, setup, out_dir)
 
 
 def run_train(config: SentimentConfig, inputs: dict, out_dir: Path) -> TrainedModel:
-    config = tuning.tuned(config, inputs)
-    return tuning.fit(config, training_setup(config, inputs), out_dir)
+    return train.fit(config.train, config.model, training_setup(config, inputs), out_dir)
 
 
 def training_setup(config: SentimentConfig, inputs: dict) -> train.TrainingSetup:
     """Vectorized, batched reviews and a classifier builder, shared by tune and train."""
-    examples, vocabulary = inputs["ingest"], inputs["preprocess"]
-    vectorizer = vocabulary.load_layer()
+    examples = inputs["ingest"]
+    vectorizer = vectorize.load_vectorizer(inputs["preprocess"])
     # Seed before the input pipeline exists: its shuffle order then depends on the config alone,
     # not on what else ran earlier in this process.
     keras.utils.set_random_seed(config.train.seed)
@@ -112,8 +93,8 @@ def training_setup(config: SentimentConfig, inputs: dict) -> train.TrainingSetup
         )
 
     return train.TrainingSetup(
-        build_model=lambda variant: build_text_classifier(
-            variant.model, vectorizer.vocabulary_size(), config.preprocess.sequence_length
+        build_model=lambda model_config: build_text_classifier(
+            model_config, vectorizer.vocabulary_size(), config.preprocess.sequence_length
         ),
         data=train.TrainingData(
             batches("train"), batches("validation"), len(examples.load("train")), "reviews"
@@ -124,7 +105,7 @@ def training_setup(config: SentimentConfig, inputs: dict) -> train.TrainingSetup
 
 
 def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metrics:
-    classifier = end_to_end_model(inputs["train"], inputs["preprocess"])
+    classifier = signatures.end_to_end_model(inputs["train"], inputs["preprocess"])
 
     def predict(texts: np.ndarray) -> np.ndarray:
         return classifier.predict(
@@ -135,9 +116,19 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
 
 
 def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedModel:
-    archive = serving_archive(inputs["train"], inputs["preprocess"], config.evaluate.threshold)
-    example = {"text": tf.constant(EXAMPLE_REVIEWS)}
-    return export.run(config.export, archive, example, inputs["bless"], inputs["train"], out_dir)
+    archive = signatures.serving_archive(
+        inputs["train"], inputs["preprocess"], config.evaluate.threshold
+    )
+    example = {"text": tf.constant(signatures.SAMPLE_REVIEWS)}
+    return export.run(
+        config.export,
+        archive,
+        example,
+        inputs["bless"],
+        inputs["train"],
+        out_dir,
+        write_deployment=deployment.write_deployment,
+    )
 
 
 def headline(metrics: dict) -> str:
@@ -157,72 +148,79 @@ def benchmark_columns(metrics: dict) -> dict[str, str]:
     }
 
 
-def end_to_end_model(trained: TrainedModel, vocabulary: Vocabulary) -> keras.Model:
-    """Raw review strings in, positive-class probability out: the vectorizer joined to the model."""
-    text = keras.Input(shape=(), dtype="string", name="text")
-    probability = trained.load()(vocabulary.load_layer()(text))
-    return keras.Model(text, probability, name="sentiment_end_to_end")
-
-
-def serving_archive(
-    trained: TrainedModel, vocabulary: Vocabulary, threshold: float
-) -> keras.export.ExportArchive:
-    """``serving_default``: ``text`` (batch of raw strings) -> probability, label, sentiment."""
-    classifier = end_to_end_model(trained, vocabulary)
-    archive = keras.export.ExportArchive()
-    archive.track(classifier)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def serve(text):
-        probability = tf.reshape(classifier(text, training=False), [-1])
-        label = tf.cast(probability >= threshold, tf.int64)
-        sentiment = tf.gather(tf.constant(["negative", "positive"]), label)
-        return {"probability": probability, "label": label, "sentiment": sentiment}
-
-    archive.add_endpoint("serving_default", serve)
-    return archive
-
-
 TRAIN_SECTIONS = ("preprocess", "model", "train")
-# Not in STAGES: `--tune` puts it before train, which then trains with the best values it found.
-TUNE_STAGE = Stage(
-    "tune",
-    run_tune,
-    Hyperparameters,
-    ("ingest", "preprocess"),
-    config_sections=("tune", *TRAIN_SECTIONS),
-)
-STAGES = [
-    Stage(
-        "ingest",
-        run_ingest,
-        Examples,
-        config_sections=("data", "ingest"),
-        external_state=mirror_files,
-    ),
-    Stage("preprocess", run_preprocess, Vocabulary, ("ingest",), config_sections=("preprocess",)),
-    Stage(
-        "train",
-        run_train,
-        TrainedModel,
+SPEC = PipelineSpec(
+    name="sentiment",
+    config_class=SentimentConfig,
+    default_config="sentiment.yaml",
+    stages=[
+        Stage(
+            "ingest",
+            run_ingest,
+            Examples,
+            config_sections=("data", "ingest"),
+            external_state=mirror_files,
+        ),
+        Stage(
+            "preprocess", run_preprocess, Vocabulary, ("ingest",), config_sections=("preprocess",)
+        ),
+        Stage(
+            "train",
+            run_train,
+            TrainedModel,
+            ("ingest", "preprocess"),
+            config_sections=TRAIN_SECTIONS,
+            resumable=True,
+        ),
+        Stage(
+            "evaluate",
+            run_evaluate,
+            Metrics,
+            ("ingest", "preprocess", "train"),
+            config_sections=("evaluate",),
+        ),
+        bless_stage("evaluate"),
+        Stage(
+            "export",
+            run_export,
+            PushedModel,
+            ("preprocess", "train", "bless"),
+            config_sections=("evaluate", "export"),
+        ),
+    ],
+    tune_stage=Stage(
+        "tune",
+        run_tune,
+        Hyperparameters,
         ("ingest", "preprocess"),
-        optional_inputs=("tune",),
-        config_sections=TRAIN_SECTIONS,
-        resumable=True,
+        config_sections=("tune", *TRAIN_SECTIONS),
     ),
-    Stage(
-        "evaluate",
-        run_evaluate,
-        Metrics,
-        ("ingest", "preprocess", "train"),
-        config_sections=("evaluate",),
+    # ``make sentiment MODEL=bigru`` shorthands for the cell/direction pair.
+    model_presets={
+        "simplernn": {"model.cell": "simple_rnn", "model.bidirectional": False},
+        "lstm": {"model.cell": "lstm", "model.bidirectional": False},
+        "gru": {"model.cell": "gru", "model.bidirectional": False},
+        "bisimplernn": {"model.cell": "simple_rnn", "model.bidirectional": True},
+        "bilstm": {"model.cell": "lstm", "model.bidirectional": True},
+        "bigru": {"model.cell": "gru", "model.bidirectional": True},
+    },
+    compare_metrics=["test_accuracy", "test_roc_auc", "test_f1", "test_loss"],
+    headline=headline,
+    benchmark=Benchmark(
+        make_target="bench-sentiment",
+        # The default config pools over time (max), which gives every step a short gradient
+        # path; the "-last" runs classify from the final state only, the classic setup in which
+        # SimpleRNN's vanishing gradients show on long reviews.
+        runs={
+            "simplernn": BenchmarkRun("sentiment.yaml", "simplernn"),
+            "lstm": BenchmarkRun("sentiment.yaml", "lstm"),
+            "gru": BenchmarkRun("sentiment.yaml", "gru"),
+            "bilstm": BenchmarkRun("sentiment.yaml", "bilstm"),
+            "bigru": BenchmarkRun("sentiment.yaml", "bigru"),
+            "simplernn-last": BenchmarkRun("sentiment.yaml", "simplernn", ("model.pooling=last",)),
+            "lstm-last": BenchmarkRun("sentiment.yaml", "lstm", ("model.pooling=last",)),
+            "bigru-relu_max": BenchmarkRun("sentiment.yaml", "bigru", ("model.pooling=relu_max",)),
+        },
+        columns=benchmark_columns,
     ),
-    bless_stage("evaluate"),
-    Stage(
-        "export",
-        run_export,
-        PushedModel,
-        ("preprocess", "train", "bless"),
-        config_sections=("evaluate", "export"),
-    ),
-]
+)

@@ -30,7 +30,9 @@ def served(serving_dir: Path, version: int, scores: dict | None) -> Path:
 def judge(tmp_path, scores: dict, *thresholds: ThresholdConfig) -> dict:
     export = ExportConfig(model_name="model", serving_dir=str(tmp_path / "models"))
     candidate = metrics(tmp_path / "candidate", scores)
-    verdict = bless.run(BlessingConfig(list(thresholds)), candidate, export, tmp_path / "out")
+    verdict = bless.run(
+        BlessingConfig(list(thresholds)), candidate, export.model_dir, tmp_path / "out"
+    )
     assert verdict.blessed == verdict.load()["blessed"]
     return verdict.load()
 

@@ -15,7 +15,8 @@ from components import export, tracking
 from components.artifacts import TrainedModel
 from components.errors import ConfigError
 from components.export import ExportConfig
-from pipelines.sentiment import pipeline as sentiment
+from components.text_classification import signatures
+from serving import deployment
 from tests.conftest import write_blessing
 
 REVIEWS = ["wonderful brilliant superb film", "awful boring terrible waste"]
@@ -38,10 +39,19 @@ def push(
 ):
     """Export the tiny model: a distinct trained model on each call unless ``trained`` is given."""
     trained = trained or retrained(tiny_sentiment, out_dir.with_name(f"{out_dir.name}-model"))
-    archive = sentiment.serving_archive(trained, tiny_sentiment["preprocess"], 0.5)
+    archive = signatures.serving_archive(trained, tiny_sentiment["preprocess"], 0.5)
     config = ExportConfig(model_name="sentiment", serving_dir=str(serving_dir), **options)
     blessing = write_blessing(out_dir.with_name(f"{out_dir.name}-blessing"), blessed)
-    return export.run(config, archive, {"text": tf.constant(REVIEWS)}, blessing, trained, out_dir)
+    inputs = {"text": tf.constant(REVIEWS)}
+    return export.run(
+        config,
+        archive,
+        inputs,
+        blessing,
+        trained,
+        out_dir,
+        write_deployment=deployment.write_deployment,
+    )
 
 
 def test_versions_increase_and_no_staging_is_left(tiny_sentiment, tmp_path):
@@ -161,7 +171,7 @@ def test_saved_model_cli_runs_the_serving_signature(tiny_sentiment, tmp_path):
 
 
 def test_an_archive_that_fails_verification_is_not_pushed(tiny_sentiment, tmp_path):
-    archive = sentiment.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
+    archive = signatures.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
     config = ExportConfig(model_name="sentiment", serving_dir=str(tmp_path / "models"))
     inputs, blessing = {"wrong_input_name": tf.constant(REVIEWS)}, write_blessing(tmp_path / "b")
     with pytest.raises(TypeError):

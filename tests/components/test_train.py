@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from components import train
 from components.errors import ConfigError
+from components.text_classification.vectorize import load_vectorizer
 from components.train import TrainConfig
 
 
@@ -23,7 +24,7 @@ def test_trained_classifier_beats_chance_and_writes_its_artifacts(tiny_sentiment
 
 def test_saved_model_is_the_best_epoch(tiny_sentiment):
     trained, examples = tiny_sentiment["train"], tiny_sentiment["ingest"]
-    vectorizer = tiny_sentiment["preprocess"].load_layer()
+    vectorizer = load_vectorizer(tiny_sentiment["preprocess"])
     validation = examples.load("validation")
     model = trained.load()
     loss = model.evaluate(

@@ -1,6 +1,7 @@
 import pytest
 
 from components.errors import ConfigError
+from components.reporting import markdown_table
 from pipelines import benchmark
 from pipelines.language_model import pipeline as language_model
 from pipelines.sentiment import pipeline as sentiment
@@ -38,45 +39,13 @@ def test_pipeline_columns_and_table():
     split = {"tokens": 10, "perplexity": 115.94, "nats_per_token": 4.753, "bits_per_token": 6.857}
     lm_row = language_model.benchmark_columns({"unit": "token", "validation": split, "test": split})
     assert lm_row["test perplexity"] == "**115.94**"
-    table = benchmark._table([{"run": "a", **lm_row}, {"run": "b", **lm_row}]).splitlines()
+    table = markdown_table([{"run": "a", **lm_row}, {"run": "b", **lm_row}]).splitlines()
     assert table[0].startswith("| run | valid perplexity |") and len(table) == 4
-
-
-def test_section_is_replaced_and_the_rest_of_the_file_kept(tmp_path):
-    path = tmp_path / "BENCHMARKS.md"
-    path.write_text("# Benchmarks\n\nintro kept\n")
-    benchmark._write_section(path, "sentiment", "first")
-    benchmark._write_section(path, "sentiment", "second")
-    text = path.read_text()
-    assert "intro kept" in text and "second" in text and "first" not in text
-    assert text.count("<!-- bench:sentiment:start -->") == 1
 
 
 def test_unknown_benchmark_run_lists_the_valid_ones(tmp_path):
     with pytest.raises(ConfigError, match="choose from: simplernn, lstm, gru, bilstm, bigru"):
         benchmark.run("sentiment", ["transformer"], tmp_path / "B.md", [])
-
-
-def test_rows_written_to_a_section_are_read_back(tmp_path):
-    path = tmp_path / "BENCHMARKS.md"
-    rows = [
-        {"run": "lstm", "test accuracy": "**0.85**", "measured": "2026-11-24, `make bench`"},
-        {"run": "gru", "test accuracy": "**0.86**", "measured": "2026-11-24, `make bench`"},
-    ]
-    benchmark._write_section(path, "sentiment", f"Machine: x\n\n{benchmark._table(rows)}")
-    assert benchmark._rows_in_section(path, "sentiment") == rows
-    assert benchmark._rows_in_section(path, "language_model") == []
-
-
-def test_rows_with_empty_last_cells_are_read_back(tmp_path):
-    """Word- and character-level rows fill different columns, so some rows end in empty cells."""
-    path = tmp_path / "BENCHMARKS.md"
-    rows = [
-        {"run": "ptb-lstm", "test perplexity": "112.29", "valid nats/char": ""},
-        {"run": "char-lstm", "test perplexity": "4.60", "valid nats/char": "1.3669"},
-    ]
-    benchmark._write_section(path, "language_model", f"Machine: x\n\n{benchmark._table(rows)}")
-    assert benchmark._rows_in_section(path, "language_model") == rows
 
 
 def test_sales_rows_report_backtest_means_and_one_row_per_baseline():

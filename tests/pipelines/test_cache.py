@@ -8,7 +8,8 @@ import pytest
 
 from components.artifacts import Examples, Metrics
 from pipelines import cache
-from pipelines.runner import Stage, run_pipeline
+from pipelines.runner import run_pipeline
+from pipelines.spec import Stage
 
 
 @dataclasses.dataclass

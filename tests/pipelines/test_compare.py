@@ -15,7 +15,8 @@ from components.artifacts import Metrics
 from components.errors import DataError
 from pipelines import compare
 from pipelines.__main__ import main
-from pipelines.runner import Stage, run_pipeline
+from pipelines.runner import run_pipeline
+from pipelines.spec import Stage
 
 
 @dataclasses.dataclass

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from components.errors import ConfigError
-from pipelines.__main__ import resolve_config
 from pipelines.config import flatten, load_config, with_overrides
+from pipelines.registry import resolve_config
 from pipelines.sentiment.pipeline import SentimentConfig
 
 

@@ -9,7 +9,8 @@ from components.artifacts import Examples, Metrics, PushedModel
 from components.errors import DataError
 from pipelines import lineage
 from pipelines.__main__ import main
-from pipelines.runner import Stage, run_pipeline
+from pipelines.runner import run_pipeline
+from pipelines.spec import Stage
 
 
 @dataclasses.dataclass

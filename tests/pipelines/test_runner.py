@@ -6,7 +6,8 @@ import pytest
 
 from components.artifacts import Examples, Metrics
 from components.errors import DataError, PipelineError
-from pipelines.runner import Stage, load_outputs, run_pipeline
+from pipelines.runner import load_outputs, run_pipeline
+from pipelines.spec import Stage
 
 
 @dataclasses.dataclass
@@ -100,4 +101,19 @@ def test_single_stage_without_its_inputs_says_what_is_missing(tmp_path, mlflow_s
 
 def test_stage_returning_the_wrong_artifact_type_fails(tmp_path, mlflow_store):
     with pytest.raises(PipelineError, match="returned Examples, expected Metrics"):
-        run_pipeline("tiny", TinyConfig(), [Stage("make", make, Metrics)], tmp_path / "artifacts")
+        run_pipeline(
+            "tiny",
+            TinyConfig(),
+            [Stage("make", make, Metrics, config_sections=("make",))],
+            tmp_path / "artifacts",
+        )
+
+
+def test_a_stage_sees_only_the_config_sections_it_declares(tmp_path, mlflow_store):
+    """Reading an undeclared section fails (it would be missing from the cache key)."""
+    undeclared = Stage("make", make, Examples)
+    with pytest.raises(PipelineError, match="stage make read config section 'make' without"):
+        run_pipeline("tiny", TinyConfig(), [undeclared], tmp_path / "artifacts")
+    declared_elsewhere = [STAGES[0], Stage("score", make, Metrics, ("make",))]
+    with pytest.raises(PipelineError, match=r"declared: none"):
+        run_pipeline("tiny", TinyConfig(), declared_elsewhere, tmp_path / "artifacts")

@@ -3,9 +3,11 @@
 
 import mlflow
 
-from pipelines.__main__ import CONFIG_DIR, main, resolve_config
+from pipelines.__main__ import main
+from pipelines.registry import resolve_config
 from pipelines.runner import run_pipeline
 from pipelines.sentiment import pipeline as sentiment
+from pipelines.spec import CONFIG_DIR
 from tests.conftest import write_acl_imdb
 
 
@@ -28,7 +30,7 @@ def test_train_uses_the_best_values_of_the_tune_stage(tmp_path, mlflow_store):
             "tune.space[model.units].choices=[4,6]",
         ],
     )
-    stages = [*sentiment.STAGES[:2], sentiment.TUNE_STAGE, sentiment.STAGES[2]]
+    stages = sentiment.SPEC.stages_to_run(tune=True)[:4]
     result = run_pipeline("sentiment", config, stages, tmp_path / "artifacts")
 
     tuned = result.outputs["tune"].load()

@@ -21,11 +21,11 @@ import pytest
 import tensorflow as tf
 
 from components import export
+from components.text_classification import signatures
 from pipelines.__main__ import main
-from pipelines.sentiment import pipeline as sentiment
-from tests.conftest import SHOP_INGEST, write_blessing, write_shop_sales
+from tests.conftest import CONFIGS, SHOP_INGEST, write_blessing, write_shop_sales
 
-LM_SMOKE = Path(__file__).resolve().parents[2] / "pipelines/configs/language_model.smoke.yaml"
+LM_SMOKE = CONFIGS / "language_model.smoke.yaml"
 
 
 class Toy(tf.Module):
@@ -77,9 +77,9 @@ def exported_models(tmp_path_factory, tiny_sentiment) -> Path:
     ``<root>/shop.csv`` is the sales history ``shop`` was trained on."""
     root = tmp_path_factory.mktemp("served")
     models = root / "models"
-    archive = sentiment.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
+    archive = signatures.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
     config = export.ExportConfig(model_name="sentiment", serving_dir=str(models), register=False)
-    examples = {"text": tf.constant(sentiment.EXAMPLE_REVIEWS)}
+    examples = {"text": tf.constant(signatures.SAMPLE_REVIEWS)}
     blessing = write_blessing(root / "bless")
     export.run(config, archive, examples, blessing, tiny_sentiment["train"], root / "push")
     _train_language_model(root, models)

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,8 +6,8 @@ from components.errors import ConfigError, DataError
 from components.forecasting import ingest
 from components.forecasting.ingest import JoinConfig, SeriesIngestConfig
 from pipelines.config import load_config
+from tests.conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 # Mondays, written the way the tiny shop's export writes them (%d/%m/%Y).
 WEEKS = ["01/01/2024", "08/01/2024", "15/01/2024", "22/01/2024", "29/01/2024"]
 

@@ -15,7 +15,7 @@ from components.forecasting.model import (
     days_since_epoch,
     forecast_loss,
 )
-from components.forecasting.windows import WindowConfig
+from components.forecasting.windows import SeriesWindowConfig, load_spec
 from pipelines.config import load_config
 from pipelines.sales_forecast.pipeline import Config
 from tests.conftest import SHOP_INGEST, write_shop_sales
@@ -28,7 +28,9 @@ def shop_windows(tmp_path_factory):
     overrides = [f"{k}={v}" for k, v in SHOP_INGEST.items()] + [f"data.data_dir={root}"]
     config = load_config(Config, None, overrides)
     series = ingest.run(config.data, root / "series", 60)
-    return series_windows.run(WindowConfig(lookback=52, horizon=8), series, 0, root / "windows")
+    return series_windows.run(
+        SeriesWindowConfig(lookback=52, horizon=8), series, 0, root / "windows"
+    )
 
 
 def fit(windows, config: ForecastModelConfig, epochs: int, out_dir) -> keras.Model:
@@ -42,7 +44,7 @@ def fit(windows, config: ForecastModelConfig, epochs: int, out_dir) -> keras.Mod
     )
     return train.run(
         train_config,
-        lambda: build_forecaster(config, windows.spec()),
+        lambda: build_forecaster(config, load_spec(windows)),
         data,
         forecast_loss(config),
         [],
@@ -81,7 +83,7 @@ def test_raw_inputs_in_original_units_out_and_a_saved_model_reloads(shop_windows
 
 
 def test_an_unseen_series_is_scaled_by_its_own_history(shop_windows):
-    model = build_forecaster(ForecastModelConfig(units=4), shop_windows.spec())
+    model = build_forecaster(ForecastModelConfig(units=4), load_spec(shop_windows))
     inputs, _, _ = next(iter(series_windows.make_dataset(shop_windows, "test", 2)))
     inputs = dict(inputs, sku=tf.constant(["NEW1", "NEW2"]))
     forecast = model.predict(inputs, verbose=0)
@@ -99,7 +101,7 @@ def test_unknown_cell_and_architecture_name_the_choices():
 
 
 def test_seasonal_residual_needs_a_year_of_lookback(shop_windows):
-    spec = shop_windows.spec()
+    spec = load_spec(shop_windows)
     short = type(spec)(**{**spec.__dict__, "lookback": 26})
     with pytest.raises(ConfigError, match="lookback >= 52"):
         build_forecaster(ForecastModelConfig(), short)
@@ -109,7 +111,7 @@ def test_seasonal_residual_needs_a_year_of_lookback(shop_windows):
 def test_every_cell_builds_both_heads(shop_windows, cell):
     for architecture in ("direct", "encoder_decoder"):
         config = ForecastModelConfig(cell=cell, architecture=architecture, units=4)
-        model = build_forecaster(config, shop_windows.spec())
+        model = build_forecaster(config, load_spec(shop_windows))
         assert model.output.shape == (None, 8)
 
 
@@ -119,5 +121,5 @@ def test_a_stacked_forecaster_builds_again_in_the_same_process(shop_windows, arc
     # "dropout_1" of the stack's own on the second build.
     config = ForecastModelConfig(layers=2, units=4, architecture=architecture)
     for _ in range(3):
-        model = build_forecaster(config, shop_windows.spec())
+        model = build_forecaster(config, load_spec(shop_windows))
     assert {"gru_0", "gru_1", "dropout_1"} <= {layer.name for layer in model.layers}

@@ -4,7 +4,7 @@ import pytest
 from components.errors import ConfigError, DataError
 from components.forecasting import ingest
 from components.forecasting import windows as series_windows
-from components.forecasting.windows import WindowConfig
+from components.forecasting.windows import SeriesWindowConfig, load_spec
 from pipelines.config import load_config
 from pipelines.sales_forecast.pipeline import Config
 from tests.conftest import SHOP_INGEST, write_shop_sales
@@ -21,7 +21,7 @@ def shop_series(tmp_path):
 
 
 def windows_for(shop_series, tmp_path, fold=0, name="windows"):
-    config = WindowConfig(lookback=LOOKBACK, horizon=HORIZON)
+    config = SeriesWindowConfig(lookback=LOOKBACK, horizon=HORIZON)
     return series_windows.run(config, shop_series, fold, tmp_path / name)
 
 
@@ -51,7 +51,7 @@ def test_scaling_never_sees_validation_or_test_weeks(shop_series, tmp_path):
 
 def test_batches_hold_raw_inputs_targets_and_inverse_scale_weights(shop_series, tmp_path):
     windows = windows_for(shop_series, tmp_path)
-    spec, values = windows.spec(), windows.values()
+    spec, values = load_spec(windows), windows.values()
     inputs, target, weight = next(iter(series_windows.make_dataset(windows, "test", 4)))
     assert inputs["units"].shape == (4, LOOKBACK)
     assert inputs["promo"].shape == (4, LOOKBACK + HORIZON)
@@ -66,7 +66,7 @@ def test_batches_hold_raw_inputs_targets_and_inverse_scale_weights(shop_series, 
 
 def test_the_loss_weighting_decides_what_one_unit_of_error_counts(shop_series, tmp_path):
     windows = windows_for(shop_series, tmp_path)
-    scales = np.array(windows.spec().series_scales)
+    scales = np.array(load_spec(windows).series_scales)
     expected = {
         "series": 1.0 / scales,  # relative to each series' scale
         "units": np.full(4, 1.0 / scales.mean()),  # the same for every series, as WMAE

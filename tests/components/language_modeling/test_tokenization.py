@@ -7,7 +7,7 @@ import tensorflow as tf
 from components.errors import ConfigError, DataError
 from components.language_modeling import ingest, tokenization
 from components.language_modeling.ingest import CorpusIngestConfig, CorpusSource, RawText
-from components.language_modeling.tokenization import TokenizerConfig
+from components.language_modeling.tokenization import TokenizerConfig, load_tokenizer
 
 
 def corpus(tmp_path, train, validation="", test=""):
@@ -23,7 +23,7 @@ def test_word_level_follows_ptb_conventions(tmp_path):
         corpus(tmp_path, train, test=" the zebra sat \n"),
         tmp_path / "t",
     )
-    tokenizer = tokenized.tokenizer()
+    tokenizer = load_tokenizer(tokenized)
     assert tokenizer.vocabulary_size == 6  # <unk> the sat <eos> cat dog
     ids = tokenized.ids("test")
     assert ids.tolist() == tokenizer.encode(tf.constant(" the zebra sat \n")).numpy().tolist()
@@ -41,7 +41,7 @@ def test_char_level_round_trips_text(tmp_path):
     tokenized = tokenization.run(
         TokenizerConfig(level="char"), corpus(tmp_path, text), tmp_path / "t"
     )
-    tokenizer = tokenized.tokenizer()
+    tokenizer = load_tokenizer(tokenized)
     assert tokenizer.vocabulary_size == len(set(text)) + 1
     assert tokenizer.decode(tokenized.ids("train")).numpy().decode() == text
 
@@ -53,7 +53,7 @@ def test_vocabulary_size_keeps_the_most_frequent_tokens(tmp_path):
         tmp_path / "t",
     )
     # tokens a a a b b c <eos>: the 3-token vocabulary is <unk>, a, b
-    decoded = tokenized.tokenizer().decode(tokenized.ids("train")).numpy().decode()
+    decoded = load_tokenizer(tokenized).decode(tokenized.ids("train")).numpy().decode()
     assert decoded == "a a a b b <unk> <unk>"
     settings = json.loads((tokenized.path / "tokenizer.json").read_text())
     assert np.isclose(settings["train_unknown_rate"], 2 / 7, atol=1e-4)

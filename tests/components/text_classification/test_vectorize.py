@@ -8,7 +8,7 @@ import tensorflow as tf
 from components.artifacts import Examples
 from components.errors import ConfigError
 from components.text_classification import vectorize
-from components.text_classification.vectorize import TextVectorizationConfig
+from components.text_classification.vectorize import TextVectorizationConfig, load_vectorizer
 
 
 def examples_with(tmp_path, train_texts, test_texts) -> Examples:
@@ -29,7 +29,7 @@ def test_vocabulary_is_fitted_on_train_only_and_reloads_identically(tmp_path):
     tokens = vocabulary.vocabulary_file.read_text().split()
     assert "zebra" not in tokens and {"good", "film", "bad"} <= set(tokens)
 
-    layer = vocabulary.load_layer()
+    layer = load_vectorizer(vocabulary)
     ids = layer(tf.constant(["good film", "zebra"])).numpy()
     assert ids.shape == (2, 6)
     assert ids[1, 0] == 1  # out of vocabulary
@@ -62,6 +62,6 @@ def test_vectorizer_matches_between_training_and_serving_paths(tmp_path):
     vocabulary = vectorize.run(
         TextVectorizationConfig(vocabulary_size=20, sequence_length=3), examples, tmp_path / "v"
     )
-    first, second = vocabulary.load_layer(), vocabulary.load_layer()
+    first, second = load_vectorizer(vocabulary), load_vectorizer(vocabulary)
     texts = tf.constant(["The BEST movie!", "worst<br />movie"])
     np.testing.assert_array_equal(first(texts).numpy(), second(texts).numpy())

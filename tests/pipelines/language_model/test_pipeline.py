@@ -10,9 +10,10 @@ import pytest
 import tensorflow as tf
 
 from pipelines.__main__ import main
+from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.e2e
-SMOKE_CONFIG = Path(__file__).resolve().parents[2] / "pipelines/configs/language_model.smoke.yaml"
+SMOKE_CONFIG = CONFIGS / "language_model.smoke.yaml"
 
 
 def run_on_text(tmp_path, corpus: Path, *overrides: str) -> int:

@@ -14,13 +14,13 @@ import tensorflow as tf
 
 from components.artifacts import SeriesWindows, TrainedModel
 from components.errors import ConfigError
-from pipelines.__main__ import main, resolve_config
+from pipelines.__main__ import main
 from pipelines.config import load_config
+from pipelines.registry import resolve_config
 from pipelines.sales_forecast import pipeline as sales_forecast
-from tests.conftest import SHARED_DATA, SHOP_INGEST, write_shop_sales
+from tests.conftest import CONFIGS, SHARED_DATA, SHOP_INGEST, write_shop_sales
 
 pytestmark = pytest.mark.e2e
-CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
 
 
 def run_pipeline(tmp_path, config: Path | None, settings: dict[str, str]) -> Path:

@@ -2,7 +2,6 @@
 and the exported SavedModel classifies raw strings."""
 
 import json
-from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -10,11 +9,10 @@ import pytest
 import tensorflow as tf
 
 from pipelines.__main__ import main
+from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.e2e
-SMOKE_CONFIG = (
-    Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "sentiment.smoke.yaml"
-)
+SMOKE_CONFIG = CONFIGS / "sentiment.smoke.yaml"
 
 
 def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_path, capsys):

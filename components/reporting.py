@@ -1,0 +1,79 @@
+"""Markdown tables and generated sections of BENCHMARKS.md, shared by every benchmark writer.
+
+A section sits between ``<!-- bench:<name>:start -->`` and ``<!-- bench:<name>:end -->`` markers,
+so a benchmark rewrites its own table and keeps the hand-written text around it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    """Columns in order of first appearance; a row without a column gets an empty cell."""
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_description() -> str:
+    """Cores, CPU model, memory and the software versions the numbers were measured with."""
+    import tensorflow as tf
+
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        cpu = found.group(1).strip() if found else cpu
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} CPU cores ({cpu}), {memory_gib:.0f} GiB RAM, no GPU; "
+        f"Python {platform.python_version()}, TensorFlow {tf.__version__}"
+    )
+
+
+def rows_in_section(path: Path, section: str) -> list[dict[str, str]]:
+    """The table rows already in ``section`` of the file at ``path`` ([] when there is none)."""
+    start, end = _markers(section)
+    text = path.read_text() if path.exists() else ""
+    if start not in text or end not in text:
+        return []
+    lines = [
+        line
+        for line in text[text.index(start) : text.index(end)].splitlines()
+        if line.startswith("| ")
+    ]
+    if not lines:
+        return []
+    columns = _cells(lines[0])
+    return [dict(zip(columns, _cells(line), strict=True)) for line in lines[2:]]
+
+
+def write_section(path: Path, section: str, body: str) -> None:
+    """Replace ``section``'s generated part of the file (or append it), keep the rest; the file
+    is written beside and renamed, so an interrupted write leaves the old one whole."""
+    start, end = _markers(section)
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    generated = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + generated + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + f"\n\n## {section}\n\n{generated}\n"
+    temporary = path.with_suffix(".md.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _markers(section: str) -> tuple[str, str]:
+    return f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
+
+
+def _cells(line: str) -> list[str]:
+    """``| a |  | b |`` -> ``["a", "", "b"]``: empty cells kept (a row may lack a column)."""
+    return [cell.strip() for cell in line.strip()[1:-1].split("|")]

@@ -1,0 +1,96 @@
+"""What a pipeline is: its stages, its config class and what the CLI, compare and benchmarks need.
+
+Each application folder (``pipelines/<name>/pipeline.py``) builds one ``PipelineSpec`` named
+``SPEC``; ``pipelines/registry.py`` lists them. Nothing else probes a pipeline module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from components.artifacts import Artifact
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A pipeline step: ``run(config, inputs, out_dir)`` gets the artifacts named in ``inputs`` and
+    a config holding only the sections named in ``config_sections``."""
+
+    name: str
+    run: Callable[[Any, dict[str, Artifact], Path], Artifact]
+    output: type[Artifact]
+    inputs: tuple[str, ...] = ()
+    config_sections: tuple[str, ...] = ()
+    """The config sections the stage reads: the runner hands it these and no others (reading
+    another is an error), records them in its manifest and makes them part of its cache key, so
+    a change to any of them reruns the stage (and, through its new output, what follows)."""
+    external_state: Callable[[Any], dict[str, Any]] | None = None
+    """State outside the artifacts that the result depends on (e.g. the model now serving, which
+    the blessing compares against), as config -> dict; part of the cache key."""
+    resumable: bool = False
+    """Keep the partial output of an interrupted execution, so rerunning it continues the work."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkRun:
+    """One row of a benchmark table: a shipped config, a model preset and extra overrides."""
+
+    config_file: str
+    preset: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """How ``make bench-<target>`` measures a pipeline on its full data."""
+
+    make_target: str
+    """The make target that runs it (``bench-lm``), quoted with every row of BENCHMARKS.md."""
+    runs: dict[str, BenchmarkRun]
+    """Row name -> run, in the order they run and appear."""
+    columns: Callable[[dict], dict[str, str]]
+    """The metrics file of ``stage`` -> the row's score cells."""
+    stage: str = "evaluate"
+    """Whose metrics the table reports (a backtest's means rather than one test fold's)."""
+    reference_rows: Callable[[dict], list[dict[str, str]]] = lambda metrics: []
+    """Rows scored in the same run besides the model's, e.g. forecasting baselines."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    """Also the MLflow experiment and the folder under the artifacts root."""
+    config_class: type
+    default_config: str
+    """File under ``pipelines/configs/`` used when no ``--config`` is given."""
+    stages: list[Stage]
+    tune_stage: Stage
+    """Not in ``stages``: ``--tune`` puts it before train, and the runner then applies the best
+    values it found to the config of every later stage."""
+    model_presets: dict[str, dict[str, Any]]
+    """``--model bigru`` -> config overrides."""
+    compare_metrics: list[str]
+    """Test metrics the evaluate stage logs to MLflow, compared across runs by ``make compare``."""
+    headline: Callable[[dict], str]
+    """The evaluate stage's metrics -> one line for the end of a run."""
+    benchmark: Benchmark
+
+    def __post_init__(self):
+        names = [stage.name for stage in self.stages]
+        if "train" not in names or len(set(names)) != len(names):
+            raise ValueError(f"pipeline {self.name}: stage names must be unique and include train")
+
+    def stages_to_run(self, tune: bool = False) -> list[Stage]:
+        """The stages in order; with ``tune``, the tune stage goes right before train."""
+        if not tune:
+            return list(self.stages)
+        position = [stage.name for stage in self.stages].index("train")
+        return [*self.stages[:position], self.tune_stage, *self.stages[position:]]
+
+    def config_path(self, path: Path | None = None) -> Path:
+        return path or CONFIG_DIR / self.default_config
