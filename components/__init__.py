@@ -1,8 +1,13 @@
-"""Reusable TFX-style pipeline stages: ingest, preprocess, train, evaluate, export.
+"""The bottom layer: TFX-style stages and the helpers they share. Imports neither pipelines/
+nor serving/.
 
-Each module exposes one public ``run(config, inputs..., out_dir)`` that reads typed input
-artifacts and returns typed output artifacts (see ``artifacts.py``). Components never choose
-their own output paths; the pipeline runner does, so runs stay cacheable and traceable.
+A stage module (train, tune, bless, export, ensemble, and each family's ingest, preprocess and
+evaluate) exposes ``run(config, inputs..., out_dir)``, which reads typed input artifacts and
+returns a typed output artifact (``artifacts.py``); the other modules are helpers (tracking,
+errors, recurrent, reporting, versions; a family's model, signatures, ...). Components never
+choose their own output paths; the pipeline runner does, so runs stay cacheable and traceable.
+Generic code lives here at the top; what serves one kind of problem lives in its family package:
+``text_classification``, ``language_modeling``, ``forecasting``.
 """
 
 import os

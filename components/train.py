@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from components import tracking
 from components.artifacts import TrainedModel
-from components.errors import ConfigError
+from components.errors import ConfigError, require_one_of
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,7 @@ class TrainConfig:
     """Seeds weight init, dropout and shuffling."""
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"train.optimizer={self.optimizer!r} is not valid; "
-                f"choose one of: {', '.join(OPTIMIZERS)}"
-            )
+        require_one_of("train.optimizer", self.optimizer, tuple(OPTIMIZERS))
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("train.epochs and train.batch_size must be positive")
         clips = [c for c in (self.clipnorm, self.global_clipnorm) if c is not None]

@@ -1,1 +1,2 @@
-"""Application pipelines (sentiment, ...) wired from the generic components, and their runner."""
+"""The applications (one folder each, listed in ``registry.py``) and how a run is orchestrated:
+the runner, cache, config loading, lineage, comparison and benchmarks."""

@@ -146,17 +146,17 @@ def write_blessing(folder: Path, blessed: bool = True, metrics: dict | None = No
 
 
 SHOP_INGEST = {
-    "data.path": "shop.csv",
-    "data.date_column": "week",
-    "data.date_format": "'%d/%m/%Y'",  # quoted: a bare % starts a YAML directive
-    "data.target": "units",
-    "data.series_id": "[sku]",
-    "data.joins": "[]",
-    "data.known_future": "[promo]",
-    "data.past_covariates": "[]",
-    "data.static_categorical": "[region]",
-    "data.static_numeric": "[]",
-    "data.frequency": "W-MON",
+    "ingest.path": "shop.csv",
+    "ingest.date_column": "week",
+    "ingest.date_format": "'%d/%m/%Y'",  # quoted: a bare % starts a YAML directive
+    "ingest.target": "units",
+    "ingest.series_id": "[sku]",
+    "ingest.joins": "[]",
+    "ingest.known_future": "[promo]",
+    "ingest.past_covariates": "[]",
+    "ingest.static_categorical": "[region]",
+    "ingest.static_numeric": "[]",
+    "ingest.frequency": "W-MON",
     "backtest.holiday_column": "null",
 }
-"""``--set`` overrides that point the sales pipeline at ``shop.csv`` (plus data.data_dir)."""
+"""``--set`` overrides that point the sales pipeline at ``shop.csv`` (plus ingest.data_dir)."""

@@ -1,0 +1,1 @@
+"""Forecasting: a table of series described by config, time-ordered windows, models, baselines."""

@@ -1,17 +1,14 @@
 """Reading the CSVs of a series ingest: where each file is, which file gives each column, and
-rows parsed with errors that name the file, line and value (used by ``ingest_series``)."""
+rows parsed with errors that name the file, line and value (used by ``ingest``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from components.errors import DataError
-
-if TYPE_CHECKING:
-    from components.forecasting.ingest import SeriesIngestConfig
+from components.forecasting.ingest_config import SeriesIngestConfig
 
 DATA_DIR_ENV = "RNN_DATA_DIR"  # the same variable pipelines.corpora reads for the data mirror
 

@@ -20,7 +20,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from components.errors import DataError
-from components.forecasting import ingest
+from components.forecasting import ingest, ingest_config
 
 log = logging.getLogger(__name__)
 REQUEST_INFO = "forecast_request.json"
@@ -49,7 +49,7 @@ class ForecastRequest:
     inputs: dict[str, np.ndarray]
     index: list
     """Per row: the series key, its id columns and the ``horizon`` dates forecast."""
-    config: ingest.SeriesIngestConfig
+    config: ingest_config.SeriesIngestConfig
     horizon: int
 
     def forecast_table(self, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -71,7 +71,7 @@ def requests_from_csv(request_info: Path | dict, input_csv: Path) -> ForecastReq
             raise DataError(f"{info}: request info not found (an export's {REQUEST_INFO})")
         info = json.loads(Path(info).read_text())
     config = OmegaConf.to_object(
-        OmegaConf.merge(OmegaConf.structured(ingest.SeriesIngestConfig), info["ingest"])
+        OmegaConf.merge(OmegaConf.structured(ingest_config.SeriesIngestConfig), info["ingest"])
     )
     lookback, horizon = info["lookback"], info["horizon"]
     with tempfile.TemporaryDirectory() as scratch:

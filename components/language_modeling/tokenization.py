@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from components import tracking
 from components.artifacts import Corpus, TokenizedCorpus
-from components.errors import ConfigError, DataError
+from components.errors import ConfigError, DataError, require_one_of
 
 LEVELS = ("char", "word")
 UNKNOWN = {"char": "\ufffd", "word": "<unk>"}
@@ -37,10 +37,7 @@ class TokenizerConfig:
     """Word level: the token each line break becomes (Penn Treebank's convention)."""
 
     def __post_init__(self):
-        if self.level not in LEVELS:
-            raise ConfigError(
-                f"tokenize.level={self.level!r} is not valid; choose one of: char, word"
-            )
+        require_one_of("tokenize.level", self.level, LEVELS)
         if self.vocabulary_size is not None and self.vocabulary_size < MIN_VOCABULARY:
             raise ConfigError(
                 f"tokenize.vocabulary_size={self.vocabulary_size} is too small; "

@@ -1,0 +1,1 @@
+"""Text classification (IMDB sentiment by default): labelled texts in, a calibrated label out."""

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from components import tracking
 from components.artifacts import Examples
-from components.errors import ConfigError, DataError
+from components.errors import ConfigError, DataError, require_one_of
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,7 @@ class IngestConfig:
             raise ConfigError(
                 f"ingest.validation_fraction={self.validation_fraction} must be between 0 and 1"
             )
-        if self.bad_records not in ("error", "skip"):
-            raise ConfigError(
-                f"ingest.bad_records={self.bad_records!r} is not valid; choose one of: error, skip"
-            )
+        require_one_of("ingest.bad_records", self.bad_records, ("error", "skip"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from components.errors import ConfigError, DataError
+from components.errors import ConfigError, DataError, require_one_of
 from components.language_modeling.ingest import CorpusSource, RawText, decoded
 
 DATA_DIR_ENV = "RNN_DATA_DIR"
@@ -36,14 +36,8 @@ class CorpusConfig:
     """Keep only the first this-many characters of each text (smoke runs and tests)."""
 
     def __post_init__(self):
-        if self.corpus not in CORPORA:
-            raise ConfigError(
-                f"data.corpus={self.corpus!r} is not valid; choose one of: {', '.join(CORPORA)}"
-            )
-        if self.source not in ("auto", "local", "remote"):
-            raise ConfigError(
-                f"data.source={self.source!r} is not valid; choose one of: auto, local, remote"
-            )
+        require_one_of("data.corpus", self.corpus, CORPORA)
+        require_one_of("data.source", self.source, ("auto", "local", "remote"))
         if self.corpus == "text" and not self.path:
             raise ConfigError("data.corpus=text needs data.path, the text file to model")
 

@@ -1,0 +1,1 @@
+"""Weekly sales forecasting with a backtest: the pipeline spec."""

@@ -31,6 +31,7 @@ from components.errors import ConfigError
 from components.forecasting import backtest, baselines, evaluate, ingest, requests, signatures
 from components.forecasting import windows as series_windows
 from components.forecasting.csv_files import DATA_DIR_ENV
+from components.forecasting.ingest_config import SeriesIngestConfig
 from components.forecasting.model import ForecastModelConfig, build_forecaster, forecast_loss
 from components.forecasting.windows import load_spec
 from pipelines import cache
@@ -42,7 +43,7 @@ from serving import deployment
 
 @dataclasses.dataclass
 class SalesForecastConfig:
-    data: ingest.SeriesIngestConfig = dataclasses.field(default_factory=ingest.SeriesIngestConfig)
+    ingest: SeriesIngestConfig = dataclasses.field(default_factory=SeriesIngestConfig)
     windows: series_windows.SeriesWindowConfig = dataclasses.field(
         default_factory=series_windows.SeriesWindowConfig
     )
@@ -66,10 +67,10 @@ class SalesForecastConfig:
 
     def __post_init__(self):
         holiday = self.backtest.holiday_column
-        if holiday is not None and holiday not in self.data.known_future:
+        if holiday is not None and holiday not in self.ingest.known_future:
             raise ConfigError(
-                f"backtest.holiday_column={holiday!r} must be one of data.known_future "
-                f"{self.data.known_future} (or null)"
+                f"backtest.holiday_column={holiday!r} must be one of ingest.known_future "
+                f"{self.ingest.known_future} (or null)"
             )
         member_configs(self)  # a misspelt or disallowed member override fails before ingest
 
@@ -97,13 +98,13 @@ def member_configs(config: Config) -> list[Config]:
 
 def run_ingest(config: Config, inputs: dict, out_dir: Path) -> TimeSeries:
     min_length = config.windows.lookback + config.windows.horizon
-    return ingest.run(config.data, out_dir, min_length)
+    return ingest.run(config.ingest, out_dir, min_length)
 
 
 def source_files(config: Config) -> dict:
     """The CSVs ingest reads, with sizes and times: part of its cache key, so new data reruns it."""
-    root = Path(config.data.data_dir or os.environ.get(DATA_DIR_ENV) or Path.cwd())
-    names = [config.data.path, *(join.path for join in config.data.joins)]
+    root = Path(config.ingest.data_dir or os.environ.get(DATA_DIR_ENV) or Path.cwd())
+    names = [config.ingest.path, *(join.path for join in config.ingest.joins)]
     return cache.files_state([root / name for name in names])
 
 
@@ -134,7 +135,7 @@ def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
     model = trained.load()
     example, _, _ = next(iter(series_windows.make_dataset(windows, "test", 2)))
     request = {
-        "ingest": dataclasses.asdict(config.data),
+        "ingest": dataclasses.asdict(config.ingest),
         "lookback": config.windows.lookback,
         "horizon": config.windows.horizon,
         "quantiles": config.model.quantiles,
@@ -227,7 +228,7 @@ SPEC = PipelineSpec(
             "ingest",
             run_ingest,
             TimeSeries,
-            config_sections=("data", "windows"),
+            config_sections=("ingest", "windows"),
             external_state=source_files,
         ),
         Stage(
@@ -261,7 +262,7 @@ SPEC = PipelineSpec(
             run_export,
             PushedModel,
             ("preprocess", "train", "bless"),
-            config_sections=("data", "windows", "model", "export"),
+            config_sections=("ingest", "windows", "model", "export"),
         ),
     ],
     tune_stage=Stage(

@@ -1,0 +1,1 @@
+"""IMDB sentiment classification: the pipeline spec and the IMDB data source."""

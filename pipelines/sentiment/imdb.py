@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from components.errors import ConfigError, DataError
+from components.errors import ConfigError, DataError, require_one_of
 from components.text_classification.ingest import RawRecord, Source
 
 DOWNLOAD_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -36,10 +36,7 @@ class ImdbSourceConfig:
     seed: int = 42
 
     def __post_init__(self):
-        if self.source not in ("auto", "local", "tfds"):
-            raise ConfigError(
-                f"data.source={self.source!r} is not valid; choose one of: auto, local, tfds"
-            )
+        require_one_of("data.source", self.source, ("auto", "local", "tfds"))
 
 
 def source(config: ImdbSourceConfig) -> Source:

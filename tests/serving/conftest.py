@@ -107,7 +107,7 @@ def _train_sales_model(root: Path, models: Path) -> None:
     write_shop_sales(root, series=4, weeks=140)
     settings = {
         **SHOP_INGEST,
-        "data.data_dir": str(root),
+        "ingest.data_dir": str(root),
         "model.units": "4",
         "train.epochs": "1",
         "backtest.folds": "1",

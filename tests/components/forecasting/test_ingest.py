@@ -4,7 +4,7 @@ import pytest
 
 from components.errors import ConfigError, DataError
 from components.forecasting import ingest
-from components.forecasting.ingest import JoinConfig, SeriesIngestConfig
+from components.forecasting.ingest_config import JoinConfig, SeriesIngestConfig
 from pipelines.config import load_config
 from tests.conftest import SHARED_DATA
 

@@ -25,9 +25,9 @@ from tests.conftest import SHOP_INGEST, write_shop_sales
 def shop_windows(tmp_path_factory):
     root = tmp_path_factory.mktemp("shop")
     write_shop_sales(root, series=8, weeks=140)
-    overrides = [f"{k}={v}" for k, v in SHOP_INGEST.items()] + [f"data.data_dir={root}"]
+    overrides = [f"{k}={v}" for k, v in SHOP_INGEST.items()] + [f"ingest.data_dir={root}"]
     config = load_config(Config, None, overrides)
-    series = ingest.run(config.data, root / "series", 60)
+    series = ingest.run(config.ingest, root / "series", 60)
     return series_windows.run(
         SeriesWindowConfig(lookback=52, horizon=8), series, 0, root / "windows"
     )

@@ -15,9 +15,9 @@ LOOKBACK, HORIZON = 52, 8
 @pytest.fixture
 def shop_series(tmp_path):
     write_shop_sales(tmp_path, series=4, weeks=120)
-    overrides = [f"{k}={v}" for k, v in SHOP_INGEST.items()] + [f"data.data_dir={tmp_path}"]
+    overrides = [f"{k}={v}" for k, v in SHOP_INGEST.items()] + [f"ingest.data_dir={tmp_path}"]
     config = load_config(Config, None, overrides)
-    return ingest.run(config.data, tmp_path / "series", LOOKBACK + HORIZON)
+    return ingest.run(config.ingest, tmp_path / "series", LOOKBACK + HORIZON)
 
 
 def windows_for(shop_series, tmp_path, fold=0, name="windows"):
@@ -39,12 +39,12 @@ def test_splits_are_ordered_in_time_and_never_overlap(shop_series, tmp_path):
 
 
 def test_scaling_never_sees_validation_or_test_weeks(shop_series, tmp_path):
-    before = windows_for(shop_series, tmp_path, name="before").spec()
+    before = load_spec(windows_for(shop_series, tmp_path, name="before"))
     panel = shop_series.load()
     late = panel["date"] > panel["date"].sort_values().unique()[-2 * HORIZON - 1]
     panel.loc[late, ["target", "promo"]] *= 1000.0
     panel.to_parquet(shop_series.path / "panel.parquet")
-    after = windows_for(shop_series, tmp_path, name="after").spec()
+    after = load_spec(windows_for(shop_series, tmp_path, name="after"))
     assert after.series_scales == before.series_scales
     assert after.feature_mean == before.feature_mean
 

@@ -57,7 +57,7 @@ def shop_run(tmp_path_factory):
     mlflow.set_tracking_uri(uri)
     settings = {
         **SHOP_INGEST,
-        "data.data_dir": str(data),
+        "ingest.data_dir": str(data),
         "model.units": "8",
         "train.epochs": "2",
         "train.batch_size": "32",
@@ -177,7 +177,7 @@ def test_a_quantile_model_is_scored_backtested_and_served_with_its_quantiles(
     write_shop_sales(data, series=4, weeks=130)
     settings = {
         **SHOP_INGEST,
-        "data.data_dir": str(data),
+        "ingest.data_dir": str(data),
         "model.units": "4",
         "model.quantiles": "[0.1,0.5,0.9]",
         "train.epochs": "1",
@@ -208,7 +208,7 @@ def test_a_quantile_model_is_scored_backtested_and_served_with_its_quantiles(
 @pytest.mark.parametrize(
     "members, message",
     [
-        ("[{data.target: x}, {train.seed: 1}]", r"members\[0\] sets \['data.target'\]"),
+        ("[{ingest.target: x}, {train.seed: 1}]", r"members\[0\] sets \['ingest.target'\]"),
         ("[{model.quantiles: [0.5]}, {train.seed: 1}]", "except model.quantiles"),
         ("[{model.unitz: 8}, {train.seed: 1}]", "unitz"),
     ],
@@ -227,8 +227,8 @@ def test_a_model_preset_trains_that_one_model_not_the_shipped_ensemble():
 
 def test_a_slice_of_walmart_runs_with_the_shipped_smoke_config(tmp_path, mlflow_store):
     settings = {
-        "data.data_dir": str(SHARED_DATA),
-        "data.max_series": "20",
+        "ingest.data_dir": str(SHARED_DATA),
+        "ingest.max_series": "20",
         "train.epochs": "1",
         "backtest.folds": "1",
         "export.register": "false",
