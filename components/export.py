@@ -102,17 +102,7 @@ def run(
         return _record(out_dir, {**record, "serving_version": int(serving.name)})
     evaluation = {**blessing.load(), "model_digest": model_digest}
     extra_files = {**(extra_files or {}), EVALUATION_FILE: json.dumps(evaluation, indent=2)}
-    base.mkdir(parents=True, exist_ok=True)
-    staging = base / f".staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    archive.write_out(str(staging), verbose=False)
-    for name, text in extra_files.items():
-        (staging / "assets.extra").mkdir(exist_ok=True)
-        (staging / "assets.extra" / name).write_text(text)
-    outputs = _answer_warmup(_write_warmup(staging, config.model_name, example_inputs), staging)
-    log.info(
-        "exported model answers with outputs %s", {k: v.shape.as_list() for k, v in outputs.items()}
-    )
+    staging = _verified_staging(archive, base, config.model_name, example_inputs, extra_files)
     record = {"pushed": True, "model_name": config.model_name, "serving_dir": str(base)}
     registered = None
     if config.register and (logged := _register(staging, config.model_name, example_inputs)):
@@ -131,6 +121,29 @@ def run(
         record["deployment_files"] = [str(p) for p in write_deployment(base.parent)]
     tracking.set_tags(serving)
     return _record(out_dir, record)
+
+
+def _verified_staging(
+    archive: keras.export.ExportArchive,
+    base: Path,
+    model_name: str,
+    example_inputs: dict[str, tf.Tensor],
+    extra_files: dict[str, str],
+) -> Path:
+    """The SavedModel written to a hidden directory under ``base`` with its extra files and
+    warm-up requests, loaded back and answering them: not yet a version TF Serving would load."""
+    base.mkdir(parents=True, exist_ok=True)
+    staging = base / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    archive.write_out(str(staging), verbose=False)
+    for name, text in extra_files.items():
+        (staging / "assets.extra").mkdir(exist_ok=True)
+        (staging / "assets.extra" / name).write_text(text)
+    outputs = _answer_warmup(_write_warmup(staging, model_name, example_inputs), staging)
+    log.info(
+        "exported model answers with outputs %s", {k: v.shape.as_list() for k, v in outputs.items()}
+    )
+    return staging
 
 
 def _newest_version_of(base: Path, model_digest: str) -> Path | None:

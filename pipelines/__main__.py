@@ -54,6 +54,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
+    compare = commands.add_parser(
+        "compare", help="table and plot comparing the finished runs of a pipeline in MLflow"
+    )
+    compare.add_argument("pipeline", choices=list(registry.PIPELINES))
+    compare.add_argument("--last", type=int, help="only the latest N runs (default: all)")
+    compare.add_argument(
+        "--output-dir", type=Path, help="default: artifacts/<pipeline>/compare (also in MLflow)"
+    )
+    compare.set_defaults(handler=_compare)
+
+    bench = commands.add_parser("bench", help="train and score every cell type on the full data")
+    bench.add_argument("pipeline", choices=list(registry.PIPELINES))
+    bench.add_argument(
+        "--models", nargs="+", help="benchmark runs to do, e.g. bigru simplernn-last (default: all)"
+    )
+    bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    bench.set_defaults(handler=_bench)
+    _add_artifact_commands(commands)
+    return parser
+
+
+def _add_artifact_commands(commands) -> None:
+    """Commands about what runs produced: lineage, and the exported models (generate, forecast,
+    rollback)."""
     lineage = commands.add_parser(
         "lineage", help="print the data, runs and artifacts behind an artifact or served version"
     )
@@ -93,26 +118,6 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--model-name", required=True, help="name under --serving-dir")
     rollback.add_argument("--serving-dir", type=Path, default=Path("serving/models"))
     rollback.set_defaults(handler=_rollback)
-
-    compare = commands.add_parser(
-        "compare", help="table and plot comparing the finished runs of a pipeline in MLflow"
-    )
-    compare.add_argument("pipeline", choices=list(registry.PIPELINES))
-    compare.add_argument("--last", type=int, help="only the latest N runs (default: all)")
-    compare.add_argument(
-        "--output-dir", type=Path, help="default: artifacts/<pipeline>/compare (also in MLflow)"
-    )
-    compare.set_defaults(handler=_compare)
-
-    bench = commands.add_parser("bench", help="train and score every cell type on the full data")
-    bench.add_argument("pipeline", choices=list(registry.PIPELINES))
-    bench.add_argument(
-        "--models", nargs="+", help="benchmark runs to do, e.g. bigru simplernn-last (default: all)"
-    )
-    bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
-    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    bench.set_defaults(handler=_bench)
-    return parser
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -92,25 +92,7 @@ def run(config: SeriesWindowConfig, series: TimeSeries, fold: int, out_dir: Path
     statics = frame.groupby("series").first().reindex(keys)
 
     training = np.arange(len(grid)) <= validation_origin
-    scales = np.nanmean(np.abs(values[:, training, 0]), axis=1) + 1.0
-    spec = FeatureSpec(
-        lookback=config.lookback,
-        horizon=config.horizon,
-        period_days=period_days,
-        target=columns["target"],
-        id_columns=columns["series_id"],
-        known_future=columns["known_future"],
-        past_covariates=columns["past_covariates"],
-        static_categorical=columns["static_categorical"],
-        static_numeric=columns["static_numeric"],
-        series_keys=keys,
-        series_scales=[float(s) for s in np.nan_to_num(scales, nan=1.0)],
-        vocabularies={
-            column: sorted(statics[column].astype(str).unique())
-            for column in [*columns["series_id"], *columns["static_categorical"]]
-        },
-        **_feature_statistics(values[:, training, 1:], numeric, statics, columns),
-    )
+    spec = _fitted_spec(config, columns, period_days, keys, values[:, training], statics)
     origins = {
         "train": _training_origins(first, last, config, validation_origin),
         "validation": _single_origins(first, last, config, validation_origin),
@@ -130,6 +112,37 @@ def run(config: SeriesWindowConfig, series: TimeSeries, fold: int, out_dir: Path
     (out_dir / "windows.json").write_text(json.dumps(summary, indent=2))
     tracking.log_dict(summary, "windows.json")
     return SeriesWindows(out_dir)
+
+
+def _fitted_spec(
+    config: SeriesWindowConfig,
+    columns: dict,
+    period_days: int,
+    keys: list[str],
+    training_values: np.ndarray,
+    statics: pd.DataFrame,
+) -> FeatureSpec:
+    """Scales, covariate statistics and vocabularies, fitted on the training periods only."""
+    numeric = [*columns["known_future"], *columns["past_covariates"]]
+    scales = np.nanmean(np.abs(training_values[:, :, 0]), axis=1) + 1.0
+    return FeatureSpec(
+        lookback=config.lookback,
+        horizon=config.horizon,
+        period_days=period_days,
+        target=columns["target"],
+        id_columns=columns["series_id"],
+        known_future=columns["known_future"],
+        past_covariates=columns["past_covariates"],
+        static_categorical=columns["static_categorical"],
+        static_numeric=columns["static_numeric"],
+        series_keys=keys,
+        series_scales=[float(s) for s in np.nan_to_num(scales, nan=1.0)],
+        vocabularies={
+            column: sorted(statics[column].astype(str).unique())
+            for column in [*columns["series_id"], *columns["static_categorical"]]
+        },
+        **_feature_statistics(training_values[:, :, 1:], numeric, statics, columns),
+    )
 
 
 def _feature_statistics(
