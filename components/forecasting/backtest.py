@@ -1,10 +1,9 @@
-"""Scoring and backtesting for the sales forecast, the work behind its evaluate and backtest stages.
+"""Scoring and backtesting of a forecaster, the work behind the evaluate and backtest stages.
 
 ``score`` measures the trained forecaster and the baselines on one fold's test block; ``backtest``
 retrains and scores at earlier forecast origins and averages over every fold; ``summary_columns``
-lays those averages out for benchmark tables. The stage functions and benchmark hooks in
-``pipelines.sales_forecast`` call these, passing in their config and train function, so this
-module never imports the pipeline.
+lays those averages out for benchmark tables. A pipeline passes in its config (the sections these
+read: model, train, windows, baselines, evaluate, backtest) and its train function.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pandas as pd
 from components.errors import DataError
 from components.forecasting.ingest_config import SeriesIngestConfig
 
-DATA_DIR_ENV = "RNN_DATA_DIR"  # the same variable pipelines.corpora reads for the data mirror
+DATA_DIR_ENV = "RNN_DATA_DIR"  # the variable the other data sources read for the data mirror
 
 
 class SeriesCsvFiles:
