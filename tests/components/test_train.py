@@ -104,3 +104,71 @@ def test_training_resumes_after_an_interruption_as_if_never_stopped(tmp_path):
         resumed.history()["loss"], uninterrupted.history()["loss"], rtol=1e-5
     )
     assert not (resumed.path / train.BACKUP_DIR).exists()  # removed once training finished
+
+
+def _fit_logistic(out_dir, config, flip_validation=False, callbacks=()) -> train.TrainedModel:
+    """A one-unit logistic regression on 64 points; validated on the same points, or on them with
+    their labels flipped (then validation loss rises every epoch, so epoch 1 stays the best)."""
+    features = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    labels = (features[:, 0] > 0).astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((features, labels)).batch(8)
+    flipped = tf.data.Dataset.from_tensor_slices((features, 1.0 - labels)).batch(8)
+    data = train.TrainingData(batches, flipped if flip_validation else batches, 64)
+
+    def build():
+        return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1, "sigmoid")])
+
+    return train.run(config, build, data, "binary_crossentropy", [], out_dir, callbacks)
+
+
+def _interrupted_then_resumed(out_dir, config, at: int, flip_validation=False):
+    with pytest.raises(KeyboardInterrupt):
+        _fit_logistic(out_dir, config, flip_validation, [_Interrupt(at=at)])
+    assert len(pd.read_csv(out_dir / train.EPOCH_LOG)) == at
+    return _fit_logistic(out_dir, config, flip_validation)
+
+
+def _assert_same_weights(first: train.TrainedModel, second: train.TrainedModel) -> None:
+    for mine, theirs in zip(first.load().get_weights(), second.load().get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("at", [1, 2])
+def test_early_stopping_counts_the_epochs_of_the_interrupted_attempt(tmp_path, at):
+    # Validation loss rises from the first epoch on, so patience 2 stops after epoch 3 whether or
+    # not training was interrupted: the resumed attempt must remember epoch 1 as the best and the
+    # epochs it has waited since.
+    config = TrainConfig(epochs=8, batch_size=8, seed=7, early_stopping_patience=2)
+    uninterrupted = _fit_logistic(tmp_path / "uninterrupted", config, flip_validation=True)
+    val_loss = uninterrupted.history()["val_loss"]
+    assert len(val_loss) == 3 and val_loss[0] < val_loss[1] < val_loss[2]
+
+    resumed = _interrupted_then_resumed(tmp_path / "resumed", config, at, flip_validation=True)
+    summary = json.loads((resumed.path / "training.json").read_text())
+    assert summary["resumed_after_epoch"] == at
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 1
+    np.testing.assert_allclose(resumed.history()["val_loss"], val_loss, rtol=1e-6)
+    _assert_same_weights(resumed, uninterrupted)
+
+
+def test_a_worse_epoch_after_resuming_does_not_replace_the_best_checkpoint(tmp_path):
+    # The best epoch (1) is in the interrupted attempt; epochs 3-4 after resuming are worse and
+    # must not overwrite model.keras, though the resumed attempt itself has not seen a better one.
+    config = TrainConfig(epochs=4, batch_size=8, seed=7, early_stopping_patience=10)
+    resumed = _interrupted_then_resumed(tmp_path / "resumed", config, at=2, flip_validation=True)
+    val_loss = resumed.history()["val_loss"]
+    assert len(val_loss) == 4 and int(np.argmin(val_loss)) == 0
+    features = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    flipped = 1.0 - (features[:, 0] > 0).astype("float32")
+    saved_loss = resumed.load().evaluate(features, flipped, batch_size=8, verbose=0)
+    assert saved_loss == pytest.approx(val_loss[0], rel=1e-5)
+    assert saved_loss < min(val_loss[2:])
+    _assert_same_weights(resumed, _fit_logistic(tmp_path / "whole", config, flip_validation=True))
+
+
+def test_a_resumed_run_saves_the_same_model_as_an_uninterrupted_one(tmp_path):
+    config = TrainConfig(epochs=5, batch_size=8, seed=7, early_stopping_patience=10)
+    resumed = _interrupted_then_resumed(tmp_path / "resumed", config, at=2)
+    uninterrupted = _fit_logistic(tmp_path / "uninterrupted", config)
+    assert resumed.summary()["best_epoch"] == 5  # saved after resuming, from restored weights
+    _assert_same_weights(resumed, uninterrupted)
