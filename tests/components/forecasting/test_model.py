@@ -76,8 +76,9 @@ def test_raw_inputs_in_original_units_out_and_a_saved_model_reloads(shop_windows
     inputs, actual, _ = next(iter(series_windows.make_dataset(shop_windows, "test", 8)))
     forecast = model.predict(inputs, verbose=0)
     assert forecast.shape == (8, 8, 3)
-    # Starting from last year's weeks, even one epoch lands in the series' own range.
-    assert np.median(np.abs(forecast[:, :, 1] - actual) / np.abs(actual)) < 0.5
+    # Starting from last year's weeks, one epoch already errs by about 11% (median) here; a
+    # forecast left in scaled units or on another series' scale errs by far more.
+    assert np.median(np.abs(forecast[:, :, 1] - actual) / np.abs(actual)) < 0.2
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(reloaded.predict(inputs, verbose=0), forecast, rtol=1e-5)
 
@@ -88,9 +89,20 @@ def test_an_unseen_series_is_scaled_by_its_own_history(shop_windows):
     inputs = dict(inputs, sku=tf.constant(["NEW1", "NEW2"]))
     forecast = model.predict(inputs, verbose=0)
     assert np.isfinite(forecast).all()
-    # With the seasonal residual an untrained model starts near last year's same weeks.
-    last_year = inputs["units"].numpy()[:, :8]
-    assert np.abs(forecast - last_year).mean() < np.abs(last_year).mean()
+    # Each unseen series is scaled by its own window: its mean absolute value + 1 (as training
+    # scales are), whatever else is in the batch.
+    scale_of = keras.Model(model.input, model.get_layer("series_scale").output[0])
+    history = inputs["units"].numpy()
+    np.testing.assert_allclose(
+        scale_of.predict(inputs, verbose=0)[:, 0], np.abs(history).mean(axis=1) + 1, rtol=1e-5
+    )
+    louder = dict(inputs, units=tf.constant(history * np.array([[10.0], [1.0]], np.float32)))
+    np.testing.assert_allclose(
+        scale_of.predict(louder, verbose=0)[:, 0],
+        np.abs(history).mean(axis=1) * [10, 1] + 1,
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(model.predict(louder, verbose=0)[1], forecast[1], rtol=1e-5)
 
 
 def test_unknown_cell_and_architecture_name_the_choices():

@@ -34,10 +34,17 @@ def test_every_cell_and_shape_builds_and_predicts_probabilities(
         pooling=pooling,
     )
     model = build_text_classifier(config, vocabulary_size=30, sequence_length=7)
-    probabilities = model.predict(
-        np.array([[3, 4, 5, 0, 0, 0, 0], [6, 0, 0, 0, 0, 0, 0]]), verbose=0
-    )
-    assert probabilities.shape == (2, 1) and np.all((probabilities >= 0) & (probabilities <= 1))
+    token_ids = np.array([[3, 4, 5, 0, 0, 0, 0], [6, 0, 0, 0, 0, 0, 0]])
+    probabilities = model.predict(token_ids, verbose=0)
+    assert probabilities.shape == (2, 1)
+    # A probability is the sigmoid of the head's logit (a linear or one-unit softmax head would
+    # still give numbers in [0, 1]), and different reviews get different ones.
+    head = model.get_layer("probability")
+    features = tf.keras.Model(model.input, head.input).predict(token_ids, verbose=0)
+    kernel, bias = head.get_weights()
+    logits = features @ kernel + bias
+    np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-logits)), rtol=1e-5)
+    assert probabilities[0, 0] != probabilities[1, 0]
     recurrent = [layer.name for layer in model.layers if cell in layer.name]
     assert len(recurrent) == layers
     assert all(name.startswith("bi") for name in recurrent) == bidirectional

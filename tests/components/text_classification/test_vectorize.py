@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -7,7 +8,7 @@ import tensorflow as tf
 
 from components.artifacts import Examples
 from components.errors import ConfigError
-from components.text_classification import vectorize
+from components.text_classification import signatures, vectorize
 from components.text_classification.vectorize import TextVectorizationConfig, load_vectorizer
 
 
@@ -57,11 +58,41 @@ def test_config_rejects_tiny_vocabulary():
         TextVectorizationConfig(vocabulary_size=2)
 
 
-def test_vectorizer_matches_between_training_and_serving_paths(tmp_path):
-    examples = examples_with(tmp_path / "ex", ["the best movie", "the worst movie"], ["best"])
-    vocabulary = vectorize.run(
-        TextVectorizationConfig(vocabulary_size=20, sequence_length=3), examples, tmp_path / "v"
+def hand_token_ids(texts, vocabulary_file, sequence_length: int) -> np.ndarray:
+    """Token ids as the vectorizer is documented to make them, computed in plain Python: lower
+    case, <br /> and punctuation to spaces, 1 for a word outside the vocabulary, 0-padded."""
+    index = {token: i + 1 for i, token in enumerate(vocabulary_file.read_text().split("\n")[:-1])}
+    rows = []
+    for text in texts:
+        text = re.sub(r"<br\s*/?>", " ", text.lower())
+        ids = [index.get(word, 1) for word in re.sub(r"[^\w\s']", " ", text).split()]
+        rows.append((ids + [0] * sequence_length)[:sequence_length])
+    return np.array(rows)
+
+
+def test_training_batches_and_the_exported_model_see_the_same_token_ids(tiny_sentiment, tmp_path):
+    from pipelines.sentiment import pipeline as sentiment
+
+    config, vocabulary, trained = (tiny_sentiment[k] for k in ("config", "preprocess", "train"))
+    length = config.preprocess.sequence_length
+    setup = sentiment.training_setup(config, tiny_sentiment)
+    token_ids, _ = next(iter(setup.data.validation))  # validation batches are not shuffled
+    texts = tiny_sentiment["ingest"].load("validation")["text"].to_numpy()[: len(token_ids)]
+    np.testing.assert_array_equal(
+        token_ids.numpy(), hand_token_ids(texts, vocabulary.vocabulary_file, length)
     )
-    first, second = load_vectorizer(vocabulary), load_vectorizer(vocabulary)
-    texts = tf.constant(["The BEST movie!", "worst<br />movie"])
-    np.testing.assert_array_equal(first(texts).numpy(), second(texts).numpy())
+
+    # The exported graph (its own copy of the vectorizer) on raw strings, with unknown words,
+    # markup and a review longer than sequence_length besides: it must score what the trained
+    # model scores on the hand-made ids.
+    extra = ["Zebra!! A GREAT<BR>film, wonderful", " ".join(["dull"] * 20 + ["superb"] * 20)]
+    raw = np.array([*texts, *extra], dtype=object)
+    signatures.serving_archive(trained, vocabulary, 0.5).write_out(str(tmp_path / "export"))
+    serve = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"]
+    served = serve(text=tf.constant(raw))["probability"].numpy()
+    ids = hand_token_ids(raw, vocabulary.vocabulary_file, length)
+    # zebra is unknown (1); 5 words, then padding; 40 words cut to sequence_length.
+    assert ids[-2][0] == 1 and (ids[-2][1:5] > 1).all() and not ids[-2][5:].any()
+    assert ids[-1].all() and len(ids[-1]) == length
+    expected = trained.load().predict(ids, verbose=0).reshape(-1)
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)

@@ -44,6 +44,29 @@ def serve_sku0(version: Path, sku0: pd.DataFrame) -> dict[str, tf.Tensor]:
     )
 
 
+def serve_sku0_test_weeks(version: Path, sku0: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The exported ``serving_default`` asked, from SKU0's raw rows, for its last 8 weeks (the
+    test fold) from the 52 before them."""
+    weeks = pd.to_datetime(sku0["week"], format="%d/%m/%Y")
+    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    outputs = serve(
+        units=tf.constant([sku0["units"].to_numpy()[-60:-8]], tf.float32),
+        promo=tf.constant([sku0["promo"].to_numpy(np.float32)[-60:]]),
+        sku=tf.constant(["SKU0"]),
+        region=tf.constant(["N"]),
+        forecast_start=tf.constant([f"{weeks.iloc[-8]:%Y-%m-%d}"]),
+    )
+    return {name: value.numpy()[0] for name, value in outputs.items()}
+
+
+def scored_forecasts(folder: Path, series: str | None = None) -> tuple[pd.DataFrame, str]:
+    """An evaluate stage's forecasts.parquet (one series' rows, by step) and its model name."""
+    scored = pd.read_parquet(folder / "forecasts.parquet")
+    if series is not None:
+        scored = scored[scored["series"] == series].sort_values("step")
+    return scored, json.loads((folder / "metrics.json").read_text())["model_name"]
+
+
 @pytest.fixture(scope="module")
 def shop_run(tmp_path_factory):
     """The whole pipeline on ``shop.csv`` (config only, no code), with an isolated MLflow store."""
@@ -127,16 +150,21 @@ def test_an_interrupted_ensemble_keeps_its_finished_members(shop_run, tmp_path):
 
 
 def test_the_exported_model_answers_raw_history_in_original_units(shop_run):
-    root, _ = shop_run
+    root, run_dir = shop_run
     version = root / "models" / "shop" / "1"
     history = pd.read_csv(root / "data" / "shop.csv")
     sku0 = history[history["sku"] == "SKU0"]
-    result = serve_sku0(version, sku0)
-    forecast = result["forecast"].numpy()
-    assert forecast.shape == (1, 8)
-    low, high = sku0["units"].min(), sku0["units"].max()
-    assert np.all((forecast > 0.5 * low) & (forecast < 1.5 * high)), "original units, not scaled"
+    assert serve_sku0(version, sku0)["forecast"].numpy().shape == (1, 8)
     assert (version / "assets.extra" / "forecast_request.json").is_file()
+    # From raw rows, the served graph answers what the evaluate stage scored for SKU0's test
+    # weeks, in original units: a scaling or input mix-up in the serving graph breaks this.
+    served = serve_sku0_test_weeks(version, sku0)["forecast"]
+    scored, model_name = scored_forecasts(run_dir / "evaluate" / "metrics", "SKU0")
+    np.testing.assert_allclose(scored["actual"], sku0["units"].to_numpy()[-8:], rtol=1e-6)
+    np.testing.assert_allclose(served, scored[model_name], rtol=1e-4)
+    # Two epochs from last year's weeks err by about 5% on average here; scaled units or another
+    # series' scale would be off by far more.
+    assert (np.abs(served - scored["actual"]) / scored["actual"]).mean() < 0.15
 
     cli = Path(sys.executable).with_name("saved_model_cli")
     shown = subprocess.run(
@@ -190,7 +218,16 @@ def test_a_quantile_model_is_scored_backtested_and_served_with_its_quantiles(
     backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
     coverage = backtest["quantiles"]["coverage"]
     assert coverage["interval"] == "p10_p90" and coverage["nominal"] == 0.8
-    assert 0.0 <= coverage["observed"] <= 1.0
+    # The share of actuals inside each fold's scored [p10, p90], averaged over the two folds.
+    fold_coverage = []
+    folds = [run_dir / "evaluate" / "metrics", run_dir / "backtest" / "metrics" / "fold_1"]
+    for folder in (folds[0], folds[1] / "evaluate"):
+        scored, model_name = scored_forecasts(folder)
+        inside = (scored["actual"] >= scored[f"{model_name}_p10"]) & (
+            scored["actual"] <= scored[f"{model_name}_p90"]
+        )
+        fold_coverage.append(inside.mean())
+    assert coverage["observed"] == pytest.approx(np.mean(fold_coverage))
     assert set(backtest["quantiles"]["pinball"]) == {"p10", "p50", "p90"}
     logged = mlflow.search_runs(experiment_names=["sales_forecast"])
     assert logged["metrics.backtest_coverage_p10_p90"].notna().any()
@@ -203,6 +240,12 @@ def test_a_quantile_model_is_scored_backtested_and_served_with_its_quantiles(
         name: (1, 8) for name in ("forecast", "p10", "p50", "p90")
     }
     np.testing.assert_array_equal(result["forecast"].numpy(), result["p50"].numpy())
+    # Each served quantile is the one scored under its name for SKU0's test weeks.
+    served = serve_sku0_test_weeks(version, sku0)
+    scored, model_name = scored_forecasts(run_dir / "evaluate" / "metrics", "SKU0")
+    for level in ("p10", "p50", "p90"):
+        np.testing.assert_allclose(served[level], scored[f"{model_name}_{level}"], rtol=1e-4)
+    np.testing.assert_allclose(served["forecast"], scored[model_name], rtol=1e-4)
 
 
 @pytest.mark.parametrize(

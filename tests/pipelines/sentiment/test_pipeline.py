@@ -36,7 +36,8 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_pa
     (run_dir,) = (tmp_path / "artifacts" / "sentiment").glob("2*")
     metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
     assert metrics["examples"] == 400
-    assert metrics["accuracy"] > 0.6, "the model must beat chance (0.5) on held-out reviews"
+    # 0.6925 and ROC-AUC 0.767 on this slice (seeded); chance is 0.5 on its balanced test split.
+    assert metrics["accuracy"] >= 0.65 and metrics["roc_auc"] >= 0.72, metrics
 
     runs = mlflow.search_runs(experiment_names=["sentiment"], output_format="list")
     names = {run.info.run_name: run for run in runs}
@@ -62,6 +63,10 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_pa
         ]
     )
     assert serve(text=reviews)["label"].numpy().tolist() == [1, 0]
+    # The served model's labels on the held-out reviews score the accuracy evaluate reported.
+    test = pd.read_parquet(run_dir / "ingest" / "examples" / "test.parquet")
+    labels = serve(text=tf.constant(test["text"].to_numpy()))["label"].numpy()
+    assert (labels == test["label"].to_numpy()).mean() == pytest.approx(metrics["accuracy"])
 
     registered = mlflow.pyfunc.load_model("models:/sentiment/1")
     answer = registered.predict(pd.DataFrame({"text": [r.decode() for r in reviews.numpy()]}))

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from serving.versions import list_versions
-from tests.conftest import SHOP_INGEST
-from tests.pipelines.test_sales_forecast import CONFIGS, run_pipeline
+from components.versions import list_versions
+from tests.conftest import CONFIGS, SHOP_INGEST
+from tests.pipelines.sales_forecast.test_pipeline import run_pipeline
 
 pytestmark = pytest.mark.e2e
 MODEL_NAME = "sales_gated"
@@ -65,7 +65,7 @@ def test_the_shipped_gate_pushes_a_good_model_and_blocks_a_worse_one(tmp_path, m
     ]  # the checks the reasons below name, in order
     settings = {
         **SHOP_INGEST,
-        "data.data_dir": str(data),
+        "ingest.data_dir": str(data),
         "model.seasonal_residual": "false",  # promotions, not last year, drive these sales
         "train.epochs": "10",
         "train.batch_size": "16",

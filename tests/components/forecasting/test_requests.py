@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 from components.errors import DataError
-from components.ingest_series import JoinConfig, SeriesIngestConfig
-from pipelines import forecast_csv
+from components.forecasting import requests
+from components.forecasting.ingest_config import JoinConfig, SeriesIngestConfig
 
 WEEK = {n: f"{pd.Timestamp('2024-01-05') + pd.Timedelta(weeks=n - 1):%Y-%m-%d}" for n in range(9)}
 LOOKBACK, HORIZON = 3, 2
@@ -95,7 +95,7 @@ def history(tmp_path, monkeypatch) -> SeriesIngestConfig:
 
 def test_missing_future_weeks_are_added_after_each_series_last_target(history, tmp_path):
     extended = tmp_path / "extended.csv"
-    forecast_csv._with_future_rows(tmp_path / "history.csv", history, HORIZON, extended)
+    requests._with_future_rows(tmp_path / "history.csv", history, HORIZON, extended)
     table = pd.read_csv(extended, dtype=str, keep_default_na=False)
     original, added = table.iloc[: len(HISTORY)], table.iloc[len(HISTORY) :]
     assert original.equals(pd.read_csv(tmp_path / "history.csv", dtype=str, keep_default_na=False))
@@ -114,7 +114,7 @@ def test_missing_future_weeks_are_added_after_each_series_last_target(history, t
 
 def test_requests_hold_each_series_last_lookback_and_its_known_future(history, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
-        request = forecast_csv.requests_from_csv(request_info(history), tmp_path / "history.csv")
+        request = requests.requests_from_csv(request_info(history), tmp_path / "history.csv")
     inputs = request.inputs
     assert set(inputs) == {
         "sales", "forecast_start", "promo", "holiday", "price", "store", "region", "size"
@@ -148,7 +148,7 @@ def test_requests_hold_each_series_last_lookback_and_its_known_future(history, t
 
 
 def test_the_forecast_table_has_a_row_per_series_and_forecast_week(history, tmp_path):
-    request = forecast_csv.requests_from_csv(request_info(history), tmp_path / "history.csv")
+    request = requests.requests_from_csv(request_info(history), tmp_path / "history.csv")
     forecast = np.array([[1.5, 2.5], [3.5, 4.5]], dtype=np.float32)
     table = request.forecast_table({"forecast": forecast})
     assert table.to_dict("records") == [
@@ -160,10 +160,10 @@ def test_the_forecast_table_has_a_row_per_series_and_forecast_week(history, tmp_
 
 
 def test_request_info_is_read_from_the_export_file_like_the_dict(history, tmp_path):
-    path = tmp_path / forecast_csv.REQUEST_INFO
+    path = tmp_path / requests.REQUEST_INFO
     path.write_text(json.dumps(request_info(history)))
-    from_file = forecast_csv.requests_from_csv(path, tmp_path / "history.csv")
-    from_dict = forecast_csv.requests_from_csv(request_info(history), tmp_path / "history.csv")
+    from_file = requests.requests_from_csv(path, tmp_path / "history.csv")
+    from_dict = requests.requests_from_csv(request_info(history), tmp_path / "history.csv")
     assert set(from_file.inputs) == set(from_dict.inputs)
     for name, values in from_dict.inputs.items():
         np.testing.assert_array_equal(from_file.inputs[name], values)
@@ -172,4 +172,4 @@ def test_request_info_is_read_from_the_export_file_like_the_dict(history, tmp_pa
 def test_no_series_long_enough_is_an_error(history, tmp_path):
     info = {**request_info(history), "lookback": 6}  # S1 has 5 observed weeks, the most
     with pytest.raises(DataError, match="no series has min_length=8 periods"):
-        forecast_csv.requests_from_csv(info, tmp_path / "history.csv")
+        requests.requests_from_csv(info, tmp_path / "history.csv")
