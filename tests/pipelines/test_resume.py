@@ -42,10 +42,13 @@ def test_sigkilled_run_resumes_training_and_reuses_finished_stages(
         f"export.serving_dir={tmp_path / 'models'}",
     ):
         arguments += ["--set", setting]
+    # The working directory is tmp_path (mlflow_store moved there), so MLflow's ./mlruns lands
+    # there too; PYTHONPATH makes `-m pipelines` this checkout's code, as in the rerun below.
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines", *arguments],
-        cwd=REPO,
-        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store},
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store, "PYTHONPATH": python_path},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -75,3 +78,4 @@ def test_sigkilled_run_resumes_training_and_reuses_finished_stages(
         for run in mlflow.search_runs(experiment_names=["sentiment"], output_format="list")
     }
     assert [killed[i] for i in manifests["train"]["resumed_from_mlflow_runs"]] == ["KILLED"] * 2
+    assert (tmp_path / "mlruns").is_dir()  # both attempts' MLflow artifacts stayed under tmp
