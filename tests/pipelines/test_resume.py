@@ -12,10 +12,10 @@ import mlflow
 import pytest
 
 from pipelines.__main__ import main
+from tests.conftest import CONFIGS, REPOSITORY
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[2]
-SMOKE_CONFIG = REPO / "pipelines" / "configs" / "sentiment.smoke.yaml"
+SMOKE_CONFIG = CONFIGS / "sentiment.smoke.yaml"
 EPOCHS = 12
 
 
@@ -44,7 +44,7 @@ def test_sigkilled_run_resumes_training_and_reuses_finished_stages(
         arguments += ["--set", setting]
     # The working directory is tmp_path (mlflow_store moved there), so MLflow's ./mlruns lands
     # there too; PYTHONPATH makes `-m pipelines` this checkout's code, as in the rerun below.
-    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines", *arguments],
         cwd=tmp_path,
