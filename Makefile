@@ -17,7 +17,7 @@ PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL
 	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s)) \
 	$(if $(FORCE),--no-cache)
 
-.PHONY: help venv run sentiment sentiment-smoke lm-char lm-word lm-smoke generate test lint \
+.PHONY: help venv run sentiment sentiment-smoke lm-char lm-word lm-smoke generate test test-fast lint \
 	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving \
 	serving-config serve-docker serve predict rollback lineage tune compare clean
 
@@ -107,6 +107,9 @@ lineage: venv  ## print the data, config, runs and metrics behind an artifact or
 
 test: venv  ## run the test suite
 	$(PY) -m pytest
+
+test-fast: venv  ## the test suite without the e2e tests (whole pipeline runs, data mirror)
+	$(PY) -m pytest -m "not e2e"
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -41,6 +41,15 @@ def write_acl_imdb(root: Path, per_split: int = 40, seed: int = 0) -> Path:
     return root / "aclImdb"
 
 
+def pytest_collection_modifyitems(items):
+    """Mark e2e every test that needs ``exported_models`` (tests/serving/conftest.py), directly or
+    through another fixture: building it runs the language-model and sales pipelines. A mark on
+    the fixture itself would do nothing, and one per test is easily forgotten."""
+    for item in items:
+        if "exported_models" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture
 def mlflow_store(tmp_path, monkeypatch) -> str:
     """A fresh SQLite MLflow store; the working directory moves to tmp so mlruns/ lands there."""

@@ -2,6 +2,7 @@
 (in the same run) builds the model with the best values; ``--tune`` is what adds the stage."""
 
 import mlflow
+import pytest
 
 from pipelines.__main__ import main
 from pipelines.registry import resolve_config
@@ -11,6 +12,7 @@ from pipelines.spec import CONFIG_DIR
 from tests.conftest import write_acl_imdb
 
 
+@pytest.mark.e2e  # the real sentiment stages, tune and train included
 def test_train_uses_the_best_values_of_the_tune_stage(tmp_path, mlflow_store):
     mirror = tmp_path / "mirror"
     write_acl_imdb(mirror, per_split=40)

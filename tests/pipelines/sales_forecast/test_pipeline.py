@@ -20,8 +20,6 @@ from pipelines.registry import resolve_config
 from pipelines.sales_forecast import pipeline as sales_forecast
 from tests.conftest import CONFIGS, SHARED_DATA, SHOP_INGEST, write_shop_sales
 
-pytestmark = pytest.mark.e2e
-
 
 def run_pipeline(tmp_path, config: Path | None, settings: dict[str, str]) -> Path:
     arguments = ["run", "sales_forecast", "--artifacts-root", str(tmp_path / "artifacts")]
@@ -93,6 +91,7 @@ def shop_run(tmp_path_factory):
     patch.undo()
 
 
+@pytest.mark.e2e
 def test_every_stage_leaves_its_artifact_and_manifest(shop_run):
     _, run_dir = shop_run
     stages = ["ingest", "preprocess", "train", "evaluate", "backtest", "export"]
@@ -102,6 +101,7 @@ def test_every_stage_leaves_its_artifact_and_manifest(shop_run):
     assert not list((run_dir.parent / ".partial").iterdir())  # every stage's work was moved
 
 
+@pytest.mark.e2e
 def test_the_backtest_scores_the_model_and_every_baseline_on_two_folds(shop_run):
     _, run_dir = shop_run
     backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
@@ -115,6 +115,7 @@ def test_the_backtest_scores_the_model_and_every_baseline_on_two_folds(shop_run)
     assert (evaluate / "error_by_horizon.png").stat().st_size > 0
 
 
+@pytest.mark.e2e
 def test_each_ensemble_member_trains_in_its_own_directory_and_mlflow_run(shop_run):
     _, run_dir = shop_run
     trained = run_dir / "train" / "trained_model"
@@ -136,6 +137,7 @@ def test_each_ensemble_member_trains_in_its_own_directory_and_mlflow_run(shop_ru
     assert set(members["params.model.architecture"]) == {"direct", "encoder_decoder"}
 
 
+@pytest.mark.e2e
 def test_an_interrupted_ensemble_keeps_its_finished_members(shop_run, tmp_path):
     _, run_dir = shop_run
     config = load_config(sales_forecast.Config, run_dir / "config.yaml")
@@ -149,6 +151,7 @@ def test_an_interrupted_ensemble_keeps_its_finished_members(shop_run, tmp_path):
     assert trained.summary()["members"][0] == json.loads((finished / "training.json").read_text())
 
 
+@pytest.mark.e2e
 def test_the_exported_model_answers_raw_history_in_original_units(shop_run):
     root, run_dir = shop_run
     version = root / "models" / "shop" / "1"
@@ -176,6 +179,7 @@ def test_the_exported_model_answers_raw_history_in_original_units(shop_run):
         assert f"['{name}']" in shown
 
 
+@pytest.mark.e2e
 def test_mlflow_recorded_the_runs_and_registered_the_model(shop_run):
     runs = mlflow.search_runs(experiment_names=["sales_forecast"])
     assert set(runs["status"]) == {"FINISHED"}
@@ -185,6 +189,7 @@ def test_mlflow_recorded_the_runs_and_registered_the_model(shop_run):
     assert mlflow.MlflowClient().get_registered_model("shop").latest_versions
 
 
+@pytest.mark.e2e
 def test_forecast_cli_writes_the_next_horizon_for_every_series(shop_run):
     root, _ = shop_run
     output = root / "forecast.csv"
@@ -198,6 +203,7 @@ def test_forecast_cli_writes_the_next_horizon_for_every_series(shop_run):
     assert table["forecast"].notna().all()
 
 
+@pytest.mark.e2e
 def test_a_quantile_model_is_scored_backtested_and_served_with_its_quantiles(
     tmp_path, mlflow_store
 ):
@@ -268,6 +274,7 @@ def test_a_model_preset_trains_that_one_model_not_the_shipped_ensemble():
     assert preset.ensemble.members == [] and preset.model.cell == "lstm"
 
 
+@pytest.mark.e2e
 def test_a_slice_of_walmart_runs_with_the_shipped_smoke_config(tmp_path, mlflow_store):
     settings = {
         "ingest.data_dir": str(SHARED_DATA),
