@@ -1,5 +1,7 @@
 """The registry is the one list of pipelines, and each spec is complete and consistent."""
 
+import json
+
 import pytest
 
 from components.errors import ConfigError
@@ -37,3 +39,85 @@ def test_an_unknown_pipeline_lists_the_registered_ones():
 def test_presets_then_overrides_win_over_the_yaml():
     config = registry.resolve_config("sentiment", None, "lstm", ["model.bidirectional=true"])
     assert (config.model.cell, config.model.bidirectional) == ("lstm", True)
+
+
+TOY_PIPELINE = '''
+"""A toy application: counts the words of a text it is given by config."""
+
+import dataclasses
+import json
+
+from components.artifacts import Examples, Metrics
+from pipelines.spec import Benchmark, PipelineSpec, Stage
+
+
+@dataclasses.dataclass
+class Source:
+    text: str = "one two three"
+
+
+@dataclasses.dataclass
+class Scoring:
+    per_word: float = 1.0
+
+
+@dataclasses.dataclass
+class ToyConfig:
+    data: Source = dataclasses.field(default_factory=Source)
+    evaluate: Scoring = dataclasses.field(default_factory=Scoring)
+    model: dict = dataclasses.field(default_factory=dict)
+    train: dict = dataclasses.field(default_factory=dict)
+
+
+def run_ingest(config, inputs, out_dir):
+    out_dir.mkdir(parents=True)
+    (out_dir / "statistics.json").write_text(json.dumps({"words": config.data.text.split()}))
+    return Examples(out_dir)
+
+
+def run_evaluate(config, inputs, out_dir):
+    words = json.loads((inputs["ingest"].path / "statistics.json").read_text())["words"]
+    out_dir.mkdir(parents=True)
+    score = {"score": len(words) * config.evaluate.per_word}
+    (out_dir / "metrics.json").write_text(json.dumps(score))
+    return Metrics(out_dir)
+
+
+SPEC = PipelineSpec(
+    name="toy",
+    config_class=ToyConfig,
+    default_config="toy.yaml",
+    stages=[
+        Stage("ingest", run_ingest, Examples, config_sections=("data",)),
+        Stage("train", run_evaluate, Metrics, ("ingest",), config_sections=("evaluate",)),
+    ],
+    tune_stage=Stage("tune", run_evaluate, Metrics, ("ingest",), config_sections=("model",)),
+    model_presets={"double": {"evaluate.per_word": 2.0}},
+    compare_metrics=["test_score"],
+    headline=lambda metrics: f"score {metrics['score']}",
+    benchmark=Benchmark(make_target="bench-toy", runs={}, columns=lambda metrics: {}),
+)
+'''
+
+
+def test_a_new_application_is_a_folder_its_config_and_one_registry_line(
+    tmp_path, mlflow_store, monkeypatch, capsys
+):
+    """What ARCHITECTURE.md promises: no runner, CLI or cache code changes for a new pipeline."""
+    from pipelines.__main__ import main
+
+    (tmp_path / "toy_app").mkdir()
+    (tmp_path / "toy_app" / "__init__.py").write_text("")
+    (tmp_path / "toy_app" / "pipeline.py").write_text(TOY_PIPELINE)
+    (tmp_path / "toy.yaml").write_text("data:\n  text: a b c d\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry.PIPELINES, "toy", "toy_app.pipeline")
+
+    arguments = ["run", "toy", "--config", str(tmp_path / "toy.yaml"), "--model", "double"]
+    assert main([*arguments, "--artifacts-root", str(tmp_path / "artifacts")]) == 0
+    (run_dir,) = (tmp_path / "artifacts" / "toy").glob("2*")
+    assert json.loads((run_dir / "train" / "metrics" / "metrics.json").read_text()) == {
+        "score": 8.0
+    }
+    assert main(["show-config", "toy", "--config", str(tmp_path / "toy.yaml")]) == 0
+    assert "text: a b c d" in capsys.readouterr().out
