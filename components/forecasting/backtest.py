@@ -96,21 +96,20 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
         quantiles = {q: predicted[:, :, i] for i, q in enumerate(config.model.quantiles)}
         predicted = predicted[:, :, median_index(config.model.quantiles)]
     name = model.name.removesuffix("_forecaster")
-    forecasts = {
-        name: predicted,
-        **baselines.forecast(config.baselines, histories, spec.horizon).forecasts,
-    }
+    reference = baselines.forecast(config.baselines, histories, spec.horizon, spec.season_length)
     return evaluate.run(
         config.evaluate,
         actual=values[series[:, None], steps, 0],
-        forecasts=forecasts,
+        forecasts={name: predicted, **reference.forecasts},
         holiday=holiday,
         histories=histories,
         series_ids=[spec.series_keys[s] for s in series],
         dates=np.asarray(windows.grid_dates(), "datetime64[D]")[steps],
         out_dir=out_dir,
+        season_length=spec.season_length,
         quantiles=quantiles,
         model_name=name,
+        baseline_fallbacks=reference.fallbacks,
     )
 
 
@@ -123,16 +122,25 @@ def summary_columns(summary: dict, name: str) -> dict[str, str]:
     def number(value, pattern: str) -> str:
         return "n/a" if value is None else format(value, pattern)
 
+    def amount(value) -> str:
+        return "n/a" if value is None else format_amount(value)
+
     return {
-        f"backtest WMAE ({summary['folds']} folds)": f"**{number(scores['wmae'], ',.0f')}**",
+        f"backtest WMAE ({summary['folds']} folds)": f"**{amount(scores['wmae'])}**",
         "vs seasonal naive": number(skill, "+.1%"),
-        "MAE": number(scores["mae"], ",.0f"),
-        "RMSE": number(scores["rmse"], ",.0f"),
+        "MAE": amount(scores["mae"]),
+        "RMSE": amount(scores["rmse"]),
         "WAPE": number(scores["wape"], ".3f"),
         "sMAPE": number(scores["smape"], ".3f"),
         "MASE": number(scores["mase"], ".3f"),
-        "test-fold WMAE": number(summary["per_fold"][0][name]["wmae"], ",.0f"),
+        "test-fold WMAE": amount(summary["per_fold"][0][name]["wmae"]),
     }
+
+
+def format_amount(value: float) -> str:
+    """An error in the target's units: whole numbers with separators from 100 on (1,422), three
+    significant digits below (4.37, 0.0712), so small-unit data keeps its precision."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def _backtest_summary(folds: list[dict]) -> dict:
@@ -144,7 +152,16 @@ def _backtest_summary(folds: list[dict]) -> dict:
         }
         for name in names
     }
-    summary = {"folds": len(folds), "model_name": folds[0]["model_name"], "mean": mean}
+    summary = {
+        "folds": len(folds),
+        "model_name": folds[0]["model_name"],
+        "season_length": folds[0]["season_length"],
+        "baseline_fallbacks": {
+            name: sum(fold["baseline_fallbacks"].get(name, 0) for fold in folds)
+            for name in folds[0]["baseline_fallbacks"]
+        },
+        "mean": mean,
+    }
     if "seasonal_naive" in mean:
         reference = mean["seasonal_naive"]["wmae"]
         summary["relative_to_seasonal_naive"] = {

@@ -34,8 +34,6 @@ ETS_COMPONENTS = (None, "add")
 class BaselineConfig:
     names: list[str] = dataclasses.field(default_factory=lambda: list(BASELINES))
     """Baselines to compute, any of ``BASELINES``."""
-    season_length: int = 52
-    """Periods per season (52 weeks in a year of weekly sales)."""
     moving_average_window: int = 8
     """How many of the latest values the moving average takes."""
     ets_trend: str | None = "add"
@@ -51,9 +49,10 @@ class BaselineConfig:
             raise ConfigError(
                 f"baselines.names={self.names} must be a non-empty list of {list(BASELINES)}"
             )
-        for field in ("season_length", "moving_average_window"):
-            if getattr(self, field) < 1:
-                raise ConfigError(f"baselines.{field}={getattr(self, field)} must be at least 1")
+        if self.moving_average_window < 1:
+            raise ConfigError(
+                f"baselines.moving_average_window={self.moving_average_window} must be at least 1"
+            )
         for field in ("ets_trend", "ets_seasonal"):
             if getattr(self, field) not in ETS_COMPONENTS:
                 raise ConfigError(
@@ -72,7 +71,7 @@ class BaselineForecasts:
 
 
 def forecast(
-    config: BaselineConfig, histories: list[np.ndarray], horizon: int
+    config: BaselineConfig, histories: list[np.ndarray], horizon: int, season_length: int
 ) -> BaselineForecasts:
     """Forecast ``horizon`` steps past the last value of each history with every configured
     baseline.
@@ -82,15 +81,23 @@ def forecast(
         histories: Each series' observed values up to and including the forecast origin (1-D,
             finite, any length of at least one).
         horizon: Steps to forecast.
+        season_length: Periods per season of the data's frequency (seasonal naive, ETS).
     """
-    if horizon < 1:
-        raise ConfigError(f"horizon={horizon} must be at least 1")
+    if horizon < 1 or season_length < 1:
+        raise ConfigError(f"horizon={horizon} and season_length={season_length} must be >= 1")
     histories = [_checked_history(history, index) for index, history in enumerate(histories)]
     forecasts, fallbacks = {}, {}
     for name in config.names:
-        forecasts[name], fallbacks[name] = _METHODS[name](config, histories, horizon)
+        forecasts[name], fallbacks[name] = _METHODS[name](config, histories, horizon, season_length)
         if fallbacks[name]:
-            log.info("%s: %d of %d series fell back", name, fallbacks[name], len(histories))
+            log.warning(
+                "%s: %d of %d series could not be forecast as configured (too short for a "
+                "season of %d, or the fit failed) and fell back to naive",
+                name,
+                fallbacks[name],
+                len(histories),
+                season_length,
+            )
     return BaselineForecasts(forecasts, fallbacks)
 
 
@@ -108,12 +115,11 @@ def _rows(rows: list[np.ndarray], horizon: int) -> np.ndarray:
     return np.array(rows, dtype=float).reshape(len(rows), horizon)
 
 
-def _naive(config: BaselineConfig, histories: list[np.ndarray], horizon: int):
+def _naive(config: BaselineConfig, histories: list[np.ndarray], horizon: int, season: int):
     return _rows([np.full(horizon, history[-1]) for history in histories], horizon), 0
 
 
-def _seasonal_naive(config: BaselineConfig, histories: list[np.ndarray], horizon: int):
-    season = config.season_length
+def _seasonal_naive(config: BaselineConfig, histories: list[np.ndarray], horizon: int, season: int):
     # np.resize repeats the last season when the horizon is longer than one.
     rows = [
         np.resize(history[-season:], horizon)
@@ -124,19 +130,19 @@ def _seasonal_naive(config: BaselineConfig, histories: list[np.ndarray], horizon
     return _rows(rows, horizon), sum(len(history) < season for history in histories)
 
 
-def _moving_average(config: BaselineConfig, histories: list[np.ndarray], horizon: int):
+def _moving_average(config: BaselineConfig, histories: list[np.ndarray], horizon: int, season: int):
     window = config.moving_average_window
     rows = [np.full(horizon, history[-window:].mean()) for history in histories]
     return _rows(rows, horizon), sum(len(history) < window for history in histories)
 
 
-def _ets(config: BaselineConfig, histories: list[np.ndarray], horizon: int):
+def _ets(config: BaselineConfig, histories: list[np.ndarray], horizon: int, season: int):
     rows, fallbacks = [], 0
     # One BLAS thread: the fits are tiny, and OpenBLAS's threads made them ~8x slower here
     # (136 ms against 16 ms per 143-week series on 2 busy cores).
     with threadpool_limits(limits=1, user_api="blas"):
         for history in tqdm(histories, desc="ets", unit=" series", mininterval=5):
-            row = _ets_forecast(config, history, horizon)
+            row = _ets_forecast(config, history, horizon, season)
             if row is None:
                 fallbacks += 1
                 row = np.full(horizon, history[-1])
@@ -144,10 +150,12 @@ def _ets(config: BaselineConfig, histories: list[np.ndarray], horizon: int):
     return _rows(rows, horizon), fallbacks
 
 
-def _ets_forecast(config: BaselineConfig, history: np.ndarray, horizon: int) -> np.ndarray | None:
+def _ets_forecast(
+    config: BaselineConfig, history: np.ndarray, horizon: int, season: int
+) -> np.ndarray | None:
     """One series' ETS forecasts, or None when it is too short or the fit fails."""
     seasonal = config.ets_seasonal
-    if len(history) < (2 * config.season_length if seasonal else ETS_MIN_OBSERVATIONS):
+    if len(history) < (2 * season if seasonal else ETS_MIN_OBSERVATIONS):
         return None
     try:
         with warnings.catch_warnings():
@@ -158,7 +166,7 @@ def _ets_forecast(config: BaselineConfig, history: np.ndarray, horizon: int) -> 
                 trend=config.ets_trend,
                 damped_trend=config.ets_damped_trend and config.ets_trend is not None,
                 seasonal=seasonal,
-                seasonal_periods=config.season_length if seasonal else None,
+                seasonal_periods=season if seasonal else None,
             )
             values = np.asarray(model.fit().forecast(horizon), dtype=float)
     except Exception as error:  # any failure of one series' fit means naive for that series

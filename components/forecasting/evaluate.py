@@ -32,17 +32,14 @@ TABLE_COLUMNS = ("series", "date", "step", "holiday", "actual")
 class ForecastEvaluateConfig:
     holiday_weight: float = 5.0
     """Weight of holiday periods in WMAE (5 in the Kaggle Walmart competition); others weigh 1."""
-    season_length: int = 52
-    """Periods per season, for the in-sample scale of seasonal MASE."""
     plot_series: int = 4
     """Series drawn against their actuals: the largest by sales, then spread down the sizes."""
 
     def __post_init__(self):
         if self.holiday_weight <= 0:
             raise ConfigError(f"evaluate.holiday_weight={self.holiday_weight} must be positive")
-        for field in ("season_length", "plot_series"):
-            if getattr(self, field) < 1:
-                raise ConfigError(f"evaluate.{field}={getattr(self, field)} must be at least 1")
+        if self.plot_series < 1:
+            raise ConfigError(f"evaluate.plot_series={self.plot_series} must be at least 1")
 
 
 def run(
@@ -54,13 +51,15 @@ def run(
     series_ids: list[str],
     dates: np.ndarray,
     out_dir: Path,
+    season_length: int,
     quantiles: dict[float, np.ndarray] | None = None,
     model_name: str = "model",
+    baseline_fallbacks: dict[str, int] | None = None,
 ) -> Metrics:
     """Score every forecast against ``actual``; write metrics, forecasts and plots to ``out_dir``.
 
     Args:
-        config: Holiday weight, season length and plot settings.
+        config: Holiday weight and plot settings.
         actual: Observed values, shape (series, horizon).
         forecasts: Name -> point forecasts shaped like ``actual``; includes ``model_name``.
         holiday: Whether each (series, step) is a holiday period.
@@ -68,8 +67,11 @@ def run(
         series_ids: One name per series.
         dates: The date of each (series, step).
         out_dir: Where the files go; created when missing.
+        season_length: Periods per season of the data, for seasonal MASE and the plots.
         quantiles: Quantile level (e.g. 0.1) -> the model's forecasts at that level, if any.
         model_name: The model's key in ``forecasts``; its MLflow metrics carry no name.
+        baseline_fallbacks: Baseline name -> series it could not forecast as configured (fell
+            back to naive): recorded, since a seasonal baseline that mostly fell back is not one.
     """
     actual = np.asarray(actual, dtype=float)
     forecasts = {name: np.asarray(values, dtype=float) for name, values in forecasts.items()}
@@ -80,14 +82,24 @@ def run(
     _validate(actual, forecasts, holiday, histories, series_ids, dates, quantiles, model_name)
     results = {
         "model_name": model_name,
-        **_results(config, actual, forecasts, holiday, histories, quantiles),
+        "season_length": season_length,
+        "baseline_fallbacks": baseline_fallbacks or {},
+        **_results(config, actual, forecasts, holiday, histories, quantiles, season_length),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(_finite_or_none(results), indent=2))
     table = _forecast_table(actual, forecasts, holiday, series_ids, dates, quantiles, model_name)
     table.to_parquet(out_dir / "forecasts.parquet", index=False)
     plotted = _plot_forecasts(
-        config, actual, forecasts, model_name, quantiles, histories, series_ids, dates
+        config,
+        actual,
+        forecasts,
+        model_name,
+        quantiles,
+        histories,
+        series_ids,
+        dates,
+        season_length,
     )
     _save_figure(plotted, out_dir / "forecast_vs_actual.png")
     _save_figure(_plot_error_by_horizon(results["by_horizon"]), out_dir / "error_by_horizon.png")
@@ -121,8 +133,8 @@ def _validate(actual, forecasts, holiday, histories, series_ids, dates, quantile
             raise DataError(f"{label} has {len(items)} entries for {actual.shape[0]} series")
 
 
-def _results(config, actual, forecasts, holiday, histories, quantiles) -> dict:
-    scales = _mase_scales(histories, config.season_length)
+def _results(config, actual, forecasts, holiday, histories, quantiles, season_length) -> dict:
+    scales = _mase_scales(histories, season_length)
     weights = np.where(holiday, config.holiday_weight, 1.0)
     results = {
         "series": actual.shape[0],
@@ -223,6 +235,8 @@ def _mlflow_metrics(results: dict, model_name: str) -> dict[str, float]:
     for name, skill in results.get("relative_to_seasonal_naive", {}).items():
         metrics[f"{prefix(name)}wmae_skill_vs_{REFERENCE}"] = skill
     metrics |= quantile_metrics(results.get("quantiles", {}), "test_")
+    for name, count in results["baseline_fallbacks"].items():
+        metrics[f"test_{name}_fallbacks"] = count
     return {name: value for name, value in metrics.items() if math.isfinite(value)}
 
 
@@ -269,7 +283,7 @@ def _plotted_series(actual: np.ndarray, count: int) -> list[int]:
 
 
 def _plot_forecasts(
-    config, actual, forecasts, model_name, quantiles, histories, series_ids, dates
+    config, actual, forecasts, model_name, quantiles, histories, series_ids, dates, season_length
 ) -> Figure:
     """The last season of history, the actuals, the model, seasonal naive and the outermost
     quantile band, against steps from the forecast origin."""
@@ -281,7 +295,7 @@ def _plot_forecasts(
     steps = np.arange(1, actual.shape[1] + 1)
     levels = sorted(quantiles)
     for axis, index in zip(axes, chosen, strict=False):
-        recent = np.asarray(histories[index], dtype=float)[-config.season_length :]
+        recent = np.asarray(histories[index], dtype=float)[-season_length:]
         axis.plot(np.arange(1 - len(recent), 1), recent, color="0.55", label="history")
         axis.plot(steps, actual[index], color="black", label="actual")
         if len(levels) > 1:

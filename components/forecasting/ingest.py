@@ -266,6 +266,7 @@ def _statistics(panel, config, series_read: int, short: pd.Series, min_length: i
             **{role: getattr(config, role) for role in ROLES},
         },
         "frequency": config.frequency,
+        "season_length": config.periods_per_season,
         "date_range": {
             "first": f"{panel['date'].min():%Y-%m-%d}",
             "last": f"{panel['date'].max():%Y-%m-%d}",

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import pandas as pd
-
 from components.errors import ConfigError, require_one_of
+from components.forecasting.calendar import canonical_frequency, period_of
 
 # Panel columns and the working columns ingest adds; no source column may take these names.
 RESERVED_COLUMNS = ("series", "date", "target", "filled", "_line", "_period", "_match")
@@ -72,7 +71,11 @@ class SeriesIngestConfig:
     static_categorical: list[str] = dataclasses.field(default_factory=lambda: ["Type"])
     static_numeric: list[str] = dataclasses.field(default_factory=lambda: ["Size"])
     frequency: str = "W-FRI"
-    """pandas offset alias of the regular grid every date must lie on."""
+    """pandas offset alias of the regular grid every date must lie on (W-FRI, MS, D, h, ...;
+    the old M, Q, H are read as ME, QE, h)."""
+    season_length: int | None = None
+    """Periods per season, for seasonal naive, MASE and the seasonal residual; null: what the
+    frequency suggests (weekly 52, monthly 12, quarterly 4, daily 7, hourly 24, yearly 1)."""
     fill_missing: str = "zero"
     """Target of a missing period: ``zero``, ``interpolate`` (linear) or ``ffill``."""
     covariate_fill: str = "zero"
@@ -96,14 +99,21 @@ class SeriesIngestConfig:
             raise ConfigError(
                 "ingest.series_id is empty; name the column(s) that identify a series"
             )
-        try:
-            pd.tseries.frequencies.to_offset(self.frequency)
-        except ValueError as error:
+        self.frequency = canonical_frequency(self.frequency)
+        suggested = period_of(self.frequency).season_length
+        if self.season_length is not None and self.season_length < 1:
+            raise ConfigError(f"ingest.season_length={self.season_length} must be >= 1 (or null)")
+        if self.season_length is None and suggested is None:
             raise ConfigError(
-                f"ingest.frequency={self.frequency!r} is not a pandas offset alias such as W-FRI "
-                f"or D ({error})"
-            ) from error
+                f"ingest.frequency={self.frequency!r} suggests no season length; set "
+                "ingest.season_length (1: no seasonality)"
+            )
         _check_roles(self)
+
+    @property
+    def periods_per_season(self) -> int:
+        """``season_length``, or what the frequency suggests."""
+        return self.season_length or period_of(self.frequency).season_length
 
     def role_columns(self) -> list[str]:
         """Covariate and static columns, taken from the main file or a join."""

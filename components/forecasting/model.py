@@ -17,11 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from components.errors import ConfigError, require_one_of
+from components.forecasting.calendar import period_of, yearly_phase
 from components.forecasting.windows import LOSS_WEIGHTINGS, FeatureSpec
 from components.recurrent import CELLS, RecurrentStackConfig, recurrent_stack
 
 ARCHITECTURES = ("direct", "encoder_decoder")
-SEASON_WEEKS = 52
 PACKAGE = "components.forecast"
 
 
@@ -41,11 +41,12 @@ class ForecastModelConfig(RecurrentStackConfig):
     """e.g. [0.1, 0.5, 0.9]: train with pinball loss and return these quantiles; the median
     (or the middle quantile) is the point forecast. Null: one point forecast with MAE loss."""
     calendar_harmonics: int = 3
-    """Sine/cosine pairs of the yearly cycle added as features."""
+    """Sine/cosine pairs of the yearly cycle added as features (placed by each period's date);
+    0: none. Needs a year of training history."""
     seasonal_residual: bool = True
-    """Predict a correction to last year's same weeks (the seasonal-naive forecast) rather than
-    the level itself, so training starts from a strong forecast. Needs weekly data and a
-    lookback of at least 52."""
+    """Predict a correction to last season's same periods (the seasonal-naive forecast) rather
+    than the level itself, so training starts from a strong forecast. Needs a lookback of at
+    least one season (ingest.season_length) and a horizon of at most one."""
     loss_weighting: str = "series"
     """What the training loss averages: series (every series the same, errors relative to its
     scale) | units (every unit of sales the same, as WMAE counts) | sqrt (in between)."""
@@ -106,17 +107,18 @@ class Standardize(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class CalendarFeatures(keras.layers.Layer):
-    """First forecast date ("YYYY-MM-DD") -> yearly sine/cosine features for every window step."""
+    """First forecast date ("YYYY-MM-DD") -> yearly sine/cosine features for every window step,
+    placed by the calendar date each step falls on (``calendar.yearly_phase``)."""
 
-    def __init__(self, lookback: int, horizon: int, period_days: int, harmonics: int, **kwargs):
+    def __init__(self, lookback: int, horizon: int, frequency: str, harmonics: int, **kwargs):
         super().__init__(**kwargs)
         self.lookback, self.horizon = lookback, horizon
-        self.period_days, self.harmonics = period_days, harmonics
+        self.frequency, self.harmonics = frequency, harmonics
+        self.period = period_of(frequency)
 
     def call(self, forecast_start):
-        steps = tf.range(-self.lookback, self.horizon, dtype=tf.float32) * self.period_days
-        days = days_since_epoch(forecast_start)[:, None] + steps[None, :]
-        phase = 2.0 * math.pi * days / 365.2425
+        steps = tf.range(-self.lookback, self.horizon, dtype=tf.float32)
+        phase = yearly_phase(forecast_start, steps, self.period)
         waves = [f(k * phase) for k in range(1, self.harmonics + 1) for f in (tf.sin, tf.cos)]
         return tf.stack(waves, axis=-1)
 
@@ -125,26 +127,9 @@ class CalendarFeatures(keras.layers.Layer):
             **super().get_config(),
             "lookback": self.lookback,
             "horizon": self.horizon,
-            "period_days": self.period_days,
+            "frequency": self.frequency,
             "harmonics": self.harmonics,
         }
-
-
-def days_since_epoch(dates: tf.Tensor) -> tf.Tensor:
-    """ISO dates as strings -> days since 1970-01-01 (Hinnant's days_from_civil), in-graph."""
-
-    def number(start: int, length: int) -> tf.Tensor:
-        return tf.strings.to_number(tf.strings.substr(dates, start, length), tf.int64)
-
-    year, month, day = number(0, 4), number(5, 2), number(8, 2)
-    after_february = tf.cast(month > 2, tf.int64)
-    year = year - (1 - after_february)
-    era = year // 400
-    year_of_era = year - era * 400
-    month_from_march = month - 3 + 12 * (1 - after_february)
-    day_of_year = (153 * month_from_march + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return tf.cast(era * 146097 + day_of_era - 719468, tf.float32)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -193,25 +178,31 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
     scale, scaled = SeriesScale(spec.series_keys, spec.series_scales, name="series_scale")(
         [inputs[c] for c in spec.id_columns], inputs[spec.target]
     )
-    calendar = CalendarFeatures(
-        lookback, horizon, spec.period_days, config.calendar_harmonics, name="calendar"
-    )(inputs["forecast_start"])
-    past_steps, future_steps = [scaled, _crop(calendar, 0, horizon)], [_crop(calendar, lookback, 0)]
+    past_steps, future_steps = [scaled], []
+    if config.calendar_harmonics:
+        _require_a_year_of_history(config, spec)
+        calendar = CalendarFeatures(
+            lookback, horizon, spec.frequency, config.calendar_harmonics, name="calendar"
+        )(inputs["forecast_start"])
+        past_steps.append(_crop(calendar, 0, horizon))
+        future_steps.append(_crop(calendar, lookback, 0))
     if spec.known_future:
         known = _standardized(inputs, spec.known_future, spec, "known_future")
         past_steps.append(_crop(known, 0, horizon))
         future_steps.append(_crop(known, lookback, 0))
     if spec.past_covariates:
         past_steps.append(_standardized(inputs, spec.past_covariates, spec, "past_covariates"))
-    last_year = None
-    if lookback >= SEASON_WEEKS and horizon <= SEASON_WEEKS and spec.period_days == 7:
-        # Last year's same weeks, the seasonal-naive forecast, as a feature of each future step.
-        last_year = _crop(scaled, lookback - SEASON_WEEKS, SEASON_WEEKS - horizon)
-        future_steps.append(last_year)
+    last_season = None
+    season = spec.season_length
+    if lookback >= season >= horizon and season > 1:
+        # Last season's same periods, the seasonal-naive forecast, as a feature of each step.
+        last_season = _crop(scaled, lookback - season, season - horizon)
+        future_steps.append(last_season)
     elif config.seasonal_residual:
         raise ConfigError(
-            "model.seasonal_residual needs weekly data, windows.lookback >= 52 and "
-            "windows.horizon <= 52; set it to false or lengthen the lookback"
+            f"model.seasonal_residual needs windows.lookback ({lookback}) >= the season length "
+            f"({season} periods of {spec.frequency}) >= windows.horizon ({horizon}) and a season "
+            "longer than 1; set it to false or change the lookback"
         )
     static = _static_context(inputs, spec, config)
     encoder_input = _concat([*past_steps, keras.layers.RepeatVector(lookback)(static)])
@@ -220,21 +211,22 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
         encoded = layer(encoded)
     context = _concat([encoded, static])
     outputs = len(config.quantiles or [None])
-    future = _concat(future_steps)
+    future = _concat(future_steps) if future_steps else None
     if config.architecture == "direct":
-        hidden = _concat([context, keras.layers.Flatten()(future)])
+        hidden = context if future is None else _concat([context, keras.layers.Flatten()(future)])
         hidden = keras.layers.Dense(config.units, activation="relu", name="head")(hidden)
         hidden = keras.layers.Dropout(config.dropout, name="head_dropout")(hidden)
         forecast = keras.layers.Dense(horizon * outputs, name="forecast_scaled")(hidden)
         forecast = keras.layers.Reshape((horizon, outputs))(forecast)
     else:
-        decoder_input = _concat([future, keras.layers.RepeatVector(horizon)(context)])
+        repeated = keras.layers.RepeatVector(horizon)(context)
+        decoder_input = repeated if future is None else _concat([future, repeated])
         decoded = CELLS[config.cell](config.units, return_sequences=True, name="decoder")(
             decoder_input
         )
         decoded = keras.layers.Dropout(config.dropout, name="decoder_dropout")(decoded)
         forecast = keras.layers.Dense(outputs, name="forecast_scaled")(decoded)
-    baseline = last_year if config.seasonal_residual else None
+    baseline = last_season if config.seasonal_residual else None
     forecast = ToOriginalUnits(name="forecast_units")(forecast, scale, baseline)
     if not config.quantiles:
         forecast = keras.layers.Reshape((horizon,), name="forecast")(forecast)
@@ -251,6 +243,18 @@ def median_index(quantiles: list[float]) -> int:
 def forecast_loss(config: ForecastModelConfig) -> keras.losses.Loss:
     """MAE for point forecasts (the competition's metric is a weighted MAE), pinball otherwise."""
     return PinballLoss(config.quantiles) if config.quantiles else keras.losses.MeanAbsoluteError()
+
+
+def _require_a_year_of_history(config: ForecastModelConfig, spec: FeatureSpec) -> None:
+    """Yearly calendar features learned from less than a year put forecasts at calendar
+    positions training never saw: refused rather than silently worse than naive."""
+    per_year = period_of(spec.frequency).periods_per_year
+    if spec.training_periods < per_year:
+        raise ConfigError(
+            f"model.calendar_harmonics={config.calendar_harmonics} needs a year of training "
+            f"history, but training sees {spec.training_periods} periods of {spec.frequency} "
+            f"(a year is {per_year:g}); set model.calendar_harmonics=0"
+        )
 
 
 def _crop(sequence, start: int, end: int):

@@ -47,7 +47,12 @@ class FeatureSpec:
 
     lookback: int
     horizon: int
-    period_days: int
+    frequency: str
+    """The grid's pandas offset alias: how far apart periods are (``calendar.period_of``)."""
+    season_length: int
+    """Periods per season (ingest's, from the frequency or the config)."""
+    training_periods: int
+    """Grid periods up to the validation origin: how much history training can see."""
     target: str
     id_columns: list[str]
     known_future: list[str]
@@ -72,7 +77,6 @@ def run(config: SeriesWindowConfig, series: TimeSeries, fold: int, out_dir: Path
     statistics = series.statistics()
     columns = statistics["columns"]
     grid = pd.DatetimeIndex(sorted(panel["date"].unique()))
-    period_days = int((grid[1] - grid[0]).days) if len(grid) > 1 else 7
     test_origin = len(grid) - 1 - (fold + 1) * config.horizon
     validation_origin = test_origin - config.horizon
     if validation_origin - config.horizon < config.lookback - 1:
@@ -92,7 +96,12 @@ def run(config: SeriesWindowConfig, series: TimeSeries, fold: int, out_dir: Path
     statics = frame.groupby("series").first().reindex(keys)
 
     training = np.arange(len(grid)) <= validation_origin
-    spec = _fitted_spec(config, columns, period_days, keys, values[:, training], statics)
+    calendar = {
+        "frequency": statistics["frequency"],
+        "season_length": statistics["season_length"],
+        "training_periods": int(training.sum()),
+    }
+    spec = _fitted_spec(config, columns, calendar, keys, values[:, training], statics)
     origins = {
         "train": _training_origins(first, last, config, validation_origin),
         "validation": _single_origins(first, last, config, validation_origin),
@@ -117,7 +126,7 @@ def run(config: SeriesWindowConfig, series: TimeSeries, fold: int, out_dir: Path
 def _fitted_spec(
     config: SeriesWindowConfig,
     columns: dict,
-    period_days: int,
+    calendar: dict,
     keys: list[str],
     training_values: np.ndarray,
     statics: pd.DataFrame,
@@ -128,7 +137,7 @@ def _fitted_spec(
     return FeatureSpec(
         lookback=config.lookback,
         horizon=config.horizon,
-        period_days=period_days,
+        **calendar,
         target=columns["target"],
         id_columns=columns["series_id"],
         known_future=columns["known_future"],

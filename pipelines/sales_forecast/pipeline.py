@@ -157,7 +157,8 @@ def headline(metrics: dict) -> str:
     scores = metrics["models"][name]
     skill = metrics.get("relative_to_seasonal_naive", {}).get(name)
     versus = f", {skill:+.1%} WMAE vs seasonal naive" if skill is not None else ""
-    return f"{name}: WMAE {scores['wmae']:,.0f}, MAE {scores['mae']:,.0f}{versus}"
+    wmae, mae = backtest.format_amount(scores["wmae"]), backtest.format_amount(scores["mae"])
+    return f"{name}: WMAE {wmae}, MAE {mae}{versus}"
 
 
 def benchmark_columns(metrics: dict) -> dict[str, str]:

@@ -19,14 +19,14 @@ HOLIDAY = np.array([[False, False, True], [False, True, False]])
 # Season 2: scale of series 0 = mean(|5 - 1|, |3 - 3|) = 2, of series 1 = mean(|1 - 0|, 0) = 0.5.
 HISTORIES = [np.array([1.0, 3.0, 5.0, 3.0]), np.array([0.0, 1.0, 1.0, 1.0])]
 DATES = np.datetime64("2012-10-05") + np.array([[0, 7, 14], [0, 7, 14]]).astype("timedelta64[D]")
-CONFIG = ForecastEvaluateConfig(holiday_weight=5.0, season_length=2)
+CONFIG = ForecastEvaluateConfig(holiday_weight=5.0)
 
 
 def scored(out_dir, config=CONFIG, forecasts=None, histories=HISTORIES, **kwargs):
     forecasts = forecasts or {"model": MODEL, "seasonal_naive": SEASONAL_NAIVE}
     ids = ["1_1", "2_7"]
     return evaluate.run(
-        config, ACTUAL, forecasts, HOLIDAY, histories, ids, DATES, out_dir, **kwargs
+        config, ACTUAL, forecasts, HOLIDAY, histories, ids, DATES, out_dir, 2, **kwargs
     ).load()
 
 
