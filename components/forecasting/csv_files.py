@@ -112,12 +112,15 @@ class SeriesCsvFiles:
         }
         text = [c for c in columns if c in text and c != config.date_column]
         # Blank lines are kept while reading (then dropped) so that the index counts CSV lines.
+        wanted = set(columns)
         table = pd.read_csv(
             self.paths[index],
-            usecols=columns,
-            dtype=dict.fromkeys(text, "str"),
+            usecols=lambda name: name.strip() in wanted,
+            dtype=str,
             skip_blank_lines=False,
+            na_values=config.na_values,
         ).dropna(how="all")
+        table.columns = table.columns.str.strip()  # "Rose " in a header is the column Rose
         if table.empty:
             raise DataError(f"{name}: has a header but no rows")
         for column in text:
@@ -142,8 +145,9 @@ class SeriesCsvFiles:
 
 
 def _header(path: Path, name: str) -> list[str]:
+    """The column names, stripped of surrounding spaces."""
     try:
-        return list(pd.read_csv(path, nrows=0).columns)
+        return [column.strip() for column in pd.read_csv(path, nrows=0).columns]
     except pd.errors.EmptyDataError as error:
         raise DataError(f"{name}: {path} is empty; expected a CSV with a header row") from error
 

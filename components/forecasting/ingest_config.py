@@ -76,6 +76,9 @@ class SeriesIngestConfig:
     season_length: int | None = None
     """Periods per season, for seasonal naive, MASE and the seasonal residual; null: what the
     frequency suggests (weekly 52, monthly 12, quarterly 4, daily 7, hourly 24, yearly 1)."""
+    na_values: list[str] = dataclasses.field(default_factory=list)
+    """Cell values that mean "missing" besides an empty cell (e.g. ``"*"``, ``"-"``, ``"n/a"``):
+    a missing target is a missing period (``fill_missing``), a missing covariate is filled."""
     fill_missing: str = "zero"
     """Target of a missing period: ``zero``, ``interpolate`` (linear) or ``ffill``."""
     covariate_fill: str = "zero"

@@ -47,6 +47,9 @@ class ForecastModelConfig(RecurrentStackConfig):
     """Predict a correction to last season's same periods (the seasonal-naive forecast) rather
     than the level itself, so training starts from a strong forecast. Needs a lookback of at
     least one season (ingest.season_length) and a horizon of at most one."""
+    non_negative: bool | None = None
+    """Clip forecasts at 0 (counts, sales without returns); null: when no training target is
+    negative."""
     loss_weighting: str = "series"
     """What the training loss averages: series (every series the same, errors relative to its
     scale) | units (every unit of sales the same, as WMAE counts) | sqrt (in between)."""
@@ -228,6 +231,8 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
         forecast = keras.layers.Dense(outputs, name="forecast_scaled")(decoded)
     baseline = last_season if config.seasonal_residual else None
     forecast = ToOriginalUnits(name="forecast_units")(forecast, scale, baseline)
+    if config.non_negative or (config.non_negative is None and spec.target_min >= 0):
+        forecast = keras.layers.ReLU(name="non_negative")(forecast)
     if not config.quantiles:
         forecast = keras.layers.Reshape((horizon,), name="forecast")(forecast)
     direction = "bi" if config.bidirectional else ""

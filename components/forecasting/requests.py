@@ -78,8 +78,21 @@ def requests_from_csv(request_info: Path | dict, input_csv: Path) -> ForecastReq
         extended = Path(scratch) / "input.csv"
         _with_future_rows(Path(input_csv), config, horizon, extended)
         config.path, config.max_series, config.future_rows = str(extended), None, True
-        panel = ingest.run(config, Path(scratch) / "panel", lookback + horizon).load()
+        try:
+            series = ingest.run(config, Path(scratch) / "panel", lookback + horizon)
+        except DataError as error:
+            # Rows keep their line numbers (future rows are appended), so the user's file is meant.
+            raise DataError(str(error).replace(str(extended), str(input_csv))) from error
+        panel, statistics = series.load(), series.statistics()
     inputs, index = _requests(panel, config, lookback, horizon)
+    too_short = statistics["series"]["dropped_too_short"]["count"]
+    if too_short:
+        log.warning(
+            "%s: %d series have fewer than %d periods (lookback + horizon) and are not forecast",
+            input_csv,
+            too_short,
+            lookback + horizon,
+        )
     return ForecastRequest(inputs, index, config, horizon)
 
 
@@ -96,11 +109,13 @@ def _with_future_rows(source: Path, config, horizon: int, destination: Path) -> 
     if not source.is_file():
         raise DataError(f"{source}: input CSV not found")
     table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    table.columns = table.columns.str.strip()
     missing = [c for c in [*config.series_id, config.date_column, config.target] if c not in table]
     if missing:
         raise DataError(f"{source}: missing column(s) {missing}; it has {list(table.columns)}")
     dates = pd.to_datetime(table[config.date_column], format=config.date_format, errors="coerce")
-    observed = table[config.target].str.strip() != ""
+    target = table[config.target].str.strip()
+    observed = (target != "") & ~target.isin(config.na_values)
     step = pd.tseries.frequencies.to_offset(config.frequency)
     keys = list(zip(*(table[c] for c in config.series_id), strict=True))
     existing = set(zip(keys, dates, strict=True))
@@ -162,7 +177,7 @@ def _forecast_table(index, outputs: dict, config, horizon: int) -> pd.DataFrame:
             rows.append(
                 {
                     **ids.to_dict(),
-                    config.date_column: f"{date:%Y-%m-%d}",
+                    config.date_column: date.strftime(config.date_format),
                     "step": step + 1,
                     **{name: float(values[i, step]) for name, values in columns.items()},
                 }

@@ -53,6 +53,9 @@ class FeatureSpec:
     """Periods per season (ingest's, from the frequency or the config)."""
     training_periods: int
     """Grid periods up to the validation origin: how much history training can see."""
+    target_min: float
+    """The smallest training target: below 0 the data has returns or deltas, so forecasts may
+    be negative too."""
     target: str
     id_columns: list[str]
     known_future: list[str]
@@ -100,6 +103,7 @@ def run(config: SeriesWindowConfig, series: TimeSeries, fold: int, out_dir: Path
         "frequency": statistics["frequency"],
         "season_length": statistics["season_length"],
         "training_periods": int(training.sum()),
+        "target_min": float(np.nanmin(values[:, training, 0], initial=np.inf)),
     }
     spec = _fitted_spec(config, columns, calendar, keys, values[:, training], statics)
     origins = {

@@ -1,3 +1,5 @@
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -128,3 +130,23 @@ def test_a_stacked_forecaster_builds_again_in_the_same_process(shop_windows, arc
     for _ in range(3):
         model = build_forecaster(config, load_spec(shop_windows))
     assert {"gru_0", "gru_1", "dropout_1"} <= {layer.name for layer in model.layers}
+
+
+def test_forecasts_are_clipped_at_zero_when_the_training_target_never_is_negative(shop_windows):
+    spec = load_spec(shop_windows)
+    assert spec.target_min >= 0  # units sold
+    with_returns = dataclasses.replace(spec, target_min=-3.0)
+
+    def clipped(config, feature_spec) -> bool:
+        names = [layer.name for layer in build_forecaster(config, feature_spec).layers]
+        return "non_negative" in names
+
+    assert clipped(ForecastModelConfig(), spec)
+    assert not clipped(ForecastModelConfig(), with_returns)
+    assert not clipped(ForecastModelConfig(non_negative=False), spec)
+    assert clipped(ForecastModelConfig(non_negative=True), with_returns)
+    # The clip is the model's last step: a forecast far below zero comes out as 0.
+    model = build_forecaster(ForecastModelConfig(), spec)
+    inputs, _, _ = next(iter(series_windows.make_dataset(shop_windows, "test", 4)))
+    inputs = {**inputs, spec.target: -1000.0 * tf.ones_like(inputs[spec.target])}
+    assert float(tf.reduce_min(model(inputs))) == 0.0

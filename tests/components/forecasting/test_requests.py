@@ -144,7 +144,12 @@ def test_requests_hold_each_series_last_lookback_and_its_known_future(history, t
     messages = [record.getMessage() for record in caplog.records]
     assert "ingested 3 series (1 shorter than 5 periods dropped)" in " ".join(messages)  # S3
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == ["1 series have fewer than 3 observed periods; not forecast"]  # S4
+    assert warnings == [
+        "1 series have fewer than 3 observed periods; not forecast",  # S4
+        # S3, which ingest dropped: the user hears of every series that gets no forecast.
+        f"{tmp_path / 'history.csv'}: 1 series have fewer than 5 periods (lookback + horizon) "
+        "and are not forecast",
+    ]
 
 
 def test_the_forecast_table_has_a_row_per_series_and_forecast_week(history, tmp_path):
@@ -173,3 +178,41 @@ def test_no_series_long_enough_is_an_error(history, tmp_path):
     info = {**request_info(history), "lookback": 6}  # S1 has 5 observed weeks, the most
     with pytest.raises(DataError, match="no series has min_length=8 periods"):
         requests.requests_from_csv(info, tmp_path / "history.csv")
+
+
+def test_forecast_dates_are_written_in_the_input_format(history, tmp_path):
+    for name in ("history.csv", "calendar.csv"):
+        path = tmp_path / name
+        day_first = {iso: f"{pd.Timestamp(iso):%d/%m/%Y}" for iso in WEEK.values()}
+        text = path.read_text()
+        for iso, written in day_first.items():
+            text = text.replace(iso, written)
+        path.write_text(text)
+    config = dataclasses.replace(history, date_format="%d/%m/%Y")
+    request = requests.requests_from_csv(request_info(config), tmp_path / "history.csv")
+    table = request.forecast_table({"forecast": np.zeros((2, HORIZON), np.float32)})
+    assert table["week"].tolist() == [f"{pd.Timestamp(WEEK[w]):%d/%m/%Y}" for w in (6, 7, 5, 6)]
+
+
+def test_errors_name_the_users_file_not_a_temporary_copy(history, tmp_path):
+    path = tmp_path / "history.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].replace(",12,", ",twelve,")  # S1 week 3
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as error:
+        requests.requests_from_csv(request_info(history), path)
+    assert f"{path}: line 4: sales is 'twelve'" in str(error.value)
+    assert "input.csv" not in str(error.value)
+
+
+def test_missing_markers_and_padded_headers_are_read(history, tmp_path):
+    path = tmp_path / "history.csv"
+    lines = path.read_text().splitlines()
+    lines[0] = "store , week,sales ,promo,price,region"
+    lines[3] = lines[3].replace(",12,", ",*,")  # S1 week 3: not recorded
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="sales is '\\*'"):
+        requests.requests_from_csv(request_info(history), path)
+    marked = dataclasses.replace(history, na_values=["*"])
+    request = requests.requests_from_csv(request_info(marked), path)
+    np.testing.assert_array_equal(request.inputs["sales"][0], float32([0, 13, 14]))
