@@ -12,9 +12,11 @@ export PYTHONUNBUFFERED := 1
 SERVING_FILES := models.config batching_parameters.txt monitoring.config docker-compose.yml
 
 # Optional knobs: CONFIG=path.yaml MODEL=bigru EPOCHS=3 SET="train.batch_size=32 model.units=128"
+# SET takes YAML values: SET="model.quantiles=[0.1, 0.5, 0.9] blessing.thresholds=[]" (spaces
+# inside brackets, braces or single quotes stay in the value).
 # FORCE=1 reruns every stage instead of reusing the results of an identical earlier run.
 PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL)) \
-	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s)) \
+	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(if $(SET),--overrides "$(SET)") \
 	$(if $(FORCE),--no-cache)
 
 .PHONY: help venv run sentiment sentiment-smoke lm-char lm-word lm-smoke generate test test-fast lint \
@@ -118,13 +120,13 @@ mlflow-ui: venv  ## MLflow UI on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
 
 bench-sentiment: venv  ## full-data benchmark of every cell type -> BENCHMARKS.md
-	$(PY) -m pipelines bench sentiment $(if $(MODELS),--models $(MODELS)) $(foreach s,$(SET),--set $(s))
+	$(PY) -m pipelines bench sentiment $(if $(MODELS),--models $(MODELS)) $(if $(SET),--overrides "$(SET)")
 
 bench-lm: venv  ## PTB word-level and Tiny Shakespeare char-level benchmarks -> BENCHMARKS.md
-	$(PY) -m pipelines bench language_model $(if $(MODELS),--models $(MODELS)) $(foreach s,$(SET),--set $(s))
+	$(PY) -m pipelines bench language_model $(if $(MODELS),--models $(MODELS)) $(if $(SET),--overrides "$(SET)")
 
 bench-sales: venv  ## full Walmart backtest of each model and baseline -> BENCHMARKS.md
-	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS)) $(foreach s,$(SET),--set $(s))
+	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS)) $(if $(SET),--overrides "$(SET)")
 
 # make bench-serving [REQUESTS=2000 BATCHING=off|on]: starts its own server on a free port, without
 # and then with batching; stop `make serve` first for steady numbers. Uses serving/models/sentiment,

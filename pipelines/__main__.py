@@ -16,6 +16,7 @@ from pathlib import Path
 
 from components.errors import PipelineError
 from pipelines import registry
+from pipelines.config import split_overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         "--models", nargs="+", help="benchmark runs to do, e.g. bigru simplernn-last (default: all)"
     )
     bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
-    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_override_arguments(bench)
     bench.set_defaults(handler=_bench)
     _add_artifact_commands(commands)
     return parser
@@ -126,14 +127,35 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", type=Path, help="YAML config (default: configs/<pipeline>.yaml)"
     )
     parser.add_argument("--model", help="model preset, e.g. simplernn, lstm, gru, bilstm, bigru")
+    _add_override_arguments(parser)
+
+
+def _add_override_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.epochs=3 (repeatable)",
+        help="override a config value with a YAML value, e.g. --set train.epochs=3 or "
+        "--set 'model.quantiles=[0.1, 0.5, 0.9]' (repeatable)",
     )
+    parser.add_argument(
+        "--overrides",
+        dest="overrides",
+        type=_override_items,
+        action="extend",
+        metavar="'KEY=VALUE ...'",
+        help="several overrides in one argument, split at spaces outside brackets and quotes "
+        "(what make's SET= passes)",
+    )
+
+
+def _override_items(text: str) -> list[str]:
+    try:
+        return split_overrides(text)
+    except PipelineError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _run(args) -> int:

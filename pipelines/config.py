@@ -37,6 +37,29 @@ def load_config(
         raise ConfigError(f"invalid config{f' in {path}' if path else ''}: {error}") from error
 
 
+def split_overrides(text: str) -> list[str]:
+    """``"a=1 b=[1, 2] c={x: y}"`` -> ``["a=1", "b=[1, 2]", "c={x: y}"]``: spaces split items
+    except inside brackets, braces or quotes, so ``make ... SET=`` can carry YAML lists and maps."""
+    items, current, closers, quote = [], [], [], None
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            closers.append("]" if char == "[" else "}")
+        elif closers and char == closers[-1]:
+            closers.pop()
+        elif char.isspace() and not closers:
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if quote or closers:
+        raise ConfigError(f"unbalanced {quote or closers[-1]!r} in overrides {text!r}")
+    return [item for item in [*items, "".join(current)] if item]
+
+
 def with_overrides(config: ConfigT, overrides: dict[str, Any]) -> ConfigT:
     """A copy of ``config`` with ``{"model.units": 32, ...}`` applied and validated again."""
     try:

@@ -1,11 +1,16 @@
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.errors import ConfigError
-from pipelines.config import flatten, load_config, with_overrides
+from pipelines.__main__ import main
+from pipelines.config import flatten, load_config, split_overrides, with_overrides
 from pipelines.registry import resolve_config
 from pipelines.sentiment.pipeline import SentimentConfig
+from tests.conftest import REPOSITORY
 
 
 def test_defaults_yaml_preset_and_overrides_apply_in_order(tmp_path):
@@ -69,3 +74,50 @@ def test_shipped_configs_load(name):
         resolve_config("sentiment", Path("pipelines/configs") / name, None, []).export.model_name
         == "sentiment"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "items"),
+    [
+        ("train.epochs=3 model.units=32", ["train.epochs=3", "model.units=32"]),
+        (
+            "model.quantiles=[0.1, 0.5, 0.9]  blessing.thresholds=[{metric: f1, lower_bound: 0.8}]",
+            [
+                "model.quantiles=[0.1, 0.5, 0.9]",
+                "blessing.thresholds=[{metric: f1, lower_bound: 0.8}]",
+            ],
+        ),
+        (
+            "ingest.date_format='%d %m %Y' a={x: [1, 2]}",
+            ["ingest.date_format='%d %m %Y'", "a={x: [1, 2]}"],
+        ),
+        ("", []),
+    ],
+)
+def test_overrides_split_at_spaces_outside_brackets_and_quotes(text, items):
+    assert split_overrides(text) == items
+
+
+def test_unbalanced_overrides_are_a_clear_error():
+    with pytest.raises(ConfigError, match=r"unbalanced '\]' in overrides"):
+        split_overrides("model.quantiles=[0.1, 0.5")
+
+
+def test_make_set_carries_yaml_lists_and_maps_to_the_config(capsys):
+    """The Makefile's SET= reaches the CLI whole: run make -n, then parse what it would run."""
+    value = "model.units=7 blessing.thresholds=[{metric: accuracy, lower_bound: 0.8}]"
+    dry_run = subprocess.run(
+        ["make", "-n", "sentiment", f"SET={value}"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (command,) = [line for line in dry_run.splitlines() if "-m pipelines run sentiment" in line]
+    arguments = shlex.split(command)
+    arguments = arguments[arguments.index("pipelines") + 1 :]
+    assert main(["show-config", *arguments[1:]]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["model"]["units"] == 7
+    assert shown["blessing"]["thresholds"][0]["metric"] == "accuracy"
+    assert shown["blessing"]["thresholds"][0]["lower_bound"] == 0.8
