@@ -21,6 +21,9 @@ class SeriesCsvFiles:
         self.names = [config.path, *(join.path for join in config.joins)]
         self.paths = [self._located(name) for name in self.names]
         self.headers = [_header(p, n) for p, n in zip(self.paths, self.names, strict=True)]
+        self.wide_header = self.headers[0]
+        if config.layout != "long":
+            self.headers[0] = long_header(config, self.wide_header)
         self.origins = self._origins()
         self.on_panel: set[str] = set()
 
@@ -112,15 +115,10 @@ class SeriesCsvFiles:
         }
         text = [c for c in columns if c in text and c != config.date_column]
         # Blank lines are kept while reading (then dropped) so that the index counts CSV lines.
-        wanted = set(columns)
-        table = pd.read_csv(
-            self.paths[index],
-            usecols=lambda name: name.strip() in wanted,
-            dtype=str,
-            skip_blank_lines=False,
-            na_values=config.na_values,
-        ).dropna(how="all")
-        table.columns = table.columns.str.strip()  # "Rose " in a header is the column Rose
+        if index == 0 and config.layout != "long":
+            table = read_wide(self.paths[0], config)[columns]
+        else:
+            table = _read_csv(self.paths[index], config.na_values, set(columns))
         if table.empty:
             raise DataError(f"{name}: has a header but no rows")
         for column in text:
@@ -144,6 +142,77 @@ class SeriesCsvFiles:
             )
 
 
+def long_header(config: SeriesIngestConfig, wide_header: list[str]) -> list[str]:
+    """The main file's columns once a wide layout is read as one row per series and period."""
+    if config.layout == "wide_columns":
+        per_date = [c for c in wide_header if c in {config.date_column, *config.role_columns()}]
+        return [*per_date, config.series_id[0], config.target]
+    per_series = [c for c in wide_header if c in {*config.series_id, *config.role_columns()}]
+    return [*per_series, config.date_column, config.target]
+
+
+def read_wide(path: Path, config: SeriesIngestConfig) -> pd.DataFrame:
+    """A wide file (``config.layout``) as one row per series and period, as text, in the columns
+    of ``long_header``; each row is indexed by its line in the file, so errors still name the
+    line. An empty cell is no observation (a missing period, once inside a series)."""
+    table = _read_csv(path, config.na_values)
+    header = long_header(config, list(table.columns))
+    name = config.path
+    if config.layout == "wide_columns":
+        per_date = header[:-2]
+        values = config.value_columns or [c for c in table.columns if c not in per_date]
+        missing = [c for c in [config.date_column, *values] if c not in table.columns]
+        if missing or not values:
+            raise DataError(
+                f"{name}: layout wide_columns needs {config.date_column} and series columns; "
+                f"missing {missing or 'series columns'} (its columns are {list(table.columns)})"
+            )
+        long = table.melt(per_date, values, config.series_id[0], config.target, ignore_index=False)
+    else:
+        per_series = header[:-2]
+        periods = [c for c in table.columns if c not in per_series]
+        if not set(config.series_id) <= set(table.columns) or not periods:
+            raise DataError(
+                f"{name}: layout wide_rows needs the series_id column(s) {config.series_id} and "
+                f"period columns; its columns are {list(table.columns)}"
+            )
+        long = table.melt(
+            per_series, periods, config.date_column, config.target, ignore_index=False
+        )
+        long[config.date_column] = long[config.date_column].map(_period_dates(periods, config))
+    return long.loc[long[config.target].notna(), header]
+
+
+def _period_dates(headers: list[str], config: SeriesIngestConfig) -> dict[str, str]:
+    """``wide_rows`` period header -> its date, in ``date_format`` (as a long file has it)."""
+    if config.start is not None:
+        dates = pd.date_range(config.start, periods=len(headers), freq=config.frequency)
+        return {h: f"{d:{config.date_format}}" for h, d in zip(headers, dates, strict=True)}
+    parsed = pd.to_datetime(pd.Series(headers), format=config.date_format, errors="coerce")
+    if parsed.isna().any():
+        bad = headers[int(parsed.isna().to_numpy().argmax())]
+        raise DataError(
+            f"{config.path}: column header {bad!r} is not a date in the format "
+            f"{config.date_format!r}; name the series columns in ingest.series_id, or set "
+            "ingest.start when the period columns are numbered"
+        )
+    return dict(zip(headers, headers, strict=True))
+
+
+def _read_csv(path: Path, na_values: list[str], wanted: set[str] | None = None) -> pd.DataFrame:
+    """The file's rows as text, headers stripped ("Rose " is the column Rose), blank lines
+    dropped but counted, so that ``index + 2`` is each row's line in the file."""
+    table = pd.read_csv(
+        path,
+        usecols=None if wanted is None else (lambda column: column.strip() in wanted),
+        dtype=str,
+        skip_blank_lines=False,
+        na_values=na_values,
+    ).dropna(how="all")
+    table.columns = table.columns.str.strip()
+    return table
+
+
 def _header(path: Path, name: str) -> list[str]:
     """The column names, stripped of surrounding spaces."""
     try:
@@ -152,11 +221,16 @@ def _header(path: Path, name: str) -> list[str]:
         raise DataError(f"{name}: {path} is empty; expected a CSV with a header row") from error
 
 
+def first_line(rows: pd.Series) -> int:
+    """The file line of the first row where ``rows`` is true (a wide file's rows share lines)."""
+    return int(rows.index[int(rows.to_numpy().argmax())]) + 2
+
+
 def _require_complete(table: pd.DataFrame, name: str, column: str) -> None:
     empty = table[column].isna()
     if empty.any():
         raise DataError(
-            f"{name}: line {empty.idxmax() + 2}: {column} is empty ({empty.sum()} such rows); "
+            f"{name}: line {first_line(empty)}: {column} is empty ({empty.sum()} such rows); "
             "expected a value"
         )
 
@@ -166,10 +240,10 @@ def _dates(table: pd.DataFrame, name: str, column: str, date_format: str) -> pd.
     dates = pd.to_datetime(text, format=date_format, errors="coerce")
     bad = dates.isna()
     if bad.any():
-        line = bad.idxmax()
-        value = "empty" if pd.isna(text[line]) else repr(text[line])
+        found = text.iloc[int(bad.to_numpy().argmax())]
+        value = "empty" if pd.isna(found) else repr(found)
         raise DataError(
-            f"{name}: line {line + 2}: {column} is {value}, not a date in the format "
+            f"{name}: line {first_line(bad)}: {column} is {value}, not a date in the format "
             f"{date_format!r} ({bad.sum()} such rows)"
         )
     return dates.astype("datetime64[ns]")
@@ -183,9 +257,9 @@ def _numbers(values: pd.Series, name: str, column: str) -> pd.Series:
     numbers = pd.to_numeric(flags.where(values.notna()), errors="coerce").astype("float64")
     bad = numbers.isna() & values.notna()
     if bad.any():
-        line = bad.idxmax()
+        found = values.iloc[int(bad.to_numpy().argmax())]
         raise DataError(
-            f"{name}: line {line + 2}: {column} is {values[line]!r} ({bad.sum()} such rows); "
+            f"{name}: line {first_line(bad)}: {column} is {found!r} ({bad.sum()} such rows); "
             "expected a number or TRUE/FALSE"
         )
     return numbers

@@ -21,7 +21,7 @@ import pandas as pd
 from components import tracking
 from components.artifacts import TimeSeries
 from components.errors import ConfigError, DataError
-from components.forecasting.csv_files import DATA_DIR_ENV, SeriesCsvFiles
+from components.forecasting.csv_files import DATA_DIR_ENV, SeriesCsvFiles, first_line
 from components.forecasting.ingest_config import ROLES, JoinConfig, SeriesIngestConfig
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,11 @@ def _grid(table: pd.DataFrame, config: SeriesIngestConfig) -> pd.DatetimeIndex:
     table["_period"] = grid.get_indexer(dates)
     off = table["_period"] < 0
     if off.any():
-        line = off.idxmax()
-        position = grid.searchsorted(dates[line])
+        date = dates.iloc[int(off.to_numpy().argmax())]
+        position = grid.searchsorted(date)
         nearest = [_shown(d, config) for d in grid[max(position - 1, 0) : position + 1]]
         raise DataError(
-            f"{config.path}: line {line + 2}: {config.date_column}={_shown(dates[line], config)} "
+            f"{config.path}: line {first_line(off)}: {config.date_column}={_shown(date, config)} "
             f"is not on the {config.frequency} grid ({off.sum()} such rows); nearest dates on "
             f"it: {', '.join(nearest)}"
         )
@@ -133,9 +133,9 @@ def _checked_target(table: pd.DataFrame, config: SeriesIngestConfig, statistics:
     target = table[config.target]
     negative = target < 0
     if negative.any() and config.negative_target == "error":
-        line = negative.idxmax()
+        value = target.iloc[int(negative.to_numpy().argmax())]
         raise DataError(
-            f"{config.path}: line {line + 2}: {config.target}={target[line]} is negative "
+            f"{config.path}: line {first_line(negative)}: {config.target}={value} is negative "
             f"({negative.sum()} such rows); expected >= 0 (or set ingest.negative_target to "
             "keep or clip)"
         )

@@ -8,11 +8,13 @@ so a forecast request can be built from a CSV of the same layout (``requests.py`
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from components.errors import ConfigError, require_one_of
 from components.forecasting.calendar import canonical_frequency, period_of
 
 # Panel columns and the working columns ingest adds; no source column may take these names.
+LAYOUTS = ("long", "wide_columns", "wide_rows")
 RESERVED_COLUMNS = ("series", "date", "target", "filled", "_line", "_period", "_match")
 WALMART = "sales/walmart_recruiting"
 MARKDOWNS = [f"MarkDown{i}" for i in range(1, 6)]
@@ -50,7 +52,17 @@ def _walmart_joins() -> list[JoinConfig]:
 @dataclasses.dataclass
 class SeriesIngestConfig:
     path: str = f"{WALMART}/train.csv"
-    """The CSV with one row per series and period; a relative path resolves against ``data_dir``."""
+    """The CSV of the target; a relative path resolves against ``data_dir``."""
+    layout: str = "long"
+    """How ``path`` lays out the target: ``long`` (a row per series and period), ``wide_columns``
+    (a row per date, a column per series, named by the header; ``series_id`` names that one id)
+    or ``wide_rows`` (a row per series, its ``series_id`` columns, then a column per period whose
+    header is the date, or, with ``start``, the periods from ``start`` on)."""
+    value_columns: list[str] | None = None
+    """``wide_columns``: the series' columns; null: every column that has no other role."""
+    start: str | None = None
+    """``wide_rows``: the first period's date (ISO) when the headers are not dates (``V1``,
+    ``2``, ...); the columns after the id and static columns are then consecutive periods."""
     data_dir: str | None = None
     """Root of relative paths (the data mirror); default $RNN_DATA_DIR, else the working dir."""
     date_column: str = "Date"
@@ -111,6 +123,7 @@ class SeriesIngestConfig:
                 f"ingest.frequency={self.frequency!r} suggests no season length; set "
                 "ingest.season_length (1: no seasonality)"
             )
+        _check_layout(self)
         _check_roles(self)
 
     @property
@@ -124,6 +137,31 @@ class SeriesIngestConfig:
 
 
 ROLES = ("known_future", "past_covariates", "static_categorical", "static_numeric")
+
+
+def _check_layout(config: SeriesIngestConfig) -> None:
+    require_one_of("ingest.layout", config.layout, LAYOUTS)
+    if config.layout == "wide_columns" and len(config.series_id) != 1:
+        raise ConfigError(
+            f"ingest.layout=wide_columns takes one series_id, the name for the series headers; "
+            f"got {config.series_id}"
+        )
+    if config.layout == "wide_columns" and (config.known_future or config.past_covariates):
+        per_date = [*config.known_future, *config.past_covariates]
+        clash = set(per_date) & set(config.value_columns or ())
+        if clash:
+            raise ConfigError(f"ingest.value_columns {sorted(clash)} also have a covariate role")
+    if config.value_columns is not None and config.layout != "wide_columns":
+        raise ConfigError("ingest.value_columns is for layout: wide_columns")
+    if config.start is not None:
+        if config.layout != "wide_rows":
+            raise ConfigError("ingest.start is for layout: wide_rows")
+        try:
+            dt.date.fromisoformat(config.start)
+        except ValueError as error:
+            raise ConfigError(
+                f"ingest.start={config.start!r} is not an ISO date (YYYY-MM-DD)"
+            ) from error
 
 
 def _check_roles(config: SeriesIngestConfig) -> None:

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from components.errors import DataError
 from components.forecasting import ingest, ingest_config
+from components.forecasting.csv_files import read_wide
 
 log = logging.getLogger(__name__)
 REQUEST_INFO = "forecast_request.json"
@@ -76,13 +77,19 @@ def requests_from_csv(request_info: Path | dict, input_csv: Path) -> ForecastReq
     lookback, horizon = info["lookback"], info["horizon"]
     with tempfile.TemporaryDirectory() as scratch:
         extended = Path(scratch) / "input.csv"
-        _with_future_rows(Path(input_csv), config, horizon, extended)
+        source = Path(input_csv)
+        if config.layout != "long":  # from here on, the rows of a long file
+            source = Path(scratch) / "long.csv"
+            read_wide(Path(input_csv), config).to_csv(source, index=False)
+            config.layout, config.value_columns, config.start = "long", None, None
+        _with_future_rows(source, config, horizon, extended)
         config.path, config.max_series, config.future_rows = str(extended), None, True
         try:
             series = ingest.run(config, Path(scratch) / "panel", lookback + horizon)
         except DataError as error:
             # Rows keep their line numbers (future rows are appended), so the user's file is meant.
-            raise DataError(str(error).replace(str(extended), str(input_csv))) from error
+            message = str(error).replace(str(extended), str(input_csv))
+            raise DataError(message.replace(str(source), str(input_csv))) from error
         panel, statistics = series.load(), series.statistics()
     inputs, index = _requests(panel, config, lookback, horizon)
     too_short = statistics["series"]["dropped_too_short"]["count"]

@@ -322,3 +322,76 @@ def test_the_walmart_mirror_ingests_with_its_defaults_and_by_config(tmp_path):
     panel = ingest.run(store_sales, tmp_path / "store_sales", min_length=52).load()
     assert panel["series"].nunique() == 45 and len(panel) == 6_435
     assert panel.loc[panel["date"] == "2010-02-12", "Holiday_Flag"].eq(1.0).all()
+
+
+def wide_config(tmp_path, **overrides) -> SeriesIngestConfig:
+    settings = dict(
+        path="wide.csv",
+        data_dir=str(tmp_path),
+        date_column="month",
+        date_format="%Y-%m",
+        target="sales",
+        series_id=["wine"],
+        joins=[],
+        known_future=[],
+        past_covariates=[],
+        static_categorical=[],
+        static_numeric=[],
+        frequency="MS",
+        layout="wide_columns",
+    )
+    return SeriesIngestConfig(**{**settings, **overrides})
+
+
+def test_a_column_per_series_is_read_by_config(tmp_path):
+    """One row per month, one column per wine (a header padded with a space), '*' = missing."""
+    (tmp_path / "wide.csv").write_text(
+        "month,Rose ,Sparkling\n2020-01,10,100\n2020-02,*,110\n2020-03,12,\n"
+    )
+    with pytest.raises(DataError, match=r"wide.csv: line 3: sales is '\*'"):
+        ingested(tmp_path, wide_config(tmp_path))
+    panel, statistics = ingested(tmp_path, wide_config(tmp_path, na_values=["*"]))
+    rose = panel[panel["series"] == "Rose"]
+    assert rose["target"].tolist() == [10.0, 0.0, 12.0]  # February filled (fill_missing: zero)
+    assert rose["filled"].tolist() == [False, True, False]
+    sparkling = panel[panel["series"] == "Sparkling"]
+    assert sparkling["target"].tolist() == [100.0, 110.0]  # its series ends with its last value
+    assert sparkling["date"].dt.strftime("%Y-%m-%d").tolist() == ["2020-01-01", "2020-02-01"]
+    assert statistics["columns"]["series_id"] == ["wine"]
+
+
+def test_a_row_per_series_with_dates_or_numbered_periods_is_read_by_config(tmp_path):
+    (tmp_path / "wide.csv").write_text("store,2020-01,2020-02,2020-03\nA,1,2,3\nB,,5,6\n")
+    config = wide_config(tmp_path, layout="wide_rows", series_id=["store"])
+    panel, _ = ingested(tmp_path, config)
+    assert panel.groupby("series")["target"].apply(list).to_dict() == {
+        "A": [1.0, 2.0, 3.0],
+        "B": [5.0, 6.0],  # starts at its first value
+    }
+    (tmp_path / "wide.csv").write_text("store,V1,V2,V3\nA,1,2,3\nB,4,x,6\n")
+    with pytest.raises(DataError, match="column header 'V1' is not a date .* set ingest.start"):
+        ingested(tmp_path, config)
+    numbered = wide_config(
+        tmp_path,
+        layout="wide_rows",
+        series_id=["store"],
+        start="2021-06-01",
+        date_format="%Y-%m-%d",
+    )
+    with pytest.raises(DataError, match=r"wide.csv: line 3: sales is 'x'"):
+        ingested(tmp_path, numbered)
+    (tmp_path / "wide.csv").write_text("store,V1,V2,V3\nA,1,2,3\nB,4,5,6\n")
+    panel, _ = ingested(tmp_path, numbered)
+    dates = panel[panel["series"] == "B"]["date"]
+    assert dates.dt.strftime("%Y-%m-%d").tolist() == ["2021-06-01", "2021-07-01", "2021-08-01"]
+
+
+def test_wide_layout_settings_are_checked():
+    with pytest.raises(ConfigError, match="wide_columns takes one series_id"):
+        SeriesIngestConfig(layout="wide_columns")  # Walmart's default: Store and Dept
+    with pytest.raises(ConfigError, match="ingest.layout='tall' is not valid"):
+        SeriesIngestConfig(layout="tall")
+    with pytest.raises(ConfigError, match="ingest.start is for layout: wide_rows"):
+        SeriesIngestConfig(start="2020-01-01")
+    with pytest.raises(ConfigError, match="ingest.start='January' is not an ISO date"):
+        SeriesIngestConfig(layout="wide_rows", start="January")

@@ -216,3 +216,30 @@ def test_missing_markers_and_padded_headers_are_read(history, tmp_path):
     marked = dataclasses.replace(history, na_values=["*"])
     request = requests.requests_from_csv(request_info(marked), path)
     np.testing.assert_array_equal(request.inputs["sales"][0], float32([0, 13, 14]))
+
+
+def test_a_wide_history_is_forecast_like_its_long_form(tmp_path):
+    (tmp_path / "wide.csv").write_text(
+        "month,Rose,Sparkling\n2020-01,10,100\n2020-02,11,110\n2020-03,12,120\n2020-04,13,\n"
+    )
+    config = SeriesIngestConfig(
+        path="wide.csv",
+        data_dir=str(tmp_path),
+        layout="wide_columns",
+        date_column="month",
+        date_format="%Y-%m",
+        target="sales",
+        series_id=["wine"],
+        joins=[],
+        known_future=[],
+        past_covariates=[],
+        static_categorical=[],
+        static_numeric=[],
+        frequency="MS",
+    )
+    request = requests.requests_from_csv(request_info(config), tmp_path / "wide.csv")
+    assert request.inputs["wine"].tolist() == ["Rose", "Sparkling"]
+    np.testing.assert_array_equal(request.inputs["sales"], float32([[11, 12, 13], [100, 110, 120]]))
+    assert request.inputs["forecast_start"].tolist() == ["2020-05-01", "2020-04-01"]
+    table = request.forecast_table({"forecast": np.zeros((2, HORIZON), np.float32)})
+    assert table["month"].tolist() == ["2020-05", "2020-06", "2020-04", "2020-05"]
