@@ -90,6 +90,12 @@ class SeriesWindows(Artifact):
     """One backtest fold's transform: the series on a period grid (values.npy), static columns,
     the fitted feature_spec.json, and (series, origin) window pairs per split."""
 
+    def observed(self) -> np.ndarray:
+        """[series, period]: true where the file had the target, false where ingest filled a
+        missing period (or the series does not reach): such periods are neither trained on nor
+        scored."""
+        return np.load(self.path / "observed.npy")
+
     def values(self) -> np.ndarray:
         """[series, period, target + known-future + past covariates], NaN outside a series."""
         return np.load(self.path / "values.npy")

@@ -110,6 +110,7 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
         quantiles=quantiles,
         model_name=name,
         baseline_fallbacks=reference.fallbacks,
+        observed=windows.observed()[series[:, None], steps],
     )
 
 

@@ -55,6 +55,7 @@ def run(
     quantiles: dict[float, np.ndarray] | None = None,
     model_name: str = "model",
     baseline_fallbacks: dict[str, int] | None = None,
+    observed: np.ndarray | None = None,
 ) -> Metrics:
     """Score every forecast against ``actual``; write metrics, forecasts and plots to ``out_dir``.
 
@@ -72,18 +73,28 @@ def run(
         model_name: The model's key in ``forecasts``; its MLflow metrics carry no name.
         baseline_fallbacks: Baseline name -> series it could not forecast as configured (fell
             back to naive): recorded, since a seasonal baseline that mostly fell back is not one.
+        observed: Whether each (series, step) of ``actual`` was in the file rather than filled
+            by ingest; only observed ones are scored (default: all).
     """
     actual = np.asarray(actual, dtype=float)
+    observed = np.ones(actual.shape, bool) if observed is None else np.asarray(observed, bool)
+    if observed.shape != actual.shape or not observed.any():
+        raise DataError(
+            f"observed has shape {observed.shape} with {int(observed.sum())} true; expected "
+            f"{actual.shape} with at least one observed actual to score"
+        )
     forecasts = {name: np.asarray(values, dtype=float) for name, values in forecasts.items()}
     quantiles = {
         float(q): np.asarray(values, dtype=float) for q, values in (quantiles or {}).items()
     }
     holiday, dates = np.asarray(holiday, dtype=bool), np.asarray(dates, dtype="datetime64[ns]")
     _validate(actual, forecasts, holiday, histories, series_ids, dates, quantiles, model_name)
+    actual = np.where(observed, actual, np.nan)  # a filled period is no actual: not scored
     results = {
         "model_name": model_name,
         "season_length": season_length,
         "baseline_fallbacks": baseline_fallbacks or {},
+        "filled_not_scored": int((~observed).sum()),
         **_results(config, actual, forecasts, holiday, histories, quantiles, season_length),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,8 +145,9 @@ def _validate(actual, forecasts, holiday, histories, series_ids, dates, quantile
 
 
 def _results(config, actual, forecasts, holiday, histories, quantiles, season_length) -> dict:
+    """Scores over the observed actuals (the others are NaN)."""
     scales = _mase_scales(histories, season_length)
-    weights = np.where(holiday, config.holiday_weight, 1.0)
+    weights = np.where(holiday, config.holiday_weight, 1.0) * ~np.isnan(actual)
     results = {
         "series": actual.shape[0],
         "mase_excluded": int(np.isnan(scales).sum()),
@@ -143,8 +155,7 @@ def _results(config, actual, forecasts, holiday, histories, quantiles, season_le
             name: _scores(actual, values, weights, scales) for name, values in forecasts.items()
         },
         "by_horizon": {
-            name: np.abs(values - actual).mean(axis=0).tolist()
-            for name, values in forecasts.items()
+            name: _column_means(np.abs(values - actual)) for name, values in forecasts.items()
         },
     }
     if quantiles:
@@ -171,27 +182,42 @@ def _mase_scales(histories: list[np.ndarray], season: int) -> np.ndarray:
 
 
 def _scores(actual, forecast, weights, scales) -> dict[str, float]:
+    """Point-forecast scores over the finite (observed) entries of ``actual``."""
+    seen = ~np.isnan(actual)
     errors = np.abs(forecast - actual)
     magnitude = np.abs(actual) + np.abs(forecast)
     # Actual and forecast both zero is a perfect forecast: the term counts as 0, not 0/0.
     smape_terms = np.divide(2 * errors, magnitude, out=np.zeros_like(errors), where=magnitude > 0)
-    scaled = errors.mean(axis=1) / scales
-    total = np.abs(actual).sum()
+    per_series = np.array(_row_means(np.where(seen, errors, np.nan)))
+    scaled = per_series / scales
+    total = np.abs(actual[seen]).sum()
     return {
-        "mae": float(errors.mean()),
-        "rmse": float(np.sqrt(np.mean(errors**2))),
-        "wape": float(errors.sum() / total) if total > 0 else math.nan,
-        "smape": float(smape_terms.mean()),
+        "mae": float(errors[seen].mean()),
+        "rmse": float(np.sqrt(np.mean(errors[seen] ** 2))),
+        "wape": float(errors[seen].sum() / total) if total > 0 else math.nan,
+        "smape": float(smape_terms[seen].mean()),
         "mase": float(np.nanmean(scaled)) if np.isfinite(scaled).any() else math.nan,
-        "wmae": float((weights * errors).sum() / weights.sum()),
+        "wmae": float((weights * np.where(seen, errors, 0.0)).sum() / weights.sum()),
     }
+
+
+def _row_means(values: np.ndarray) -> list[float]:
+    """Mean of each row's finite entries; NaN for a row without any."""
+    return [
+        float(row[~np.isnan(row)].mean()) if (~np.isnan(row)).any() else math.nan for row in values
+    ]
+
+
+def _column_means(values: np.ndarray) -> list[float]:
+    return _row_means(values.T)
 
 
 def _quantile_scores(actual: np.ndarray, quantiles: dict[float, np.ndarray]) -> dict:
     levels = sorted(quantiles)
     pinball = {}
+    seen = ~np.isnan(actual)
     for q in levels:
-        difference = actual - quantiles[q]
+        difference = (actual - quantiles[q])[seen]
         pinball[_level_name(q)] = float(np.maximum(q * difference, (q - 1) * difference).mean())
     results = {"pinball": pinball}
     if len(levels) > 1:
@@ -199,7 +225,7 @@ def _quantile_scores(actual: np.ndarray, quantiles: dict[float, np.ndarray]) -> 
         inside = (actual >= quantiles[low]) & (actual <= quantiles[high])
         results["coverage"] = {
             "interval": f"{_level_name(low)}_{_level_name(high)}",
-            "observed": float(inside.mean()),
+            "observed": float(inside[seen].mean()),
             "nominal": round(high - low, 6),
         }
     return results
@@ -277,7 +303,7 @@ def _save_figure(figure: Figure, path: Path) -> None:
 def _plotted_series(actual: np.ndarray, count: int) -> list[int]:
     """The largest series by sales, then series evenly spread down the ranking; the smallest,
     mostly noise, are left out."""
-    ranking = np.argsort(-np.abs(actual).sum(axis=1), kind="stable")
+    ranking = np.argsort(-np.nansum(np.abs(actual), axis=1), kind="stable")
     positions = np.unique(np.linspace(0, len(ranking), count, endpoint=False).astype(int))
     return ranking[positions].tolist()
 

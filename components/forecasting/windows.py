@@ -94,6 +94,8 @@ def run(config: SeriesWindowConfig, series: TimeSeries, fold: int, out_dir: Path
     numeric = [*columns["known_future"], *columns["past_covariates"]]
     values = np.full((len(keys), len(grid), 1 + len(numeric)), np.nan, np.float32)
     values[row, frame["step"].to_numpy()] = frame[["target", *numeric]].to_numpy(np.float32)
+    observed = np.zeros((len(keys), len(grid)), bool)
+    observed[row, frame["step"].to_numpy()] = ~frame["filled"].to_numpy(bool)
     first = frame.groupby("series")["step"].min().reindex(keys).to_numpy()
     last = frame.groupby("series")["step"].max().reindex(keys).to_numpy()
     statics = frame.groupby("series").first().reindex(keys)
@@ -113,6 +115,7 @@ def run(config: SeriesWindowConfig, series: TimeSeries, fold: int, out_dir: Path
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     np.save(out_dir / "values.npy", values)
+    np.save(out_dir / "observed.npy", observed)
     statics.reset_index()[["series", *spec.vocabularies, *spec.static_numeric]].to_parquet(
         out_dir / "statics.parquet"
     )
@@ -222,6 +225,9 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of (raw model inputs, target in original units, sample weight).
 
+    Target periods that ingest filled (missing in the file) are NaN, which the forecasting
+    losses skip; a window none of whose targets was observed weighs 0.
+
     The model predicts original units; the weight decides what its loss averages. ``series``:
     1 / scale, an error of one series-scale counts the same for every series (small departments
     as much as large stores; what MASE or per-series WAPE reward). ``units``: every unit of sales
@@ -237,6 +243,7 @@ def make_dataset(
     scales = np.asarray(spec.series_scales, np.float64)  # rows follow spec.series_keys
     weights = tf.constant(scales**-exponent * np.mean(scales) ** (exponent - 1), tf.float32)
     values = tf.constant(values)
+    observed = tf.constant(windows.observed())
     static_strings = {c: tf.constant(statics[c].astype(str).to_numpy()) for c in spec.vocabularies}
     static_numbers = {c: tf.constant(statics[c].to_numpy(np.float32)) for c in spec.static_numeric}
     known = [1 + i for i in range(len(spec.known_future))]
@@ -260,7 +267,11 @@ def make_dataset(
             inputs[name] = tf.gather(column, series)
         for name, column in static_numbers.items():
             inputs[name] = tf.gather(column, series)
-        return inputs, window[:, lookback:, 0], tf.gather(weights, series)
+        target_steps = tf.stack([rows[:, lookback:], steps[:, lookback:]], axis=-1)
+        seen = tf.gather_nd(observed, target_steps)
+        target = tf.where(seen, window[:, lookback:, 0], float("nan"))
+        weight = tf.gather(weights, series) * tf.cast(tf.reduce_any(seen, axis=1), tf.float32)
+        return inputs, target, weight
 
     dataset = tf.data.Dataset.from_tensor_slices(pairs)
     if shuffle_seed is not None:

@@ -94,7 +94,7 @@ def test_calendar_features_need_a_year_of_training_history(tmp_path, mlflow_stor
         tmp_path / "data",
         **{"windows.lookback": "3", "windows.horizon": "2", "model.seasonal_residual": "false"},
     )
-    arguments = ["run", "sales_forecast", "--artifacts-root", str(tmp_path / "artifacts")]
+    arguments = ["run", "sales_forecast", "--artifacts-root", str(tmp_path / "refused")]
     arguments += [item for key, value in short.items() for item in ("--set", f"{key}={value}")]
     assert main(arguments) == 2
     assert "model.calendar_harmonics=3 needs a year of training history" in capsys.readouterr().err
