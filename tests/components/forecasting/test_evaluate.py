@@ -120,3 +120,26 @@ def test_mismatched_shapes_are_named(tmp_path):
     gap[1, 2] = np.nan
     with pytest.raises(DataError, match=r"forecasts\['model'\] has 1 non-finite"):
         scored(tmp_path, forecasts={"model": gap})
+
+
+def test_filled_periods_are_not_scored(tmp_path):
+    """A period ingest filled (no value in the file) is no actual: a 0 there would score the
+    model's 6 at step 3 of series 0 as an error of 6 against a sale that never was recorded."""
+    observed = np.array([[True, True, False], [True, True, True]])
+    metrics = scored(tmp_path / "m", observed=observed)
+    model = metrics["models"]["model"]
+    # Model errors without the (0, 2) entry: [2, 0] and [0, 2, 2] -> MAE 6 / 5.
+    assert model["mae"] == pytest.approx(6 / 5)
+    assert model["wape"] == pytest.approx(6 / (10 + 0 + 4 + 8 + 0))
+    # WMAE: step 2 of series 1 is a holiday (weight 5); the unscored holiday of series 0 is out.
+    assert model["wmae"] == pytest.approx((2 + 0 + 0 + 5 * 2 + 2) / (1 + 1 + 1 + 5 + 1))
+    assert metrics["filled_not_scored"] == 1
+    assert metrics["by_horizon"]["model"] == pytest.approx([1.0, 1.0, 2.0])
+    table = pd.read_parquet(tmp_path / "m" / "forecasts.parquet")
+    unscored = table[(table["series"] == "1_1") & (table["step"] == 3)]
+    assert unscored["actual"].isna().all() and unscored["model"].tolist() == [14.0]
+
+
+def test_nothing_observed_to_score_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="at least one observed actual"):
+        scored(tmp_path / "m", observed=np.zeros(ACTUAL.shape, bool))

@@ -150,3 +150,14 @@ def test_forecasts_are_clipped_at_zero_when_the_training_target_never_is_negativ
     inputs, _, _ = next(iter(series_windows.make_dataset(shop_windows, "test", 4)))
     inputs = {**inputs, spec.target: -1000.0 * tf.ones_like(inputs[spec.target])}
     assert float(tf.reduce_min(model(inputs))) == 0.0
+
+
+@pytest.mark.parametrize(("quantiles", "expected"), [(None, 2.0), ([0.1, 0.5, 0.9], 1.0)])
+def test_the_losses_skip_targets_ingest_filled(quantiles, expected):
+    """NaN targets (filled periods) add nothing. Forecast 2 against 1 and 5: MAE (1 + 3) / 2;
+    pinball at 0.1/0.5/0.9: ((0.9 + 0.5 + 0.1) + (0.3 + 1.5 + 2.7)) / 6."""
+    loss = forecast_loss(ForecastModelConfig(quantiles=quantiles))
+    predicted = tf.fill((2, 3, 3) if quantiles else (2, 3), 2.0)
+    target = tf.constant([[1.0, 5.0, float("nan")], [float("nan")] * 3])
+    per_window = loss.call(target, predicted).numpy()
+    assert per_window.tolist() == pytest.approx([expected, 0.0])  # nothing observed: no loss

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from components.errors import ConfigError, DataError
@@ -89,3 +90,20 @@ def test_an_earlier_fold_moves_every_origin_back_one_horizon(shop_series, tmp_pa
 def test_too_few_periods_for_the_folds_is_a_clear_error(shop_series, tmp_path):
     with pytest.raises(DataError, match="too few for lookback 52, horizon 8 and backtest fold 7"):
         windows_for(shop_series, tmp_path, fold=7)
+
+
+def test_filled_target_periods_are_nan_targets_and_unobserved_windows_weigh_nothing(tmp_path):
+    """SKU0 misses its last 8 weeks but one: ingest fills them, training must not learn them."""
+    write_shop_sales(tmp_path, series=2, weeks=120)
+    shop = pd.read_csv(tmp_path / "shop.csv")
+    last = shop[shop["sku"] == "SKU0"].index[-8:-1]  # weeks 113-119 of SKU0; week 120 stays
+    shop.drop(index=last).to_csv(tmp_path / "shop.csv", index=False)
+    overrides = [f"{k}={v}" for k, v in SHOP_INGEST.items()] + [f"ingest.data_dir={tmp_path}"]
+    series = ingest.run(load_config(Config, None, overrides).ingest, tmp_path / "series", 60)
+    windows = series_windows.run(SeriesWindowConfig(lookback=52, horizon=8), series, 0, tmp_path)
+    assert windows.observed()[0, -8:-1].sum() == 0 and windows.observed()[1].all()
+    _, target, weight = next(iter(series_windows.make_dataset(windows, "test", 8)))
+    sku0 = load_spec(windows).series_keys.index("SKU0")
+    assert np.isnan(target.numpy()[sku0, :7]).all() and np.isfinite(target.numpy()[sku0, 7])
+    assert np.isfinite(target.numpy()[1 - sku0]).all()
+    assert (weight.numpy() > 0).all()  # each test window has an observed target
