@@ -56,7 +56,8 @@ def run(
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     mistakes = _most_confident_mistakes(test, text_field, probabilities, predicted, config)
     (out_dir / "misclassified.json").write_text(json.dumps(mistakes, indent=2))
-    _plot_confusion_matrix(labels, predicted, out_dir / "confusion_matrix.png")
+    names = examples.statistics().get("label_names", ["negative", "positive"])
+    _plot_confusion_matrix(labels, predicted, names, out_dir / "confusion_matrix.png")
     tracking.log_metrics({f"test_{k}": v for k, v in results.items() if isinstance(v, float)})
     tracking.log_metrics(
         {f"test_accuracy_len_{k}": v["accuracy"] for k, v in results["by_length"].items()}
@@ -112,14 +113,16 @@ def _most_confident_mistakes(test, text_field, probabilities, predicted, config)
     ]
 
 
-def _plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path: Path) -> None:
+def _plot_confusion_matrix(
+    labels: np.ndarray, predicted: np.ndarray, names: list[str], path: Path
+) -> None:
     figure = Figure(figsize=(4.5, 4))
     axis = figure.subplots()
     skm.ConfusionMatrixDisplay.from_predictions(
         labels,
         predicted,
         labels=[0, 1],
-        display_labels=["negative", "positive"],
+        display_labels=names,
         colorbar=False,
         ax=axis,
     )

@@ -61,6 +61,8 @@ class Source:
     name: str
     uri: str
     splits: dict[str, Iterable[RawRecord]]
+    label_names: tuple[str, str] = ("negative", "positive")
+    """What labels 0 and 1 mean, shown in reports and served with each prediction."""
 
 
 class RecordError(DataError):
@@ -82,18 +84,26 @@ def run(config: IngestConfig, source: Source, out_dir: Path) -> Examples:
         split: _validated_frame(records, split, config, skipped)
         for split, records in source.splits.items()
     }
-    train, validation = train_test_split(
-        frames["train"],
-        test_size=config.validation_fraction,
-        random_state=config.seed,
-        stratify=frames["train"]["label"],
-    )
+    try:
+        train, validation = train_test_split(
+            frames["train"],
+            test_size=config.validation_fraction,
+            random_state=config.seed,
+            stratify=frames["train"]["label"],
+        )
+    except ValueError as error:  # too few examples of a label to carve a stratified split
+        raise DataError(
+            f"the train split of {source.uri} ({len(frames['train'])} examples, labels "
+            f"{frames['train']['label'].value_counts().to_dict()}) is too small for "
+            f"ingest.validation_fraction={config.validation_fraction}: {error}"
+        ) from error
     splits = {"train": train, "validation": validation, "test": frames["test"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, frame in splits.items():
         frame.reset_index(drop=True).to_parquet(out_dir / f"{split}.parquet", index=False)
         tracking.log_dataset(frame, f"{source.name}-{split}", source.uri, split, targets="label")
-    statistics = _statistics(splits, skipped)
+    statistics = {"dataset": source.name, "label_names": list(source.label_names)}
+    statistics |= _statistics(splits, skipped)
     (out_dir / "statistics.json").write_text(json.dumps(statistics, indent=2))
     tracking.log_dict(statistics, "statistics.json")
     tracking.log_metrics({f"{split}_examples": len(frame) for split, frame in splits.items()})

@@ -27,9 +27,13 @@ def end_to_end_model(trained: TrainedModel, vocabulary: Vocabulary) -> keras.Mod
 
 
 def serving_archive(
-    trained: TrainedModel, vocabulary: Vocabulary, threshold: float
+    trained: TrainedModel,
+    vocabulary: Vocabulary,
+    threshold: float,
+    label_names: tuple[str, str] = ("negative", "positive"),
 ) -> keras.export.ExportArchive:
-    """``serving_default``: ``text`` (batch of raw strings) -> probability, label, sentiment."""
+    """``serving_default``: ``text`` (batch of raw strings) -> probability (of label 1), label
+    and ``sentiment``, the label's name."""
     classifier = end_to_end_model(trained, vocabulary)
     archive = keras.export.ExportArchive()
     archive.track(classifier)
@@ -38,7 +42,7 @@ def serving_archive(
     def serve(text):
         probability = tf.reshape(classifier(text, training=False), [-1])
         label = tf.cast(probability >= threshold, tf.int64)
-        sentiment = tf.gather(tf.constant(["negative", "positive"]), label)
+        sentiment = tf.gather(tf.constant(list(label_names)), label)
         return {"probability": probability, "label": label, "sentiment": sentiment}
 
     archive.add_endpoint("serving_default", serve)

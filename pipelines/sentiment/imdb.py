@@ -47,9 +47,9 @@ def source(config: ImdbSourceConfig) -> Source:
             raise ConfigError(f"data.source=local needs data.data_dir or ${DATA_DIR_ENV}")
         location = find_local_copy(Path(data_dir))
         read = _read_tarball if location.is_file() else _read_directory
-        records = _sampled(read(location), config)
+        records = sampled(read(location), config)
         return Source("imdb", location.resolve().as_uri(), records)
-    return Source("imdb", "tfds://imdb_reviews/plain_text", _sampled(_read_tfds(), config))
+    return Source("imdb", "tfds://imdb_reviews/plain_text", sampled(_read_tfds(), config))
 
 
 def find_local_copy(data_dir: Path) -> Path:
@@ -131,7 +131,7 @@ def _read_tfds() -> dict[str, Iterator[RawRecord]]:
     }
 
 
-def _sampled(
+def sampled(
     splits: dict[str, list[RawRecord]], config: ImdbSourceConfig
 ) -> dict[str, list[RawRecord]]:
     """A seeded, label-balanced subset when ``max_reviews_per_split`` is set; else everything."""

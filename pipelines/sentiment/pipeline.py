@@ -8,7 +8,6 @@ than what serves) -> export (if blessed: SavedModel taking raw review strings).
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import keras
@@ -26,8 +25,7 @@ from components.artifacts import (
 )
 from components.text_classification import evaluate, ingest, signatures, vectorize
 from components.text_classification.model import TextClassifierConfig, build_text_classifier
-from pipelines import cache
-from pipelines.sentiment import imdb
+from pipelines.sentiment import sources
 from pipelines.spec import Benchmark, BenchmarkRun, PipelineSpec, Stage
 from pipelines.stages import bless_stage
 from serving import deployment
@@ -35,7 +33,7 @@ from serving import deployment
 
 @dataclasses.dataclass
 class SentimentConfig:
-    data: imdb.ImdbSourceConfig = dataclasses.field(default_factory=imdb.ImdbSourceConfig)
+    data: sources.TextDataConfig = dataclasses.field(default_factory=sources.TextDataConfig)
     ingest: ingest.IngestConfig = dataclasses.field(default_factory=ingest.IngestConfig)
     preprocess: vectorize.TextVectorizationConfig = dataclasses.field(
         default_factory=vectorize.TextVectorizationConfig
@@ -49,15 +47,7 @@ class SentimentConfig:
 
 
 def run_ingest(config: SentimentConfig, inputs: dict, out_dir: Path) -> Examples:
-    return ingest.run(config.ingest, imdb.source(config.data), out_dir)
-
-
-def mirror_files(config: SentimentConfig) -> dict:
-    """The mirror files ingest reads (part of its cache key: changed data reruns it)."""
-    data_dir = config.data.data_dir or os.environ.get(imdb.DATA_DIR_ENV)
-    if config.data.source == "tfds" or not data_dir:
-        return {"source": "tfds"}
-    return cache.files_state([imdb.find_local_copy(Path(data_dir))])
+    return ingest.run(config.ingest, sources.source(config.data), out_dir)
 
 
 def run_preprocess(config: SentimentConfig, inputs: dict, out_dir: Path) -> Vocabulary:
@@ -116,8 +106,9 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
 
 
 def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedModel:
+    names = inputs["ingest"].statistics()["label_names"]
     archive = signatures.serving_archive(
-        inputs["train"], inputs["preprocess"], config.evaluate.threshold
+        inputs["train"], inputs["preprocess"], config.evaluate.threshold, tuple(names)
     )
     example = {"text": tf.constant(signatures.SAMPLE_REVIEWS)}
     return export.run(
@@ -159,7 +150,7 @@ SPEC = PipelineSpec(
             run_ingest,
             Examples,
             config_sections=("data", "ingest"),
-            external_state=mirror_files,
+            external_state=lambda config: sources.files_state(config.data),
         ),
         Stage(
             "preprocess", run_preprocess, Vocabulary, ("ingest",), config_sections=("preprocess",)
@@ -184,7 +175,7 @@ SPEC = PipelineSpec(
             "export",
             run_export,
             PushedModel,
-            ("preprocess", "train", "bless"),
+            ("ingest", "preprocess", "train", "bless"),
             config_sections=("evaluate", "export"),
         ),
     ],

@@ -16,6 +16,8 @@ def test_split(tmp_path) -> Examples:
         {"origin": [f"r{i}" for i in range(6)], "text": texts, "label": [1, 0, 1, 0, 1, 0]}
     )
     frame.to_parquet(tmp_path / "test.parquet")
+    statistics = {"label_names": ["bad", "good"]}  # what ingest records beside the splits
+    (tmp_path / "statistics.json").write_text(json.dumps(statistics))
     return Examples(tmp_path)
 
 

@@ -1,0 +1,122 @@
+"""The classifier on the user's own labelled texts: tables, a folder per label, named labels."""
+
+import json
+
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from components.errors import ConfigError, DataError
+from components.text_classification import ingest
+from components.text_classification.ingest import IngestConfig
+from pipelines.registry import resolve_config
+from pipelines.runner import run_pipeline
+from pipelines.sentiment import pipeline as sentiment
+from pipelines.sentiment.sources import TextDataConfig, source
+from tests.conftest import CONFIGS, synthetic_reviews
+
+
+def review_table(count: int = 60, seed: int = 0) -> pd.DataFrame:
+    rows = synthetic_reviews(count, seed)
+    return pd.DataFrame(
+        {"review": [text for text, _ in rows], "verdict": ["good" if y else "bad" for _, y in rows]}
+    )
+
+
+def table_config(tmp_path, train: str, **more) -> TextDataConfig:
+    settings = dict(format="table", data_dir=str(tmp_path), train=train, text_column="review")
+    return TextDataConfig(**{**settings, "label_column": "verdict", **more})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_a_table_file_of_any_common_format_gives_the_same_records(tmp_path, suffix):
+    table = review_table()
+    path = tmp_path / f"reviews{suffix}"
+    {
+        ".csv": lambda: table.to_csv(path, index=False),
+        ".tsv": lambda: table.to_csv(path, sep="\t", index=False),
+        ".jsonl": lambda: table.to_json(path, orient="records", lines=True),
+        ".parquet": lambda: table.to_parquet(path, index=False),
+    }[suffix]()
+    data = source(table_config(tmp_path, path.name, label_names=["bad", "good"]))
+    assert data.name == "reviews" and data.label_names == ("bad", "good")
+    records = [*data.splits["train"], *data.splits["test"]]
+    assert len(records) == 60 and len(data.splits["test"]) == 12  # test_fraction 0.2, per label
+    by_text = {record.text: record.label for record in records}
+    assert by_text == {text: int(verdict == "good") for text, verdict in table.to_numpy()}
+    first = min(records, key=lambda record: record.origin)
+    assert first.origin.startswith(f"{path}: ")
+
+
+def test_a_folder_per_label_and_a_separate_test_set(tmp_path):
+    for split, seed in (("train", 0), ("test", 1)):
+        for index, (text, label) in enumerate(synthetic_reviews(20, seed)):
+            folder = tmp_path / split / ("positive" if label else "negative")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{index}.txt").write_text(text)
+    data = source(
+        TextDataConfig(format="directories", data_dir=str(tmp_path), train="train", test="test")
+    )
+    assert data.label_names == ("negative", "positive")  # sorted: the second is positive
+    assert [len(data.splits[split]) for split in ("train", "test")] == [20, 20]
+    assert all(record.label in (0, 1) for record in data.splits["test"])
+
+
+def test_unknown_and_missing_labels_name_the_line(tmp_path):
+    table = review_table(40)
+    table.loc[3, "verdict"] = "meh"
+    table.to_csv(tmp_path / "reviews.csv", index=False)
+    config = table_config(tmp_path, "reviews.csv", label_names=["bad", "good"], test_fraction=0.5)
+    data = source(config)
+    with pytest.raises(DataError, match=r"reviews.csv: line 5: label 'meh' is not one of \[0, 1\]"):
+        ingest.run(IngestConfig(), data, tmp_path / "examples")
+    skipped = ingest.run(IngestConfig(bad_records="skip"), source(config), tmp_path / "skipped")
+    assert skipped.statistics()["skipped"] == {"unknown_label": 1}
+
+
+def test_more_than_two_labels_and_bad_settings_are_clear_errors(tmp_path):
+    table = review_table(12)
+    table.loc[:3, "verdict"] = "neutral"
+    table.to_csv(tmp_path / "reviews.csv", index=False)
+    with pytest.raises(
+        ConfigError, match=r"\['bad', 'good', 'neutral'\]: the classifier takes two"
+    ):
+        source(table_config(tmp_path, "reviews.csv"))
+    with pytest.raises(ConfigError, match="data.format=table needs data.train"):
+        TextDataConfig(format="table")
+    with pytest.raises(ConfigError, match="unknown table format '.xlsx'"):
+        source(table_config(tmp_path, "reviews.xlsx"))
+    with pytest.raises(DataError, match=r"has no column\(s\) \['text', 'label'\]; its columns"):
+        source(TextDataConfig(format="table", data_dir=str(tmp_path), train="reviews.csv"))
+
+
+@pytest.mark.e2e
+def test_the_pipeline_learns_and_serves_the_users_labels(tmp_path, mlflow_store):
+    review_table(160).to_csv(tmp_path / "shop_reviews.csv", index=False)
+    config = resolve_config(
+        "sentiment",
+        CONFIGS / "sentiment.smoke.yaml",
+        None,
+        [
+            "data.format=table",
+            f"data.data_dir={tmp_path}",
+            "data.train=shop_reviews.csv",
+            "data.text_column=review",
+            "data.label_column=verdict",
+            "preprocess.sequence_length=30",
+            "train.epochs=4",
+            "blessing.thresholds=[]",
+            "export.register=false",
+            f"export.serving_dir={tmp_path / 'models'}",
+        ],
+    )
+    result = run_pipeline("sentiment", config, sentiment.SPEC.stages, tmp_path / "artifacts")
+    statistics = result.outputs["ingest"].statistics()
+    assert (statistics["dataset"], statistics["label_names"]) == ("shop_reviews", ["bad", "good"])
+    metrics = json.loads((result.run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.9  # the cue words make these easy
+    serve = tf.saved_model.load(str(tmp_path / "models" / "sentiment" / "1"))
+    answer = serve.signatures["serving_default"](
+        text=tf.constant(["great brilliant superb movie", "awful boring terrible waste"])
+    )
+    assert [name.decode() for name in answer["sentiment"].numpy()] == ["good", "bad"]
