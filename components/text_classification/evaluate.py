@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,12 +44,18 @@ def run(
     examples: Examples,
     out_dir: Path,
     text_field: str = "text",
+    baselines: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
 ) -> Metrics:
+    """Score the model's probabilities of label 1 on the test split, and the ``baselines``'
+    (texts -> name -> probabilities) beside it."""
     test = examples.load("test")
-    probabilities = np.asarray(predict_probabilities(test[text_field].to_numpy())).reshape(-1)
+    texts = test[text_field].to_numpy()
+    probabilities = np.asarray(predict_probabilities(texts)).reshape(-1)
     labels = test["label"].to_numpy()
     predicted = (probabilities >= config.threshold).astype(int)
     results = _scores(labels, predicted, probabilities)
+    if baselines is not None:
+        results |= _baseline_scores(config, labels, baselines(texts), results["accuracy"])
     results["by_length"] = _sliced_accuracy(
         test[text_field], labels, predicted, config.length_buckets
     )
@@ -59,6 +66,14 @@ def run(
     names = examples.statistics().get("label_names", ["negative", "positive"])
     _plot_confusion_matrix(labels, predicted, names, out_dir / "confusion_matrix.png")
     tracking.log_metrics({f"test_{k}": v for k, v in results.items() if isinstance(v, float)})
+    tracking.log_metrics(
+        {
+            f"test_{name}_{metric}": scores[metric]
+            for name, scores in results.get("baselines", {}).items()
+            for metric in ("accuracy", "roc_auc", "f1")
+            if math.isfinite(scores[metric])
+        }
+    )
     tracking.log_metrics(
         {f"test_accuracy_len_{k}": v["accuracy"] for k, v in results["by_length"].items()}
     )
@@ -80,6 +95,22 @@ def _scores(labels: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray
         else float("nan"),
         "loss": float(skm.log_loss(labels, clipped, labels=[0, 1])),
         "confusion_matrix": skm.confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
+    }
+
+
+def _baseline_scores(config, labels, baselines: dict[str, np.ndarray], accuracy: float) -> dict:
+    """Each baseline's scores, the best by accuracy, and how far the model is above it."""
+    scores = {
+        name: _scores(labels, (np.asarray(p) >= config.threshold).astype(int), np.asarray(p))
+        for name, p in baselines.items()
+    }
+    if not scores:
+        return {}
+    best = max(scores, key=lambda name: scores[name]["accuracy"])
+    return {
+        "baselines": scores,
+        "best_baseline": best,
+        "accuracy_over_best_baseline": accuracy - scores[best]["accuracy"],
     }
 
 

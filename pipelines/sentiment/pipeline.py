@@ -23,7 +23,7 @@ from components.artifacts import (
     TrainedModel,
     Vocabulary,
 )
-from components.text_classification import evaluate, ingest, signatures, vectorize
+from components.text_classification import baselines, evaluate, ingest, signatures, vectorize
 from components.text_classification.model import TextClassifierConfig, build_text_classifier
 from pipelines.sentiment import sources
 from pipelines.spec import Benchmark, BenchmarkRun, PipelineSpec, Stage
@@ -41,6 +41,9 @@ class SentimentConfig:
     model: TextClassifierConfig = dataclasses.field(default_factory=TextClassifierConfig)
     tune: tune.TuneConfig = dataclasses.field(default_factory=tune.TuneConfig)
     train: train.TrainConfig = dataclasses.field(default_factory=train.TrainConfig)
+    baselines: baselines.TextBaselineConfig = dataclasses.field(
+        default_factory=baselines.TextBaselineConfig
+    )
     evaluate: evaluate.EvaluateConfig = dataclasses.field(default_factory=evaluate.EvaluateConfig)
     blessing: bless.BlessingConfig = dataclasses.field(default_factory=bless.BlessingConfig)
     export: export.ExportConfig = dataclasses.field(default_factory=export.ExportConfig)
@@ -102,7 +105,12 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
             tf.constant(texts), batch_size=config.evaluate.batch_size, verbose=2
         )
 
-    return evaluate.run(config.evaluate, predict, inputs["ingest"], out_dir)
+    def predict_baselines(texts: np.ndarray) -> dict[str, np.ndarray]:
+        return baselines.predict(config.baselines, inputs["ingest"], texts)
+
+    return evaluate.run(
+        config.evaluate, predict, inputs["ingest"], out_dir, baselines=predict_baselines
+    )
 
 
 def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedModel:
@@ -123,7 +131,11 @@ def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedMo
 
 
 def headline(metrics: dict) -> str:
-    return f"accuracy {metrics['accuracy']:.4f}, ROC-AUC {metrics['roc_auc']:.4f}"
+    line = f"accuracy {metrics['accuracy']:.4f}, ROC-AUC {metrics['roc_auc']:.4f}"
+    if "best_baseline" in metrics:
+        best = metrics["best_baseline"]
+        line += f" (best baseline {best}: {metrics['baselines'][best]['accuracy']:.4f})"
+    return line
 
 
 def benchmark_columns(metrics: dict) -> dict[str, str]:
@@ -131,10 +143,12 @@ def benchmark_columns(metrics: dict) -> dict[str, str]:
     by_length = {
         f"acc. {name} words": f"{s['accuracy']:.3f}" for name, s in metrics["by_length"].items()
     }
+    baseline = metrics.get("baselines", {}).get("tfidf_logreg")
     return {
         "test accuracy": f"**{metrics['accuracy']:.4f}**",
         "ROC-AUC": f"{metrics['roc_auc']:.4f}",
         "F1": f"{metrics['f1']:.4f}",
+        "TF-IDF LR acc.": f"{baseline['accuracy']:.4f}" if baseline else "n/a",
         **by_length,
     }
 
@@ -168,7 +182,7 @@ SPEC = PipelineSpec(
             run_evaluate,
             Metrics,
             ("ingest", "preprocess", "train"),
-            config_sections=("evaluate",),
+            config_sections=("evaluate", "baselines"),
         ),
         bless_stage("evaluate"),
         Stage(

@@ -1,5 +1,6 @@
 import json
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,3 +50,23 @@ def test_threshold_decides_the_label(test_split, tmp_path):
         EvaluateConfig(threshold=0.7), lambda texts: probabilities, test_split, tmp_path / "m"
     ).load()
     assert strict["confusion_matrix"] == [[3, 0], [3, 0]]
+
+
+def test_baselines_are_scored_beside_the_model(test_split, tmp_path, mlflow_store):
+    model = np.array([0.9, 0.2, 0.8, 0.1, 0.05, 0.9])  # 4 of 6 right
+    perfect_bag = np.array([0.8, 0.3, 0.7, 0.2, 0.9, 0.1])  # 6 of 6 right
+    with mlflow.start_run() as run:
+        metrics = evaluate.run(
+            EvaluateConfig(),
+            lambda texts: model,
+            test_split,
+            tmp_path / "m",
+            baselines=lambda texts: {"majority": np.ones(len(texts)), "bag": perfect_bag},
+        ).load()
+    assert metrics["baselines"]["majority"]["accuracy"] == pytest.approx(3 / 6)
+    assert metrics["baselines"]["bag"]["accuracy"] == 1.0
+    assert metrics["best_baseline"] == "bag"
+    assert metrics["accuracy_over_best_baseline"] == pytest.approx(4 / 6 - 1)
+    logged = mlflow.get_run(run.info.run_id).data.metrics
+    assert logged["test_bag_accuracy"] == 1.0
+    assert logged["test_accuracy_over_best_baseline"] == pytest.approx(4 / 6 - 1)
