@@ -43,9 +43,12 @@ class TextBaselineConfig:
             )
 
 
-def predict(config: TextBaselineConfig, examples: Examples, texts: np.ndarray) -> dict:
+def predict(
+    config: TextBaselineConfig, examples: Examples, texts: np.ndarray, characters: bool = False
+) -> dict:
     """Baseline name -> probability of label 1 for each of ``texts``, fitted on the train split
-    (the validation split stays unseen, as for the model)."""
+    (the validation split stays unseen, as for the model); with ``characters``, the bag holds
+    character 1- and 2-grams (languages written without spaces) rather than words."""
     train = examples.load("train")
     labels = train["label"].to_numpy()
     predictions = {}
@@ -56,6 +59,7 @@ def predict(config: TextBaselineConfig, examples: Examples, texts: np.ndarray) -
         model = make_pipeline(
             TfidfVectorizer(
                 preprocessor=_standardized,
+                analyzer="char" if characters else "word",
                 ngram_range=(1, config.ngram_max),
                 max_features=config.max_features,
                 sublinear_tf=True,

@@ -17,7 +17,9 @@ import tensorflow as tf
 
 from components import tracking
 from components.artifacts import Examples, Vocabulary
-from components.errors import ConfigError
+from components.errors import ConfigError, require_one_of
+
+SPLITS = ("whitespace", "character")
 
 
 @dataclasses.dataclass
@@ -27,8 +29,12 @@ class TextVectorizationConfig:
     sequence_length: int = 400
     """Tokens per example after truncation/padding; IMDB reviews have a median of ~175 words."""
     text_field: str = "text"
+    split: str = "whitespace"
+    """``whitespace``: words; ``character``: every character a token, for languages written
+    without spaces (Chinese, Japanese)."""
 
     def __post_init__(self):
+        require_one_of("preprocess.split", self.split, SPLITS)
         if self.vocabulary_size < 3:
             raise ConfigError(
                 f"preprocess.vocabulary_size={self.vocabulary_size} must be at least 3"
@@ -39,15 +45,17 @@ class TextVectorizationConfig:
 
 @keras.saving.register_keras_serializable(package="components")
 def standardize_text(text: tf.Tensor) -> tf.Tensor:
-    """Lowercase, turn HTML line breaks into spaces and strip punctuation (keeping apostrophes)."""
-    text = tf.strings.lower(text)
+    """Lowercase, turn HTML line breaks into spaces and strip punctuation (keeping apostrophes).
+    Letters and digits of every script stay (RE2's ``\\w`` is ASCII only: it would erase
+    "é" and every Chinese character)."""
+    text = tf.strings.lower(text, encoding="utf-8")
     text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
-    return tf.strings.regex_replace(text, r"[^\w\s']", " ")
+    return tf.strings.regex_replace(text, r"[^\p{L}\p{N}_\s']", " ")
 
 
 def run(config: TextVectorizationConfig, examples: Examples, out_dir: Path) -> Vocabulary:
     train_texts = examples.load("train")[config.text_field].to_numpy()
-    vectorizer = _new_vectorizer(config.vocabulary_size, config.sequence_length)
+    vectorizer = _new_vectorizer(config.vocabulary_size, config.sequence_length, config.split)
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts).batch(1024))
     vocabulary = vectorizer.get_vocabulary()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -57,6 +65,7 @@ def run(config: TextVectorizationConfig, examples: Examples, out_dir: Path) -> V
         "vocabulary_size": len(vocabulary),
         "sequence_length": config.sequence_length,
         "text_field": config.text_field,
+        "split": config.split,
         "train_coverage": _coverage(vectorizer, train_texts),
     }
     (out_dir / "vectorizer.json").write_text(json.dumps(settings, indent=2))
@@ -68,15 +77,22 @@ def run(config: TextVectorizationConfig, examples: Examples, out_dir: Path) -> V
 def load_vectorizer(vocabulary: Vocabulary) -> keras.layers.TextVectorization:
     settings = json.loads((vocabulary.path / "vectorizer.json").read_text())
     tokens = vocabulary.vocabulary_file.read_text(encoding="utf-8").split("\n")[:-1]
-    layer = _new_vectorizer(settings["vocabulary_size"], settings["sequence_length"])
+    layer = _new_vectorizer(
+        settings["vocabulary_size"],
+        settings["sequence_length"],
+        settings.get("split", "whitespace"),
+    )
     layer.set_vocabulary(["", *tokens])
     return layer
 
 
-def _new_vectorizer(vocabulary_size: int, sequence_length: int) -> keras.layers.TextVectorization:
+def _new_vectorizer(
+    vocabulary_size: int, sequence_length: int, split: str
+) -> keras.layers.TextVectorization:
     return keras.layers.TextVectorization(
         max_tokens=vocabulary_size,
         standardize=standardize_text,
+        split=split,
         output_sequence_length=sequence_length,
         name="vectorizer",
     )
@@ -88,6 +104,7 @@ def _coverage(vectorizer: keras.layers.TextVectorization, texts: np.ndarray) -> 
     unpadded = keras.layers.TextVectorization(
         max_tokens=vectorizer.vocabulary_size(),
         standardize=standardize_text,
+        split=vectorizer.get_config()["split"],
         vocabulary=vectorizer.get_vocabulary()[2:] or None,
     )
     ids = unpadded(tf.constant(sample))

@@ -106,7 +106,8 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
         )
 
     def predict_baselines(texts: np.ndarray) -> dict[str, np.ndarray]:
-        return baselines.predict(config.baselines, inputs["ingest"], texts)
+        characters = config.preprocess.split == "character"
+        return baselines.predict(config.baselines, inputs["ingest"], texts, characters)
 
     return evaluate.run(
         config.evaluate, predict, inputs["ingest"], out_dir, baselines=predict_baselines
@@ -182,7 +183,7 @@ SPEC = PipelineSpec(
             run_evaluate,
             Metrics,
             ("ingest", "preprocess", "train"),
-            config_sections=("evaluate", "baselines"),
+            config_sections=("preprocess", "evaluate", "baselines"),
         ),
         bless_stage("evaluate"),
         Stage(

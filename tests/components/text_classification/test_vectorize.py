@@ -96,3 +96,23 @@ def test_training_batches_and_the_exported_model_see_the_same_token_ids(tiny_sen
     assert ids[-1].all() and len(ids[-1]) == length
     expected = trained.load().predict(ids, verbose=0).reshape(-1)
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_letters_of_every_script_survive_standardization():
+    texts = tf.constant(["Très BIEN! Café<br />ok", "这部电影很好，我喜欢。", "It's 9/10"])
+    standardized = [t.decode() for t in vectorize.standardize_text(texts).numpy()]
+    assert standardized == ["très bien  café ok", "这部电影很好 我喜欢 ", "it's 9 10"]
+
+
+def test_character_tokens_for_text_without_spaces(tmp_path):
+    texts = ["这部电影很好", "这部电影很差", "好看", "太差了"]
+    examples = examples_with(tmp_path / "ex", texts, ["好"])
+    config = TextVectorizationConfig(vocabulary_size=50, sequence_length=6, split="character")
+    vocabulary = vectorize.run(config, examples, tmp_path / "v")
+    layer = load_vectorizer(vocabulary)
+    tokens = vocabulary.vocabulary_file.read_text(encoding="utf-8").split("\n")[:-1]
+    assert {"好", "差", "电", "影"} <= set(tokens)
+    ids = layer(tf.constant(["电影很好"])).numpy()[0]
+    assert [tokens[i - 1] for i in ids[:4]] == ["电", "影", "很", "好"] and not ids[4:].any()
+    with pytest.raises(ConfigError, match="preprocess.split='bpe' is not valid"):
+        TextVectorizationConfig(split="bpe")
