@@ -65,12 +65,28 @@ class BlessingConfig:
     """Every check of every threshold must pass; with none, every model is blessed."""
 
 
-def run(config: BlessingConfig, candidate: Metrics, model_dir: Path, out_dir: Path) -> Blessing:
+def run(
+    config: BlessingConfig,
+    candidate: Metrics,
+    model_dir: Path,
+    out_dir: Path,
+    dataset: str | None = None,
+) -> Blessing:
     """Judge ``candidate`` against the thresholds and the version serving now from
-    ``model_dir`` (``<serving_dir>/<model_name>``)."""
+    ``model_dir`` (``<serving_dir>/<model_name>``). ``dataset`` names the data the candidate
+    was trained and scored on: a version serving under the same name for other data is no
+    baseline (its scores are on other data), so such a candidate is not blessed."""
     metrics = candidate.load()
     baseline = _baseline(model_dir)
     values, reasons, passed = {}, [], []
+    served_on = baseline and baseline.get("dataset")
+    if dataset and served_on and served_on != dataset:
+        passed.append(False)
+        reasons.append(
+            f"version {baseline['version']} of {model_dir.name} serves a model of data set "
+            f"{served_on!r}, this one is of {dataset!r}: scores on other data do not compare; "
+            "give this data set its own export.model_name: FAIL"
+        )
     for threshold in config.thresholds:
         values[threshold.metric] = _value(metrics, threshold.metric, required=True)
         for ok, reason in _checks(threshold, values[threshold.metric], baseline):
@@ -81,6 +97,7 @@ def run(config: BlessingConfig, candidate: Metrics, model_dir: Path, out_dir: Pa
     record = {
         "blessed": all(passed),
         "model_name": model_dir.name,
+        "dataset": dataset,
         "reasons": reasons or ["no thresholds configured"],
         "candidate": values,
         "baseline": baseline and _summary(baseline, list(values)),
@@ -112,8 +129,13 @@ def _baseline(model_dir: Path) -> dict[str, Any] | None:
     else:
         return None
     evaluation = version_dir / "assets.extra" / EVALUATION_FILE
-    metrics = json.loads(evaluation.read_text()).get("metrics") if evaluation.is_file() else None
-    return {"version": int(version_dir.name), "source": source, "metrics": metrics}
+    recorded = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
+    return {
+        "version": int(version_dir.name),
+        "source": source,
+        "metrics": recorded.get("metrics"),
+        "dataset": recorded.get("dataset"),
+    }
 
 
 def _summary(baseline: dict, metrics: list[str]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def run(config: SeriesIngestConfig, out_dir: Path, min_length: int) -> TimeSerie
     root = Path(config.data_dir or os.environ.get(DATA_DIR_ENV) or Path.cwd())
     files = SeriesCsvFiles(config, root)
     table = files.read_main()
-    statistics: dict = {"files": {config.path: {"rows": len(table)}}}
+    statistics: dict = {"dataset": config.path, "files": {config.path: {"rows": len(table)}}}
     table = _deduplicated(table, [*config.series_id, config.date_column], config, statistics)
     grid = _grid(table, config)
     table = _sorted_series(_checked_target(table, config, statistics), config)

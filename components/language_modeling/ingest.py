@@ -65,10 +65,11 @@ def run(config: CorpusIngestConfig, source: CorpusSource, out_dir: Path) -> Corp
         (out_dir / f"{split}.txt").write_text(text, encoding="utf-8")
         lines = pd.DataFrame({"line": text.split("\n")})
         tracking.log_dataset(lines, f"{source.name}-{split}", source.uri, split)
-    statistics = {split: _statistics(text) for split, text in splits.items()}
+    per_split = {split: _statistics(text) for split, text in splits.items()}
+    statistics = {"dataset": source.name, **per_split}
     (out_dir / "statistics.json").write_text(json.dumps(statistics, indent=2))
-    tracking.log_dict({"source": source.uri, "splits": statistics}, "statistics.json")
-    for split, numbers in statistics.items():
+    tracking.log_dict({"source": source.uri, **statistics}, "statistics.json")
+    for split, numbers in per_split.items():
         tracking.log_metrics({f"{split}_{key}": value for key, value in numbers.items()})
     return Corpus(out_dir)
 

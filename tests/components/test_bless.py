@@ -151,3 +151,22 @@ def test_no_thresholds_bless_every_model(tmp_path):
 def test_thresholds_are_validated(settings, message):
     with pytest.raises(ConfigError, match=rf"blessing.thresholds\[accuracy\].*{message}"):
         ThresholdConfig("accuracy", **settings)
+
+
+def test_a_champion_of_another_data_set_is_no_baseline(tmp_path):
+    """Reusing a model name for other data: its scores do not compare, so nothing is blessed."""
+    version = served(tmp_path / "models", 1, {"accuracy": 0.80})
+    evaluation = version / "assets.extra" / "evaluation.json"
+    evaluation.write_text(json.dumps({**json.loads(evaluation.read_text()), "dataset": "imdb"}))
+    model_dir = ExportConfig(model_name="model", serving_dir=str(tmp_path / "models")).model_dir
+    candidate = metrics(tmp_path / "candidate", {"accuracy": 0.95})
+    threshold = ThresholdConfig("accuracy", lower_bound=0.5)
+    other = bless.run(BlessingConfig([threshold]), candidate, model_dir, tmp_path / "a", "spam")
+    verdict = other.load()
+    assert not verdict["blessed"] and verdict["dataset"] == "spam"
+    assert verdict["reasons"][0].startswith(
+        "version 1 of model serves a model of data set 'imdb', this one is of 'spam'"
+    )
+    assert verdict["reasons"][0].endswith("its own export.model_name: FAIL")
+    same = bless.run(BlessingConfig([threshold]), candidate, model_dir, tmp_path / "b", "imdb")
+    assert same.load()["blessed"]
