@@ -163,3 +163,19 @@ def test_chinese_reviews_are_classified_character_by_character(tmp_path, mlflow_
         text=tf.constant(["这部电影非常好棒", "故事很烂很糟"])
     )
     assert [name.decode() for name in answer["sentiment"].numpy()] == ["好评", "差评"]
+
+
+def test_any_tfds_text_classification_set_by_name(tmp_path):
+    """TFDS's mock data (made from the data set's code, no download) stands in for Yelp."""
+    import tensorflow_datasets as tfds
+
+    config = TextDataConfig(
+        format="tfds", tfds_name="yelp_polarity_reviews", tfds_splits=["train", "test"]
+    )
+    with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+        data = source(config)
+    assert data.name == "yelp_polarity_reviews" and data.uri == "tfds://yelp_polarity_reviews"
+    assert data.label_names == ("1", "2")  # the class names Yelp polarity gives its labels
+    assert [len(data.splits[split]) for split in ("train", "test")] == [8, 8]
+    record = data.splits["train"][0]
+    assert record.origin == "tfds:yelp_polarity_reviews/train[0]" and record.label in (0, 1)
