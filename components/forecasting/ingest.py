@@ -267,6 +267,7 @@ def _statistics(panel, config, series_read: int, short: pd.Series, min_length: i
         },
         "frequency": config.frequency,
         "season_length": config.periods_per_season,
+        "filled_are_actuals": config.filled_are_actuals,
         "date_range": {
             "first": f"{panel['date'].min():%Y-%m-%d}",
             "last": f"{panel['date'].max():%Y-%m-%d}",

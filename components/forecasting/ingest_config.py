@@ -91,6 +91,9 @@ class SeriesIngestConfig:
     na_values: list[str] = dataclasses.field(default_factory=list)
     """Cell values that mean "missing" besides an empty cell (e.g. ``"*"``, ``"-"``, ``"n/a"``):
     a missing target is a missing period (``fill_missing``), a missing covariate is filled."""
+    filled_are_actuals: bool = False
+    """False: a filled period's value is unknown, so it is neither trained on nor scored. True:
+    the fill is the truth (a missing row means nothing was sold), trained on and scored."""
     fill_missing: str = "zero"
     """Target of a missing period: ``zero``, ``interpolate`` (linear) or ``ffill``."""
     covariate_fill: str = "zero"

@@ -95,7 +95,8 @@ def run(config: SeriesWindowConfig, series: TimeSeries, fold: int, out_dir: Path
     values = np.full((len(keys), len(grid), 1 + len(numeric)), np.nan, np.float32)
     values[row, frame["step"].to_numpy()] = frame[["target", *numeric]].to_numpy(np.float32)
     observed = np.zeros((len(keys), len(grid)), bool)
-    observed[row, frame["step"].to_numpy()] = ~frame["filled"].to_numpy(bool)
+    actual = frame["filled"].to_numpy(bool) & statistics["filled_are_actuals"]
+    observed[row, frame["step"].to_numpy()] = ~frame["filled"].to_numpy(bool) | actual
     first = frame.groupby("series")["step"].min().reindex(keys).to_numpy()
     last = frame.groupby("series")["step"].max().reindex(keys).to_numpy()
     statics = frame.groupby("series").first().reindex(keys)

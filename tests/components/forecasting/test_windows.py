@@ -107,3 +107,20 @@ def test_filled_target_periods_are_nan_targets_and_unobserved_windows_weigh_noth
     assert np.isnan(target.numpy()[sku0, :7]).all() and np.isfinite(target.numpy()[sku0, 7])
     assert np.isfinite(target.numpy()[1 - sku0]).all()
     assert (weight.numpy() > 0).all()  # each test window has an observed target
+
+
+def test_filled_periods_count_as_actuals_when_the_config_says_they_are(tmp_path):
+    """Walmart's missing rows are weeks without sales: zeros to learn and score."""
+    write_shop_sales(tmp_path, series=2, weeks=120)
+    shop = pd.read_csv(tmp_path / "shop.csv")
+    shop.drop(index=shop[shop["sku"] == "SKU0"].index[-8:-1]).to_csv(
+        tmp_path / "shop.csv", index=False
+    )
+    overrides = [f"{k}={v}" for k, v in SHOP_INGEST.items()]
+    overrides += [f"ingest.data_dir={tmp_path}", "ingest.filled_are_actuals=true"]
+    series = ingest.run(load_config(Config, None, overrides).ingest, tmp_path / "series", 60)
+    windows = series_windows.run(SeriesWindowConfig(lookback=52, horizon=8), series, 0, tmp_path)
+    assert windows.observed().all()
+    _, target, _ = next(iter(series_windows.make_dataset(windows, "test", 8)))
+    sku0 = load_spec(windows).series_keys.index("SKU0")
+    assert target.numpy()[sku0, :7].tolist() == [0.0] * 7  # filled with zero, an actual
