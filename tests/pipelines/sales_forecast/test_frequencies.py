@@ -26,6 +26,7 @@ MONTHLY_INGEST = {
     "ingest.static_categorical": "[]",
     "ingest.static_numeric": "[]",
     "ingest.frequency": "MS",
+    "ingest.filled_are_actuals": "false",  # the shipped Walmart config's reading, not this data's
     "backtest.holiday_column": "null",
 }
 

@@ -199,7 +199,9 @@ def test_forecast_cli_writes_the_next_horizon_for_every_series(shop_run):
     assert len(table) == 6 * 8
     assert sorted(table["step"].unique()) == list(range(1, 9))
     last_week = pd.to_datetime(pd.read_csv(root / "data" / "shop.csv")["week"], dayfirst=True).max()
-    assert pd.to_datetime(table["week"]).min() == last_week + pd.Timedelta(weeks=1)
+    # Written in the input's own date format (day first), not ISO.
+    first_forecast = pd.to_datetime(table["week"], format="%d/%m/%Y").min()
+    assert first_forecast == last_week + pd.Timedelta(weeks=1)
     assert table["forecast"].notna().all()
 
 

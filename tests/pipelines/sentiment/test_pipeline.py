@@ -36,8 +36,10 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_pa
     (run_dir,) = (tmp_path / "artifacts" / "sentiment").glob("2*")
     metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
     assert metrics["examples"] == 400
-    # 0.6925 and ROC-AUC 0.767 on this slice (seeded); chance is 0.5 on its balanced test split.
-    assert metrics["accuracy"] >= 0.65 and metrics["roc_auc"] >= 0.72, metrics
+    # 0.6375 and ROC-AUC 0.738 on this slice (seeded; 0.6925 and 0.767 when standardization
+    # dropped non-ASCII letters: a small model on 320 reviews moves with its vocabulary); chance
+    # is 0.5 on its balanced test split.
+    assert metrics["accuracy"] >= 0.6 and metrics["roc_auc"] >= 0.7, metrics
 
     runs = mlflow.search_runs(experiment_names=["sentiment"], output_format="list")
     names = {run.info.run_name: run for run in runs}
