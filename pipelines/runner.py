@@ -77,10 +77,15 @@ def run_pipeline(
     with tracking.pipeline_run(f"{pipeline}-{run_id}", tags) as mlflow_run_id:
         tracking.log_params(flatten(config))
         tracking.log_artifact(run_dir / "config.yaml")
-        executed = []
+        executed, tuned_values, tuned_config = [], {}, config
         for stage in selected:
-            stage_config = _tuned(config, outputs) if stage.name != "tune" else config
-            execution = _Execution(stage, stage_config, outputs, digests, run_dir, mlflow_run_id)
+            if "tune" in outputs and not tuned_values:
+                # The tune stage's best values, read once: every stage after it then builds,
+                # scores and exports the model that was tuned.
+                tuned_values = outputs["tune"].overrides()
+                tuned_config = with_overrides(config, tuned_values)
+            applied = (config, {}) if stage.name == "tune" else (tuned_config, tuned_values)
+            execution = _Execution(stage, *applied, outputs, digests, run_dir, mlflow_run_id)
             manifest = execution.reuse() if use_cache else None
             if manifest is None:
                 manifest = execution.run()
@@ -92,18 +97,13 @@ def run_pipeline(
     return PipelineResult(run_id, run_dir, mlflow_run_id, outputs)
 
 
-def _tuned(config: Any, outputs: dict[str, Artifact]) -> Any:
-    """``config`` with the best values of the run's tune stage, if it had one: every stage after
-    it then builds, scores and exports the model that was tuned."""
-    if "tune" not in outputs:
-        return config
-    return with_overrides(config, outputs["tune"].overrides())
-
-
 class _Execution:
     """One stage in one run: its inputs, its narrowed config, fingerprint and directories."""
 
-    def __init__(self, stage, config, outputs, digests, run_dir: Path, parent_mlflow_run: str):
+    def __init__(
+        self, stage, config, tuned: dict, outputs, digests, run_dir: Path, parent_mlflow_run: str
+    ):
+        """``config`` already holds the ``tuned`` values (key -> value) of the run's tune stage."""
         missing = [name for name in stage.inputs if name not in outputs]
         if missing:
             raise PipelineError(
@@ -119,9 +119,7 @@ class _Execution:
             section: flatten(getattr(config, section)) for section in stage.config_sections
         }
         self.tuned = {
-            key: value
-            for key, value in (outputs["tune"].overrides() if "tune" in outputs else {}).items()
-            if key.split(".")[0] in stage.config_sections and stage.name != "tune"
+            key: value for key, value in tuned.items() if key.split(".")[0] in stage.config_sections
         }
         self.external = stage.external_state(self.config) if stage.external_state else {}
         self.fingerprint = cache.fingerprint(
