@@ -162,8 +162,9 @@ def _forecast(args, version: dict) -> int:
 
 
 def _prediction_line(text: str, prediction) -> str:
-    if isinstance(prediction, dict) and {"sentiment", "probability"} <= set(prediction):
-        return f"{prediction['sentiment']}\t{prediction['probability']:.4f}\t{text}"
+    if isinstance(prediction, dict) and {"label_name", "label", "scores"} <= set(prediction):
+        score = prediction["scores"][prediction["label"]]
+        return f"{prediction['label_name']}\t{score:.4f}\t{text}"
     return json.dumps(prediction)
 
 

@@ -46,15 +46,16 @@ class TextBaselineConfig:
 def predict(
     config: TextBaselineConfig, examples: Examples, texts: np.ndarray, characters: bool = False
 ) -> dict:
-    """Baseline name -> probability of label 1 for each of ``texts``, fitted on the train split
-    (the validation split stays unseen, as for the model); with ``characters``, the bag holds
+    """Baseline name -> ``[len(texts), classes]`` probabilities, fitted on the train split (the
+    validation split stays unseen, as for the model); with ``characters``, the bag holds
     character 1- and 2-grams (languages written without spaces) rather than words."""
     train = examples.load("train")
     labels = train["label"].to_numpy()
+    classes = len(examples.statistics()["label_names"])
     predictions = {}
     if "majority" in config.names:
-        commonest = np.bincount(labels, minlength=2).argmax()
-        predictions["majority"] = np.full(len(texts), float(commonest))
+        commonest = np.bincount(labels, minlength=classes).argmax()
+        predictions["majority"] = np.tile(np.eye(classes)[commonest], (len(texts), 1))
     if "tfidf_logreg" in config.names:
         model = make_pipeline(
             TfidfVectorizer(
@@ -67,7 +68,7 @@ def predict(
             LogisticRegression(C=config.regularization, max_iter=1000, random_state=config.seed),
         )
         model.fit(train["text"].to_numpy(), labels)
-        predictions["tfidf_logreg"] = model.predict_proba(texts)[:, 1]
+        predictions["tfidf_logreg"] = model.predict_proba(texts)
     return predictions
 
 

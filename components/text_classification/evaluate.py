@@ -1,8 +1,10 @@
-"""Evaluate (Evaluator): score a binary text classifier on the held-out test split.
+"""Evaluate (Evaluator): score a text classifier on the held-out test split.
 
-Writes metrics.json (accuracy, precision, recall, F1, ROC-AUC, log loss, confusion matrix,
-accuracy sliced by text length), a confusion-matrix plot and the most confident mistakes.
-Slicing by length shows where a cell forgets the start of long inputs (vanishing gradients).
+Writes metrics.json (accuracy, macro-F1, per-class precision/recall/F1, ROC-AUC, log loss, a
+confusion matrix with the label names, accuracy sliced by text length; for two classes also the
+positive class's precision, recall and F1), a confusion-matrix plot and the most confident
+mistakes. Slicing by length shows where a cell forgets the start of long inputs (vanishing
+gradients).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from components.errors import ConfigError
 @dataclasses.dataclass
 class EvaluateConfig:
     threshold: float = 0.5
-    """Probability at or above which a prediction counts as positive."""
+    """Two classes: the probability of label 1 at or above which a prediction is label 1. More
+    classes: the likeliest class is the prediction."""
     length_buckets: list[int] = dataclasses.field(default_factory=lambda: [100, 200, 400])
     """Word-count boundaries of the length slices (``<=100``, ``101-200``, ...)."""
     misclassified_examples: int = 10
@@ -46,32 +49,39 @@ def run(
     text_field: str = "text",
     baselines: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
 ) -> Metrics:
-    """Score the model's probabilities of label 1 on the test split, and the ``baselines``'
-    (texts -> name -> probabilities) beside it."""
+    """Score the model's probabilities on the test split, and the ``baselines``' (texts -> name ->
+    probabilities) beside it. Probabilities are ``[n, classes]``, or ``[n]`` of label 1 for two."""
     test = examples.load("test")
+    names = examples.statistics().get("label_names", ["negative", "positive"])
     texts = test[text_field].to_numpy()
-    probabilities = np.asarray(predict_probabilities(texts)).reshape(-1)
     labels = test["label"].to_numpy()
-    predicted = (probabilities >= config.threshold).astype(int)
-    results = _scores(labels, predicted, probabilities)
+    probabilities = class_probabilities(predict_probabilities(texts), len(names))
+    predicted = predicted_labels(probabilities, config.threshold)
+    results = _scores(labels, predicted, probabilities, names)
     if baselines is not None:
-        results |= _baseline_scores(config, labels, baselines(texts), results["accuracy"])
+        results |= _baseline_scores(config, labels, baselines(texts), names, results["accuracy"])
     results["by_length"] = _sliced_accuracy(
         test[text_field], labels, predicted, config.length_buckets
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-    mistakes = _most_confident_mistakes(test, text_field, probabilities, predicted, config)
+    mistakes = _most_confident_mistakes(test, text_field, probabilities, predicted, names, config)
     (out_dir / "misclassified.json").write_text(json.dumps(mistakes, indent=2))
-    names = examples.statistics().get("label_names", ["negative", "positive"])
     _plot_confusion_matrix(labels, predicted, names, out_dir / "confusion_matrix.png")
     tracking.log_metrics({f"test_{k}": v for k, v in results.items() if isinstance(v, float)})
     tracking.log_metrics(
         {
             f"test_{name}_{metric}": scores[metric]
             for name, scores in results.get("baselines", {}).items()
-            for metric in ("accuracy", "roc_auc", "f1")
+            for metric in ("accuracy", "roc_auc", "macro_f1")
             if math.isfinite(scores[metric])
+        }
+    )
+    tracking.log_metrics(
+        {
+            f"test_{metric}_{name}": scores[metric]
+            for name, scores in results["per_class"].items()
+            for metric in ("precision", "recall")
         }
     )
     tracking.log_metrics(
@@ -82,28 +92,73 @@ def run(
     return Metrics(out_dir)
 
 
-def _scores(labels: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray) -> dict:
-    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    return {
-        "examples": int(len(labels)),
-        "accuracy": float(skm.accuracy_score(labels, predicted)),
-        "precision": float(skm.precision_score(labels, predicted, zero_division=0)),
-        "recall": float(skm.recall_score(labels, predicted, zero_division=0)),
-        "f1": float(skm.f1_score(labels, predicted, zero_division=0)),
-        "roc_auc": float(skm.roc_auc_score(labels, probabilities))
-        if len(set(labels)) > 1
-        else float("nan"),
-        "loss": float(skm.log_loss(labels, clipped, labels=[0, 1])),
-        "confusion_matrix": skm.confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
-    }
+def class_probabilities(probabilities, classes: int) -> np.ndarray:
+    """``[n, classes]`` probabilities; a binary model's ``[n]`` (or ``[n, 1]``) of label 1 becomes
+    ``[1 - p, p]``."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if classes == 2 and (probabilities.ndim == 1 or probabilities.shape[-1] == 1):
+        positive = probabilities.reshape(-1)
+        return np.stack([1.0 - positive, positive], axis=1)
+    return probabilities.reshape(len(probabilities), classes)
 
 
-def _baseline_scores(config, labels, baselines: dict[str, np.ndarray], accuracy: float) -> dict:
-    """Each baseline's scores, the best by accuracy, and how far the model is above it."""
+def predicted_labels(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """Label 1 at or above ``threshold`` for two classes, else the likeliest class."""
+    if probabilities.shape[1] == 2:
+        return (probabilities[:, 1] >= threshold).astype(int)
+    return probabilities.argmax(axis=1)
+
+
+def _scores(labels, predicted, probabilities: np.ndarray, names: list[str]) -> dict:
+    classes = list(range(len(names)))
+    clipped = np.clip(probabilities, 1e-7, 1.0)
+    clipped /= clipped.sum(axis=1, keepdims=True)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0
+    )
     scores = {
-        name: _scores(labels, (np.asarray(p) >= config.threshold).astype(int), np.asarray(p))
-        for name, p in baselines.items()
+        "examples": int(len(labels)),
+        "classes": len(names),
+        "accuracy": float(skm.accuracy_score(labels, predicted)),
+        "macro_f1": float(np.mean(f1)),
+        "roc_auc": _roc_auc(labels, probabilities, classes),
+        "loss": float(skm.log_loss(labels, clipped, labels=classes)),
+        "label_names": list(names),
+        "confusion_matrix": skm.confusion_matrix(labels, predicted, labels=classes).tolist(),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(names)
+        },
     }
+    if len(names) == 2:  # the positive class's scores, as binary classification reports them
+        scores |= {"precision": float(precision[1]), "recall": float(recall[1]), "f1": float(f1[1])}
+    return scores
+
+
+def _roc_auc(labels, probabilities: np.ndarray, classes: list[int]) -> float:
+    """Binary ROC-AUC, or the macro mean of one-vs-rest AUCs; NaN when a class is absent."""
+    if set(classes) - set(labels):
+        return float("nan")
+    if len(classes) == 2:
+        return float(skm.roc_auc_score(labels, probabilities[:, 1]))
+    rows = probabilities / probabilities.sum(axis=1, keepdims=True)
+    return float(skm.roc_auc_score(labels, rows, multi_class="ovr", labels=classes))
+
+
+def _baseline_scores(
+    config, labels, baselines: dict[str, np.ndarray], names: list[str], accuracy: float
+) -> dict:
+    """Each baseline's scores, the best by accuracy, and how far the model is above it."""
+    scores = {}
+    for name, given in baselines.items():
+        probabilities = class_probabilities(given, len(names))
+        predicted = predicted_labels(probabilities, config.threshold)
+        scores[name] = _scores(labels, predicted, probabilities, names)
     if not scores:
         return {}
     best = max(scores, key=lambda name: scores[name]["accuracy"])
@@ -129,15 +184,19 @@ def _sliced_accuracy(texts: pd.Series, labels, predicted, boundaries: list[int])
     return slices
 
 
-def _most_confident_mistakes(test, text_field, probabilities, predicted, config) -> list[dict]:
+def _most_confident_mistakes(
+    test, text_field, probabilities, predicted, names, config
+) -> list[dict]:
+    """The wrong predictions the model was surest of: its probability of the class it chose."""
     wrong = np.flatnonzero(predicted != test["label"].to_numpy())
-    confidence = np.abs(probabilities[wrong] - config.threshold)
+    confidence = probabilities[wrong, predicted[wrong]]
     chosen = wrong[np.argsort(-confidence, kind="stable")][: config.misclassified_examples]
     return [
         {
             "origin": str(test["origin"].iloc[i]) if "origin" in test else str(i),
-            "label": int(test["label"].iloc[i]),
-            "probability": round(float(probabilities[i]), 4),
+            "label": names[int(test["label"].iloc[i])],
+            "predicted": names[int(predicted[i])],
+            "probability": round(float(probabilities[i, predicted[i]]), 4),
             "text": str(test[text_field].iloc[i])[:1000],
         }
         for i in chosen
@@ -147,14 +206,16 @@ def _most_confident_mistakes(test, text_field, probabilities, predicted, config)
 def _plot_confusion_matrix(
     labels: np.ndarray, predicted: np.ndarray, names: list[str], path: Path
 ) -> None:
-    figure = Figure(figsize=(4.5, 4))
+    side = max(4.0, 0.6 * len(names) + 2)
+    figure = Figure(figsize=(side + 0.5, side))
     axis = figure.subplots()
     skm.ConfusionMatrixDisplay.from_predictions(
         labels,
         predicted,
-        labels=[0, 1],
+        labels=list(range(len(names))),
         display_labels=names,
         colorbar=False,
+        xticks_rotation="vertical" if len(names) > 4 else "horizontal",
         ax=axis,
     )
     axis.set_title("Test confusion matrix")

@@ -35,8 +35,6 @@ class IngestConfig:
     """Seed of the train/validation carve; the same seed gives the same split."""
     bad_records: str = "error"
     """``error`` stops at the first invalid record; ``skip`` drops it and counts it."""
-    labels: list[int] = dataclasses.field(default_factory=lambda: [0, 1])
-    """The label set every record must belong to."""
 
     def __post_init__(self):
         if not 0.0 < self.validation_fraction < 1.0:
@@ -61,8 +59,9 @@ class Source:
     name: str
     uri: str
     splits: dict[str, Iterable[RawRecord]]
-    label_names: tuple[str, str] = ("negative", "positive")
-    """What labels 0 and 1 mean, shown in reports and served with each prediction."""
+    label_names: tuple[str, ...] = ("negative", "positive")
+    """What labels 0, 1, ... mean, shown in reports and served with each prediction; every
+    record's label is one of these ids."""
 
 
 class RecordError(DataError):
@@ -80,8 +79,9 @@ def run(config: IngestConfig, source: Source, out_dir: Path) -> Examples:
             f"source {source.uri} has no {sorted(missing)} split; expected train and test"
         )
     skipped: Counter[str] = Counter()
+    labels = list(range(len(source.label_names)))
     frames = {
-        split: _validated_frame(records, split, config, skipped)
+        split: _validated_frame(records, split, config, labels, skipped)
         for split, records in source.splits.items()
     }
     try:
@@ -112,12 +112,16 @@ def run(config: IngestConfig, source: Source, out_dir: Path) -> Examples:
 
 
 def _validated_frame(
-    records: Iterable[RawRecord], split: str, config: IngestConfig, skipped: Counter
+    records: Iterable[RawRecord],
+    split: str,
+    config: IngestConfig,
+    labels: list[int],
+    skipped: Counter,
 ) -> pd.DataFrame:
     rows = []
     for record in tqdm(records, desc=f"ingest {split}", unit=" records", mininterval=2):
         try:
-            rows.append(_validated_row(record, config.labels))
+            rows.append(_validated_row(record, labels))
         except DataError as error:
             if config.bad_records == "error":
                 raise
@@ -127,7 +131,7 @@ def _validated_frame(
         raise DataError(f"the {split} split has no valid records")
     # Sorting by origin makes the splits independent of the order the source was read in.
     frame = pd.DataFrame(rows).sort_values("origin", kind="stable").reset_index(drop=True)
-    absent = set(config.labels) - set(frame["label"])
+    absent = set(labels) - set(frame["label"])
     if absent:
         raise DataError(f"the {split} split has no examples of label(s) {sorted(absent)}")
     return frame

@@ -1,7 +1,8 @@
-"""The text classifier: token ids -> embedding -> recurrent stack -> pooling -> probability.
+"""The text classifier: token ids -> embedding -> recurrent stack -> pooling -> probabilities.
 
 The vectorizer runs in the input pipeline during training and inside the serving graph at export
-(``signatures.py``), so this model takes token ids and returns the positive-class probability.
+(``signatures.py``), so this model takes token ids. With two classes it returns the probability of
+label 1 (a sigmoid unit); with more, one probability per class (softmax).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class MaskedGlobalMaxPooling1D(keras.layers.Layer):
 
 
 def build_text_classifier(
-    config: TextClassifierConfig, vocabulary_size: int, sequence_length: int
+    config: TextClassifierConfig, vocabulary_size: int, sequence_length: int, classes: int = 2
 ) -> keras.Model:
     token_ids = keras.Input(shape=(sequence_length,), dtype="int64", name="token_ids")
     hidden = keras.layers.Embedding(
@@ -78,6 +79,16 @@ def build_text_classifier(
     elif config.pooling == "mean":
         hidden = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(hidden)
     hidden = keras.layers.Dropout(config.dropout, name="head_dropout")(hidden)
-    probability = keras.layers.Dense(1, activation="sigmoid", name="probability")(hidden)
+    if classes == 2:
+        output = keras.layers.Dense(1, activation="sigmoid", name="probability")(hidden)
+    else:
+        output = keras.layers.Dense(classes, activation="softmax", name="probabilities")(hidden)
     name = f"{'bi' if config.bidirectional else ''}{config.cell}_x{config.layers}_classifier"
-    return keras.Model(token_ids, probability, name=name)
+    return keras.Model(token_ids, output, name=name)
+
+
+def loss_and_metrics(classes: int) -> tuple[str, list[str]]:
+    """What training minimizes and reports for a head of ``classes`` classes."""
+    if classes == 2:
+        return "binary_crossentropy", ["accuracy", "auc"]
+    return "sparse_categorical_crossentropy", ["accuracy"]

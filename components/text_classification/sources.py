@@ -1,7 +1,8 @@
 """Labelled texts from the layouts people keep them in, as ``RawRecord``s for ingest.
 
 A table (CSV, TSV, JSON lines or Parquet) with a text and a label column, a folder with one
-sub-folder of ``.txt`` files per label, or any TFDS text classification data set by name. Every
+sub-folder of ``.txt`` files per label, one text file per label with a text per line, or any TFDS
+text classification data set by name. Every
 record names where it came from (file and line), so ingest's errors point at it. Label values
 become ids by the order of ``label_names`` (or sorted, when none are given).
 """
@@ -71,6 +72,26 @@ def read_directories(root: Path) -> list[tuple[str, bytes, str]]:
     return rows
 
 
+def read_lines(files: dict[str, Path]) -> list[tuple[str, str, str]]:
+    """``(file: line N, text, label)`` for every non-blank line of each label's file."""
+    rows = []
+    for label, path in files.items():
+        if not path.is_file():
+            raise DataError(f"{path}: file not found (the texts of label {label!r})")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"{path}: bytes {error.start}-{error.end} are not valid UTF-8; expected UTF-8 text"
+            ) from error
+        rows += [
+            (f"{path}: line {number}", line, label)
+            for number, line in enumerate(lines, start=1)
+            if line.strip()
+        ]
+    return rows
+
+
 def read_tfds(name: str, split: str, text_key: str, label_key: str) -> list[tuple[str, bytes, str]]:
     """A TFDS split's ``(origin, text, label)``; downloads and prepares it on first use."""
     import tensorflow_datasets as tfds
@@ -92,13 +113,13 @@ def read_tfds(name: str, split: str, text_key: str, label_key: str) -> list[tupl
 
 
 def label_ids(values: Iterable[str], label_names: list[str] | None) -> dict[str, int]:
-    """Label value -> id: the order of ``label_names``, else the sorted values found. Two labels
-    (this classifier is binary); the second is the positive class."""
+    """Label value -> id: the order of ``label_names``, else the sorted values found. With two
+    labels the second is the positive class (binary head); more make a multi-class head."""
     names = list(label_names) if label_names else sorted({v for v in values if v != ""})
-    if len(names) != 2 or len(set(names)) != 2:
+    if len(names) < 2 or len(set(names)) != len(names):
         raise ConfigError(
-            f"data.label_names={names}: the classifier takes two labels, negative first; "
-            "set data.label_names to the two label values of your data"
+            f"data.label_names={names}: a classifier needs two or more distinct labels (for two, "
+            "the negative first); set data.label_names to the label values of your data"
         )
     return {name: index for index, name in enumerate(names)}
 

@@ -1,8 +1,9 @@
-"""Sentiment classification of IMDB movie reviews: config, stage wiring and the pipeline spec.
+"""Text classification, IMDB sentiment by default: config, stage wiring and the pipeline spec.
 
-ingest (IMDB mirror or TFDS) -> preprocess (vectorizer fitted on train) -> [tune] -> train
-(recurrent classifier on token ids) -> evaluate (test split) -> bless (accuracy bars, no worse
-than what serves) -> export (if blessed: SavedModel taking raw review strings).
+ingest (IMDB mirror or TFDS, or the user's table / folders / files per label / TFDS set) ->
+preprocess (vectorizer fitted on train) -> [tune] -> train (recurrent classifier on token ids,
+binary or multi-class) -> evaluate (test split, baselines beside) -> bless (bars, no worse than
+what serves) -> export (if blessed: SavedModel taking raw strings).
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from components.artifacts import (
     Vocabulary,
 )
 from components.text_classification import baselines, evaluate, ingest, signatures, vectorize
-from components.text_classification.model import TextClassifierConfig, build_text_classifier
+from components.text_classification.model import (
+    TextClassifierConfig,
+    build_text_classifier,
+    loss_and_metrics,
+)
 from pipelines.sentiment import sources
 from pipelines.spec import Benchmark, BenchmarkRun, PipelineSpec, Stage
 from pipelines.stages import bless_stage
@@ -85,15 +90,17 @@ def training_setup(config: SentimentConfig, inputs: dict) -> train.TrainingSetup
             .prefetch(tf.data.AUTOTUNE)
         )
 
+    classes = len(examples.statistics()["label_names"])
+    loss, metrics = loss_and_metrics(classes)
     return train.TrainingSetup(
         build_model=lambda model_config: build_text_classifier(
-            model_config, vectorizer.vocabulary_size(), config.preprocess.sequence_length
+            model_config, vectorizer.vocabulary_size(), config.preprocess.sequence_length, classes
         ),
         data=train.TrainingData(
             batches("train"), batches("validation"), len(examples.load("train")), "reviews"
         ),
-        loss="binary_crossentropy",
-        metrics=["accuracy", "auc"],
+        loss=loss,
+        metrics=metrics,
     )
 
 
@@ -133,6 +140,8 @@ def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedMo
 
 def headline(metrics: dict) -> str:
     line = f"accuracy {metrics['accuracy']:.4f}, ROC-AUC {metrics['roc_auc']:.4f}"
+    if metrics.get("classes", 2) > 2:
+        line += f", macro-F1 {metrics['macro_f1']:.4f} over {metrics['classes']} classes"
     if "best_baseline" in metrics:
         best = metrics["best_baseline"]
         line += f" (best baseline {best}: {metrics['baselines'][best]['accuracy']:.4f})"
@@ -148,7 +157,7 @@ def benchmark_columns(metrics: dict) -> dict[str, str]:
     return {
         "test accuracy": f"**{metrics['accuracy']:.4f}**",
         "ROC-AUC": f"{metrics['roc_auc']:.4f}",
-        "F1": f"{metrics['f1']:.4f}",
+        "F1": f"{metrics.get('f1', metrics.get('macro_f1')):.4f}",  # macro over > 2 classes
         "TF-IDF LR acc.": f"{baseline['accuracy']:.4f}" if baseline else "n/a",
         **by_length,
     }

@@ -142,7 +142,7 @@ def test_exported_model_classifies_raw_strings(tiny_sentiment, tmp_path):
     serve = tf.saved_model.load(str(pushed.version_dir)).signatures["serving_default"]
     outputs = serve(text=tf.constant(REVIEWS))
     assert outputs["label"].numpy().tolist() == [1, 0]
-    assert [s.decode() for s in outputs["sentiment"].numpy()] == ["positive", "negative"]
+    assert [s.decode() for s in outputs["label_name"].numpy()] == ["positive", "negative"]
     assert outputs["probability"].numpy()[0] > 0.5 > outputs["probability"].numpy()[1]
 
 
@@ -166,7 +166,7 @@ def test_saved_model_cli_runs_the_serving_signature(tiny_sentiment, tmp_path):
         text=True,
         check=True,
     )
-    assert "Result for output key sentiment" in result.stdout
+    assert "Result for output key label_name" in result.stdout
     assert "[b'positive' b'negative']" in result.stdout
 
 

@@ -38,10 +38,10 @@ def test_predict_answers_tensors_with_the_version_that_answered(predictions):
     request.model_spec.name = "sentiment"
     request.model_spec.version_label = "stable"
     request.inputs["text"].CopyFrom(tf.make_tensor_proto(["wonderful brilliant", "awful dull"]))
-    request.output_filter.append("sentiment")
+    request.output_filter.append("label_name")
     response = predictions.Predict(request, timeout=30)
-    assert list(response.outputs) == ["sentiment"]
-    assert tf.make_ndarray(response.outputs["sentiment"]).tolist() == [b"positive", b"negative"]
+    assert list(response.outputs) == ["label_name"]
+    assert tf.make_ndarray(response.outputs["label_name"]).tolist() == [b"positive", b"negative"]
     assert (response.model_spec.version.value, response.model_spec.signature_name) == (
         1,
         "serving_default",

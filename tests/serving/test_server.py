@@ -59,7 +59,12 @@ def test_metadata_renders_the_signature_defs_as_tf_serving_does(api):
     assert text["dtype"] == "DT_STRING"
     assert text["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False}
     outputs = {name: info["dtype"] for name, info in signature["outputs"].items()}
-    assert outputs == {"probability": "DT_FLOAT", "label": "DT_INT64", "sentiment": "DT_STRING"}
+    assert outputs == {
+        "probability": "DT_FLOAT",
+        "label": "DT_INT64",
+        "label_name": "DT_STRING",
+        "scores": "DT_FLOAT",
+    }
     assert signature["method_name"] == "tensorflow/serving/predict"
 
     lm = call(f"{api}/lm_char/metadata")[1]["metadata"]["signature_def"]["signature_def"]
@@ -72,8 +77,8 @@ def test_row_format_answers_what_the_saved_model_answers(api, exported_models):
     status, answer = call(f"{api}/sentiment:predict", {"instances": [POSITIVE, NEGATIVE]})
     assert status == 200
     first, second = answer["predictions"]
-    assert (first["sentiment"], first["label"]) == ("positive", 1)
-    assert (second["sentiment"], second["label"]) == ("negative", 0)
+    assert (first["label_name"], first["label"]) == ("positive", 1)
+    assert (second["label_name"], second["label"]) == ("negative", 0)
     direct = tf.saved_model.load(str(exported_models / "sentiment" / "1")).signatures[
         "serving_default"
     ](text=tf.constant([POSITIVE, NEGATIVE]))
@@ -84,7 +89,7 @@ def test_row_format_answers_what_the_saved_model_answers(api, exported_models):
 def test_columnar_format_and_base64_strings(api):
     status, answer = call(f"{api}/sentiment:predict", {"inputs": {"text": [POSITIVE, NEGATIVE]}})
     assert status == 200
-    assert answer["outputs"]["sentiment"] == ["positive", "negative"]
+    assert answer["outputs"]["label_name"] == ["positive", "negative"]
     assert answer["outputs"]["label"] == [1, 0]
     # One input: the bare list is enough; binary strings come as {"b64": ...}.
     encoded = {"b64": base64.b64encode(POSITIVE.encode()).decode()}
@@ -248,7 +253,7 @@ def test_classify_and_regress_where_a_signature_fits_and_tf_serving_errors_elsew
     one_review = {"examples": [{"text": "good"}]}
     assert call(f"{api}/sentiment:classify", one_review) == (
         400,
-        {"error": "Expected one or two output Tensors, found 3"},
+        {"error": "Expected one or two output Tensors, found 4"},
     )
     assert call(f"{api}/sentiment:regress", one_review) == (
         400,
@@ -261,6 +266,16 @@ def test_classify_and_regress_where_a_signature_fits_and_tf_serving_errors_elsew
     )
     status, answer = call(f"{api}/sentiment:classify", {"instances": ["good"]})
     assert status == 400 and "key 'examples' is expected and was not found" in answer["error"]
+
+
+def test_the_classifier_answers_the_classify_api_with_its_class_names(api):
+    request = {"signature_name": "classify", "examples": [{"text": POSITIVE}, {"text": NEGATIVE}]}
+    status, answer = call(f"{api}/sentiment:classify", request)
+    assert status == 200
+    predicted = call(f"{api}/sentiment:predict", {"instances": [POSITIVE, NEGATIVE]})[1]
+    for result, prediction in zip(answer["results"], predicted["predictions"], strict=True):
+        assert [name for name, _ in result] == ["negative", "positive"]
+        assert [score for _, score in result] == pytest.approx(prediction["scores"], abs=1e-6)
 
 
 def test_routes_as_tf_serving_matches_them(api, server):

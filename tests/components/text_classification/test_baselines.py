@@ -18,7 +18,7 @@ def examples(tmp_path, positives: int, negatives: int) -> Examples:
     chosen = [r for r in rows if r[1]][:positives] + [r for r in rows if not r[1]][:negatives]
     frame = pd.DataFrame({"text": [t for t, _ in chosen], "label": [y for _, y in chosen]})
     frame.to_parquet(tmp_path / "train.parquet")
-    (tmp_path / "statistics.json").write_text(json.dumps({}))
+    (tmp_path / "statistics.json").write_text(json.dumps({"label_names": ["neg", "pos"]}))
     return Examples(tmp_path)
 
 
@@ -26,8 +26,8 @@ def test_the_bag_of_words_learns_cue_words_and_majority_takes_the_commonest(tmp_
     train = examples(tmp_path, positives=60, negatives=40)
     texts = np.array(["a great superb film, loved it", "awful boring waste, hated it"])
     predicted = baselines.predict(TextBaselineConfig(), train, texts)
-    assert predicted["majority"].tolist() == [1.0, 1.0]
-    assert predicted["tfidf_logreg"][0] > 0.5 > predicted["tfidf_logreg"][1]
+    assert predicted["majority"].tolist() == [[0.0, 1.0], [0.0, 1.0]]
+    assert predicted["tfidf_logreg"][0, 1] > 0.5 > predicted["tfidf_logreg"][1, 1]
     # Markup and case are standardized as the model's vectorizer does.
     again = baselines.predict(TextBaselineConfig(names=["tfidf_logreg"]), train, texts)
     upper = baselines.predict(
@@ -42,3 +42,16 @@ def test_unknown_baselines_and_bad_settings_are_config_errors():
         TextBaselineConfig(names=["majority", "bert"])
     with pytest.raises(ConfigError, match="must be positive"):
         TextBaselineConfig(regularization=0)
+
+
+def test_multi_class_baselines_give_a_probability_per_class(tmp_path):
+    cues = {0: "awful boring", 1: "fine decent", 2: "superb wonderful"}
+    rows = [(f"{cues[i % 3]} film number {i}", i % 3) for i in range(90)] + [("filler", 2)] * 5
+    frame = pd.DataFrame({"text": [t for t, _ in rows], "label": [y for _, y in rows]})
+    frame.to_parquet(tmp_path / "train.parquet")
+    (tmp_path / "statistics.json").write_text(json.dumps({"label_names": ["bad", "ok", "good"]}))
+    texts = np.array(["a superb wonderful story", "so boring and awful", "a decent fine one"])
+    predicted = baselines.predict(TextBaselineConfig(), Examples(tmp_path), texts)
+    assert predicted["majority"].tolist() == [[0.0, 0.0, 1.0]] * 3
+    assert predicted["tfidf_logreg"].shape == (3, 3)
+    assert predicted["tfidf_logreg"].argmax(axis=1).tolist() == [2, 0, 1]

@@ -70,3 +70,38 @@ def test_baselines_are_scored_beside_the_model(test_split, tmp_path, mlflow_stor
     logged = mlflow.get_run(run.info.run_id).data.metrics
     assert logged["test_bag_accuracy"] == 1.0
     assert logged["test_accuracy_over_best_baseline"] == pytest.approx(4 / 6 - 1)
+
+
+def test_three_classes_are_scored_per_class_with_their_names(tmp_path):
+    frame = pd.DataFrame(
+        {"origin": [f"r{i}" for i in range(6)], "text": ["x"] * 6, "label": [0, 0, 1, 1, 2, 2]}
+    )
+    frame.to_parquet(tmp_path / "test.parquet")
+    (tmp_path / "statistics.json").write_text(json.dumps({"label_names": ["low", "mid", "high"]}))
+    probabilities = np.array(
+        [
+            [0.8, 0.1, 0.1],
+            [0.6, 0.3, 0.1],
+            [0.1, 0.7, 0.2],
+            [0.7, 0.2, 0.1],  # a "mid" called "low", 0.7 sure
+            [0.1, 0.1, 0.8],
+            [0.2, 0.5, 0.3],  # a "high" called "mid", 0.5 sure
+        ]
+    )
+    metrics = evaluate.run(
+        EvaluateConfig(), lambda texts: probabilities, Examples(tmp_path), tmp_path / "m"
+    ).load()
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["confusion_matrix"] == [[2, 0, 0], [1, 1, 0], [0, 1, 1]]
+    assert metrics["per_class"]["low"] == {
+        "precision": pytest.approx(2 / 3), "recall": 1.0, "f1": pytest.approx(0.8), "support": 2
+    }  # fmt: skip
+    assert metrics["per_class"]["high"]["precision"] == 1.0
+    assert metrics["per_class"]["high"]["recall"] == 0.5
+    assert metrics["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert 0.5 < metrics["roc_auc"] <= 1.0 and "f1" not in metrics
+    mistakes = json.loads((tmp_path / "m" / "misclassified.json").read_text())
+    assert [(m["label"], m["predicted"], m["probability"]) for m in mistakes] == [
+        ("mid", "low", 0.7),
+        ("high", "mid", 0.5),
+    ]

@@ -72,4 +72,4 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_pa
 
     registered = mlflow.pyfunc.load_model("models:/sentiment/1")
     answer = registered.predict(pd.DataFrame({"text": [r.decode() for r in reviews.numpy()]}))
-    assert answer["sentiment"].tolist() == ["positive", "negative"]
+    assert answer["label_name"].tolist() == ["positive", "negative"]

@@ -1,4 +1,5 @@
-"""The classifier on the user's own labelled texts: tables, a folder per label, named labels."""
+"""The classifier on the user's own labelled texts: tables, a folder per label, a file per label,
+named labels, more than two classes."""
 
 import json
 import random
@@ -75,14 +76,13 @@ def test_unknown_and_missing_labels_name_the_line(tmp_path):
     assert skipped.statistics()["skipped"] == {"unknown_label": 1}
 
 
-def test_more_than_two_labels_and_bad_settings_are_clear_errors(tmp_path):
+def test_label_sets_and_bad_settings_are_clear_errors(tmp_path):
     table = review_table(12)
     table.loc[:3, "verdict"] = "neutral"
     table.to_csv(tmp_path / "reviews.csv", index=False)
-    with pytest.raises(
-        ConfigError, match=r"\['bad', 'good', 'neutral'\]: the classifier takes two"
-    ):
-        source(table_config(tmp_path, "reviews.csv"))
+    assert source(table_config(tmp_path, "reviews.csv")).label_names == ("bad", "good", "neutral")
+    with pytest.raises(ConfigError, match=r"\['good'\]: a classifier needs two or more distinct"):
+        source(table_config(tmp_path, "reviews.csv", label_names=["good"]))
     with pytest.raises(ConfigError, match="data.format=table needs data.train"):
         TextDataConfig(format="table")
     with pytest.raises(ConfigError, match="unknown table format '.xlsx'"):
@@ -120,7 +120,7 @@ def test_the_pipeline_learns_and_serves_the_users_labels(tmp_path, mlflow_store)
     answer = serve.signatures["serving_default"](
         text=tf.constant(["great brilliant superb movie", "awful boring terrible waste"])
     )
-    assert [name.decode() for name in answer["sentiment"].numpy()] == ["good", "bad"]
+    assert [name.decode() for name in answer["label_name"].numpy()] == ["good", "bad"]
 
 
 @pytest.mark.e2e
@@ -162,7 +162,103 @@ def test_chinese_reviews_are_classified_character_by_character(tmp_path, mlflow_
     answer = serve.signatures["serving_default"](
         text=tf.constant(["这部电影非常好棒", "故事很烂很糟"])
     )
-    assert [name.decode() for name in answer["sentiment"].numpy()] == ["好评", "差评"]
+    assert [name.decode() for name in answer["label_name"].numpy()] == ["好评", "差评"]
+
+
+TOPICS = {
+    "sport": ["goal", "match", "team", "score"],
+    "music": ["song", "album", "guitar", "band"],
+    "food": ["recipe", "dinner", "spicy", "bread"],
+}
+
+
+def write_topic_lines(folder, per_topic: int, seed: int) -> dict[str, str]:
+    """One file per topic, one short text per line, a blank line that is not a record."""
+    rng, filler = (
+        random.Random(seed),
+        ["the", "a", "of", "we", "it", "this", "that", "was", "really", "quite"],
+    )
+    files = {}
+    for topic, cues in TOPICS.items():
+        lines = []
+        for _ in range(per_topic):
+            words = [rng.choice(filler) for _ in range(8)]
+            for position in rng.sample(range(8), 2):
+                words[position] = rng.choice(cues)
+            lines.append(" ".join(words))
+        (folder / f"{topic}.txt").write_text("\n".join(lines[:3] + [""] + lines[3:]) + "\n")
+        files[topic] = f"{topic}.txt"
+    return files
+
+
+def test_a_file_per_label_with_a_text_per_line(tmp_path):
+    files = write_topic_lines(tmp_path, per_topic=10, seed=0)
+    data = source(TextDataConfig(format="lines", data_dir=str(tmp_path), train_files=files))
+    assert data.label_names == ("food", "music", "sport")  # sorted: no label_names given
+    records = [*data.splits["train"], *data.splits["test"]]
+    assert len(records) == 30 and len(data.splits["test"]) == 6
+    first = min(records, key=lambda record: record.origin)
+    assert first.origin == f"{tmp_path / 'food.txt'}: line 1"
+    assert {r.label for r in records if "food.txt" in r.origin} == {0}
+    with pytest.raises(ConfigError, match="data.format=lines needs data.train_files"):
+        TextDataConfig(format="lines")
+    with pytest.raises(DataError, match=r"nope.txt: file not found \(the texts of label 'x'\)"):
+        source(
+            TextDataConfig(format="lines", data_dir=str(tmp_path), train_files={"x": "nope.txt"})
+        )
+
+
+@pytest.mark.e2e
+def test_three_topics_train_a_softmax_classifier_served_with_class_names(tmp_path, mlflow_store):
+    train_files = write_topic_lines(tmp_path, per_topic=60, seed=0)
+    (tmp_path / "test").mkdir()
+    test_files = {
+        topic: f"test/{name}" for topic, name in write_topic_lines(tmp_path / "test", 20, 1).items()
+    }
+    config = resolve_config(
+        "sentiment",
+        CONFIGS / "sentiment.smoke.yaml",
+        None,
+        [
+            "data.format=lines",
+            f"data.data_dir={tmp_path}",
+            f"data.train_files={json.dumps(train_files)}",
+            f"data.test_files={json.dumps(test_files)}",
+            "data.label_names=[sport, music, food]",
+            "preprocess.sequence_length=12",
+            "train.epochs=5",
+            "blessing.thresholds=[]",
+            "export.register=false",
+            f"export.serving_dir={tmp_path / 'models'}",
+        ],
+    )
+    result = run_pipeline("sentiment", config, sentiment.SPEC.stages, tmp_path / "artifacts")
+    metrics = json.loads((result.run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
+    assert metrics["classes"] == 3 and metrics["label_names"] == ["sport", "music", "food"]
+    assert metrics["accuracy"] >= 0.9 and metrics["macro_f1"] >= 0.9
+    assert set(metrics["per_class"]) == {"sport", "music", "food"}
+    assert all(scores["support"] == 20 for scores in metrics["per_class"].values())
+    assert len(metrics["confusion_matrix"]) == 3 and "f1" not in metrics  # f1 is binary's
+    assert metrics["baselines"]["tfidf_logreg"]["accuracy"] >= 0.9
+    serve = tf.saved_model.load(str(tmp_path / "models" / "sentiment" / "1"))
+    texts = ["we scored a goal in the match", "a spicy bread recipe for dinner"]
+    answer = serve.signatures["serving_default"](text=tf.constant(texts))
+    assert [name.decode() for name in answer["label_name"].numpy()] == ["sport", "food"]
+    assert answer["scores"].shape == (2, 3) and "probability" not in answer
+    assert answer["scores"].numpy().sum(axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()]))
+                }
+            )
+        ).SerializeToString()
+        for t in texts
+    ]
+    classified = serve.signatures["classify"](inputs=tf.constant(examples))
+    assert classified["classes"].numpy().tolist() == [[b"sport", b"music", b"food"]] * 2
+    assert classified["scores"].numpy() == pytest.approx(answer["scores"].numpy(), abs=1e-6)
 
 
 def test_any_tfds_text_classification_set_by_name(tmp_path):
