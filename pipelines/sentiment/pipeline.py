@@ -235,6 +235,8 @@ SPEC = PipelineSpec(
             "simplernn-last": BenchmarkRun("sentiment.yaml", "simplernn", ("model.pooling=last",)),
             "lstm-last": BenchmarkRun("sentiment.yaml", "lstm", ("model.pooling=last",)),
             "bigru-relu_max": BenchmarkRun("sentiment.yaml", "bigru", ("model.pooling=relu_max",)),
+            # A second public data set: Chinese reviews, read character by character.
+            "chinese-reviews-bigru": BenchmarkRun("chinese_reviews.yaml", "bigru"),
         },
         columns=benchmark_columns,
     ),

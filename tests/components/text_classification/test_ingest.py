@@ -58,7 +58,7 @@ def test_skip_mode_skips_and_counts_bad_records(tmp_path):
     ]
     examples = ingest.run(
         IngestConfig(bad_records="skip"),
-        source(records(20, "train") + bad, records(10, "test")),
+        source(records(20, "train") + bad, records(10, "test", 1)),
         tmp_path,
     )
     assert examples.statistics()["skipped"] == {"non_utf8": 1, "empty_text": 1, "missing_label": 1}
@@ -81,3 +81,30 @@ def test_split_missing_a_label_is_rejected(tmp_path):
 def test_config_rejects_unknown_bad_record_policy():
     with pytest.raises(ConfigError, match="choose one of: error, skip"):
         IngestConfig(bad_records="ignore")
+
+
+def test_duplicate_texts_are_counted_and_dropped_so_test_never_repeats_train(tmp_path):
+    train = records(20, "train") + [
+        RawRecord("train/copy.txt", records(20, "train")[0].text, records(20, "train")[0].label),
+        RawRecord("train/x1.txt", b"same words, two labels", 0),
+        RawRecord("train/x2.txt", b"same words, two labels", 1),
+    ]
+    test = records(10, "test", 1) + [RawRecord("test/leak.txt", train[3].text, train[3].label)]
+    dropped = ingest.run(IngestConfig(), source(train, test), tmp_path / "drop")
+    expected = {
+        "repeated_in_train": 2,
+        "repeated_in_test": 0,
+        "conflicting_labels_in_train": 1,
+        "test_in_train": 1,
+    }
+    assert dropped.statistics()["duplicates"] == {"policy": "drop", **expected}
+    fitted = set(dropped.load("train")["text"]) | set(dropped.load("validation")["text"])
+    assert len(fitted) == 20 and "same words, two labels" not in fitted
+    assert set(dropped.load("test")["text"]).isdisjoint(fitted)
+    assert len(dropped.load("test")) == 10
+
+    kept = ingest.run(IngestConfig(duplicates="keep"), source(train, test), tmp_path / "keep")
+    assert kept.statistics()["duplicates"] == {"policy": "keep", **expected}
+    assert len(kept.load("test")) == 11
+    with pytest.raises(DataError, match="every test text of file:///tiny is also a training"):
+        ingest.run(IngestConfig(), source(train, train[:12]), tmp_path / "none")
