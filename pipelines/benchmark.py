@@ -47,6 +47,8 @@ def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[st
         })  # fmt: skip
         # Reference rows (e.g. forecasting baselines) scored in the same run, once per table.
         for reference in spec.benchmark.reference_rows(metrics):
+            if bench_run.dataset:
+                reference = {**reference, "run": f"{bench_run.dataset} {reference['run']}"}
             rows = [row for row in rows if row["run"] != reference["run"]]
             rows.append({**reference, "measured": measured})
         print(markdown_table(rows), flush=True)

@@ -43,6 +43,9 @@ class BenchmarkRun:
     config_file: str
     preset: str | None = None
     overrides: tuple[str, ...] = ()
+    dataset: str = ""
+    """Set for a data set other than the pipeline's default: names its reference rows
+    (``stores baseline: naive``), so the baselines of two data sets share one table."""
 
 
 @dataclasses.dataclass(frozen=True)

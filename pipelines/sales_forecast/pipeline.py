@@ -308,6 +308,8 @@ SPEC = PipelineSpec(
             ),
             # The shipped config as it is: the direct GRU and the GRU encoder-decoder, averaged.
             "gru-ensemble": BenchmarkRun("sales_forecast.yaml"),
+            # A second data set: Walmart's store-level file (45 series, other columns and dates).
+            "stores-gru": BenchmarkRun("sales_forecast.stores.yaml", dataset="stores"),
         },
         columns=benchmark_columns,
         stage="backtest",  # backtest means, not the test fold alone
