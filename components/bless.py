@@ -1,12 +1,16 @@
 """Blessing (TFX Evaluator's verdict): may the candidate model replace the one being served?
 
-Runs after evaluation and before export, which pushes only a blessed model. Each threshold bounds
-one metric absolutely (TFX's GenericValueThreshold) and/or bounds how much worse it may be than the
-baseline's (GenericChangeThreshold). The baseline is the model serving now: the version the MLflow
-registry's ``champion`` alias names, else the newest version directory. A first model has none and
-is judged on the absolute bounds alone. blessing.json says yes or no with one line per check, so a
-model that was not pushed says why; the exporter copies it into the version it pushes
-(``assets.extra/evaluation.json``), where the next candidate finds its baseline.
+Runs after evaluation and before export, which pushes only a blessed model. By default a candidate
+must (1) beat the best simple baseline its evaluation scored on the same test data (the
+``baseline_comparison`` block of metrics.json: TF-IDF logistic regression, a Kneser-Ney bigram,
+seasonal naive, ...) and (2) be no more than ``champion_tolerance`` worse on that metric than the
+model serving now, which must have been trained on the same data set. Thresholds add absolute
+bounds on any metric (TFX's GenericValueThreshold) and/or change bounds against what serves
+(GenericChangeThreshold). What serves is the version the MLflow registry's ``champion`` alias
+names, else the newest version directory; a first model has none and skips the change checks.
+blessing.json says yes or no with one line per check, so a model that was not pushed says why; the
+exporter copies it into the version it pushes (``assets.extra/evaluation.json``), where the next
+candidate finds its baseline.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 from components import tracking
 from components.artifacts import Blessing, Metrics
-from components.errors import ConfigError
+from components.errors import ConfigError, require_one_of
 from components.versions import EVALUATION_FILE, list_versions
 
 log = logging.getLogger(__name__)
@@ -61,8 +65,38 @@ class ThresholdConfig:
 
 @dataclasses.dataclass
 class BlessingConfig:
+    baseline: str = "require"
+    """``require``: not blessed unless the model beats the best simple baseline on the evaluation's
+    primary metric; ``warn``: blessed anyway, with a warning in the log, blessing.json and MLflow
+    (tag ``below_baseline``); ``off``: no comparison."""
+    champion_tolerance: float | None = 0.02
+    """How much worse than the serving model's primary metric still passes, as a fraction of its
+    value (0.02: 2%); null: no comparison with what serves."""
     thresholds: list[ThresholdConfig] = dataclasses.field(default_factory=list)
-    """Every check of every threshold must pass; with none, every model is blessed."""
+    """Further checks; every check of every threshold must pass."""
+
+    def __post_init__(self):
+        require_one_of("blessing.baseline", self.baseline, ("require", "warn", "off"))
+        if self.champion_tolerance is not None and self.champion_tolerance < 0:
+            raise ConfigError(
+                f"blessing.champion_tolerance={self.champion_tolerance} must be >= 0 (or null)"
+            )
+
+
+def baseline_comparison(
+    metric: str, higher_is_better: bool, model: float, baselines: dict[str, float]
+) -> dict[str, Any]:
+    """The ``baseline_comparison`` block an evaluation writes into metrics.json: its primary
+    metric for the model and for the best of the simple baselines scored beside it."""
+    scored = {name: value for name, value in baselines.items() if value is not None}
+    best = (max if higher_is_better else min)(scored, key=scored.get) if scored else None
+    return {
+        "metric": metric,
+        "higher_is_better": higher_is_better,
+        "model": model,
+        "best_baseline": best,
+        "baseline": scored.get(best),
+    }
 
 
 def run(
@@ -87,6 +121,23 @@ def run(
             f"{served_on!r}, this one is of {dataset!r}: scores on other data do not compare; "
             "give this data set its own export.model_name: FAIL"
         )
+    comparison = metrics.get("baseline_comparison")
+    below_baseline = None
+    if config.baseline != "off":
+        below_baseline, reason = _baseline_check(comparison)
+        if below_baseline is not None and config.baseline == "require":
+            passed.append(not below_baseline)
+            reason = f"{reason}: {'FAIL' if below_baseline else 'pass'}"
+        elif below_baseline:
+            reason = f"{reason}: WARNING, blessed anyway (blessing.baseline=warn)"
+            log.warning("the candidate does NOT beat the simple baseline: %s", reason)
+        reasons.append(reason)
+    if config.champion_tolerance is not None and comparison:
+        ok, reason = _champion_check(comparison, baseline, config.champion_tolerance)
+        if ok is not None:
+            passed.append(ok)
+            reason = f"{reason}: {'pass' if ok else 'FAIL'}"
+        reasons.append(reason)
     for threshold in config.thresholds:
         values[threshold.metric] = _value(metrics, threshold.metric, required=True)
         for ok, reason in _checks(threshold, values[threshold.metric], baseline):
@@ -98,7 +149,8 @@ def run(
         "blessed": all(passed),
         "model_name": model_dir.name,
         "dataset": dataset,
-        "reasons": reasons or ["no thresholds configured"],
+        "reasons": reasons or ["no checks configured"],
+        "below_baseline": below_baseline,
         "candidate": values,
         "baseline": baseline and _summary(baseline, list(values)),
         "metrics": metrics,
@@ -107,6 +159,8 @@ def run(
     (out_dir / "blessing.json").write_text(json.dumps(record, indent=2))
     tracking.log_dict(record, "blessing.json")
     tracking.set_tags({"blessed": record["blessed"]})
+    if below_baseline is not None:
+        tracking.set_tags({"below_baseline": below_baseline})
     log.info("%s: %s", "blessed" if record["blessed"] else "NOT blessed", "; ".join(reasons))
     return Blessing(out_dir)
 
@@ -136,6 +190,40 @@ def _baseline(model_dir: Path) -> dict[str, Any] | None:
         "metrics": recorded.get("metrics"),
         "dataset": recorded.get("dataset"),
     }
+
+
+def _baseline_check(comparison: dict | None) -> tuple[bool | None, str]:
+    """``(below the best baseline?, reason)``; None when the evaluation scored no baseline."""
+    if not comparison or comparison.get("baseline") is None:
+        return None, "no simple baseline was scored: baseline check skipped"
+    name, model, reference = comparison["metric"], comparison["model"], comparison["baseline"]
+    better = model > reference if comparison["higher_is_better"] else model < reference
+    verb = "beats" if better else "ties" if model == reference else "does not beat"
+    return not (better or model == reference), (
+        f"{name} {model:.6g} {verb} the best simple baseline, {comparison['best_baseline']} "
+        f"{reference:.6g}"
+    )
+
+
+def _champion_check(
+    comparison: dict, baseline: dict | None, tolerance: float
+) -> tuple[bool | None, str]:
+    """``(no worse than what serves within tolerance?, reason)``; None when there is nothing to
+    compare with."""
+    name = comparison["metric"]
+    served = (baseline or {}).get("metrics") or {}
+    reference = (served.get("baseline_comparison") or {}).get("model")
+    if baseline is None:
+        return None, f"{name}: no model is served yet, champion check skipped"
+    if reference is None or served["baseline_comparison"].get("metric") != name:
+        return None, f"version {baseline['version']} has no recorded {name}: champion check skipped"
+    value = comparison["model"]
+    worse_by = (reference - value) if comparison["higher_is_better"] else (value - reference)
+    allowed = tolerance * abs(reference)
+    return _at_most(worse_by, allowed), (
+        f"{name} {value:.6g} vs {reference:.6g} of serving version {baseline['version']}: worse "
+        f"by {worse_by:.6g}, at most {tolerance:.1%} = {allowed:.6g}"
+    )
 
 
 def _summary(baseline: dict, metrics: list[str]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from components import tracking
+from components import bless, tracking
 from components.artifacts import Metrics, SeriesWindows, TrainedModel
 from components.errors import ConfigError
 from components.forecasting import baselines, evaluate
@@ -168,6 +168,12 @@ def _backtest_summary(folds: list[dict]) -> dict:
         summary["relative_to_seasonal_naive"] = {
             name: 1.0 - scores["wmae"] / reference for name, scores in mean.items()
         }
+    summary["baseline_comparison"] = bless.baseline_comparison(
+        "wmae",
+        False,
+        mean[summary["model_name"]]["wmae"],
+        {name: scores["wmae"] for name, scores in mean.items() if name in baselines.BASELINES},
+    )
     if "quantiles" in folds[0]:
         summary["quantiles"] = _quantile_summary([fold["quantiles"] for fold in folds])
     summary["per_fold"] = [fold["models"] for fold in folds]

@@ -17,8 +17,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from components import tracking
+from components import bless, tracking
 from components.artifacts import Metrics, TokenizedCorpus
+from components.language_modeling import baselines
 from components.language_modeling.generation import TextGenerator
 
 
@@ -26,6 +27,8 @@ from components.language_modeling.generation import TextGenerator
 class LanguageModelEvaluateConfig:
     window: int = 200
     """Tokens fed per call; the state is carried, so this changes speed, not the result."""
+    baselines: bool = True
+    """Score the count-based baselines (unigram, Kneser-Ney bigram) on the same streams."""
     sample_prompt: str = ""
     sample_tokens: int = 300
     temperature: float = 0.8
@@ -44,6 +47,16 @@ def run(
     for split in ("validation", "test"):
         nats, tokens = stream_nats(generator, tokenized.ids(split), config.window, split)
         results[split] = summarize(nats, tokens, unit)
+    if config.baselines:
+        results["baselines"] = _baseline_scores(
+            tokenized, generator.tokenizer.vocabulary_size, unit
+        )
+    results["baseline_comparison"] = bless.baseline_comparison(
+        "test perplexity",
+        False,
+        results["test"]["perplexity"],
+        {name: s["test"]["perplexity"] for name, s in results.get("baselines", {}).items()},
+    )
     sample = (
         generator.generate(
             tf.constant(config.sample_prompt),
@@ -62,9 +75,28 @@ def run(
         tracking.log_metrics(
             {f"{split}_{k}": v for k, v in results[split].items() if k != "tokens"}
         )
+        tracking.log_metrics(
+            {
+                f"{split}_{name}_{k}": v
+                for name, scores in results.get("baselines", {}).items()
+                for k, v in scores[split].items()
+                if k != "tokens"
+            }
+        )
     tracking.log_dict(results, "metrics.json")
     tracking.log_text(sample, "sample.txt")
     return Metrics(out_dir)
+
+
+def _baseline_scores(tokenized: TokenizedCorpus, vocabulary_size: int, unit: str) -> dict:
+    """Each count-based baseline's scores per split, fitted on the training stream."""
+    counts = baselines.fit(tokenized.ids("train"), vocabulary_size)
+    scores: dict[str, dict] = {name: {} for name in baselines.BASELINES}
+    for split in ("validation", "test"):
+        ids = tokenized.ids(split)
+        for name, nats in baselines.nats(counts, ids).items():
+            scores[name][split] = summarize(nats, len(ids) - 1, unit)
+    return scores
 
 
 def stream_nats(

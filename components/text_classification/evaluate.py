@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
-from components import tracking
+from components import bless, tracking
 from components.artifacts import Examples, Metrics
 from components.errors import ConfigError
 
@@ -60,6 +60,10 @@ def run(
     results = _scores(labels, predicted, probabilities, names)
     if baselines is not None:
         results |= _baseline_scores(config, labels, baselines(texts), names, results["accuracy"])
+    scored = {name: scores["accuracy"] for name, scores in results.get("baselines", {}).items()}
+    results["baseline_comparison"] = bless.baseline_comparison(
+        "accuracy", True, results["accuracy"], scored
+    )
     results["by_length"] = _sliced_accuracy(
         test[text_field], labels, predicted, config.length_buckets
     )

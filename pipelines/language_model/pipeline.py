@@ -157,10 +157,14 @@ def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
 
 def headline(metrics: dict) -> str:
     test, unit = metrics["test"], metrics["unit"]
-    return (
+    line = (
         f"perplexity {test['perplexity']:.2f}, {test[f'nats_per_{unit}']:.4f} nats/{unit}, "
         f"{test[f'bits_per_{unit}']:.4f} bits/{unit} over {test['tokens']:,} {unit}s"
     )
+    comparison = metrics.get("baseline_comparison") or {}
+    if comparison.get("best_baseline"):
+        line += f" (best baseline {comparison['best_baseline']}: {comparison['baseline']:.2f})"
+    return line
 
 
 def benchmark_columns(metrics: dict) -> dict[str, str]:

@@ -27,12 +27,15 @@ def served(serving_dir: Path, version: int, scores: dict | None) -> Path:
     return version_dir
 
 
-def judge(tmp_path, scores: dict, *thresholds: ThresholdConfig) -> dict:
+def thresholds_only(*thresholds: ThresholdConfig) -> BlessingConfig:
+    return BlessingConfig(baseline="off", champion_tolerance=None, thresholds=list(thresholds))
+
+
+def judge(tmp_path, scores: dict, *thresholds: ThresholdConfig, config=None) -> dict:
     export = ExportConfig(model_name="model", serving_dir=str(tmp_path / "models"))
     candidate = metrics(tmp_path / "candidate", scores)
-    verdict = bless.run(
-        BlessingConfig(list(thresholds)), candidate, export.model_dir, tmp_path / "out"
-    )
+    config = config or thresholds_only(*thresholds)
+    verdict = bless.run(config, candidate, export.model_dir, tmp_path / "out")
     assert verdict.blessed == verdict.load()["blessed"]
     return verdict.load()
 
@@ -137,7 +140,7 @@ def test_a_missing_metric_names_the_path_and_the_keys_there(tmp_path):
 
 
 def test_no_thresholds_bless_every_model(tmp_path):
-    assert judge(tmp_path, {"accuracy": 0.1})["reasons"] == ["no thresholds configured"]
+    assert judge(tmp_path, {"accuracy": 0.1})["reasons"] == ["no checks configured"]
 
 
 @pytest.mark.parametrize(
@@ -161,12 +164,69 @@ def test_a_champion_of_another_data_set_is_no_baseline(tmp_path):
     model_dir = ExportConfig(model_name="model", serving_dir=str(tmp_path / "models")).model_dir
     candidate = metrics(tmp_path / "candidate", {"accuracy": 0.95})
     threshold = ThresholdConfig("accuracy", lower_bound=0.5)
-    other = bless.run(BlessingConfig([threshold]), candidate, model_dir, tmp_path / "a", "spam")
+    other = bless.run(thresholds_only(threshold), candidate, model_dir, tmp_path / "a", "spam")
     verdict = other.load()
     assert not verdict["blessed"] and verdict["dataset"] == "spam"
     assert verdict["reasons"][0].startswith(
         "version 1 of model serves a model of data set 'imdb', this one is of 'spam'"
     )
     assert verdict["reasons"][0].endswith("its own export.model_name: FAIL")
-    same = bless.run(BlessingConfig([threshold]), candidate, model_dir, tmp_path / "b", "imdb")
+    same = bless.run(thresholds_only(threshold), candidate, model_dir, tmp_path / "b", "imdb")
     assert same.load()["blessed"]
+
+
+def scored(model: float, baseline: float, higher_is_better: bool = True) -> dict:
+    """metrics.json with the block an evaluation writes: the model and the best baseline."""
+    comparison = bless.baseline_comparison(
+        "accuracy", higher_is_better, model, {"majority": 0.5, "tfidf_logreg": baseline}
+    )
+    return {"accuracy": model, "baseline_comparison": comparison}
+
+
+@pytest.mark.parametrize(
+    ("model", "blessed", "verb"),
+    [(0.91, True, "beats"), (0.90, True, "ties"), (0.89, False, "does not beat")],
+)
+def test_by_default_the_model_must_match_or_beat_the_best_baseline(tmp_path, model, blessed, verb):
+    verdict = judge(tmp_path, scored(model, 0.90), config=BlessingConfig())
+    assert verdict["blessed"] is blessed and verdict["below_baseline"] is not blessed
+    assert verdict["reasons"][0] == (
+        f"accuracy {model:g} {verb} the best simple baseline, tfidf_logreg 0.9: "
+        f"{'pass' if blessed else 'FAIL'}"
+    )
+
+
+def test_warn_blesses_a_model_below_the_baseline_and_says_so(tmp_path, mlflow_store):
+    with mlflow.start_run() as run:
+        verdict = judge(tmp_path, scored(0.87, 0.9058), config=BlessingConfig(baseline="warn"))
+    assert verdict["blessed"] and verdict["below_baseline"]
+    assert verdict["reasons"][0].endswith("WARNING, blessed anyway (blessing.baseline=warn)")
+    assert mlflow.get_run(run.info.run_id).data.tags["below_baseline"] == "True"
+    lower_is_better = bless.baseline_comparison("wmae", False, 90.0, {"naive": 120, "ets": 95})
+    assert (lower_is_better["best_baseline"], lower_is_better["baseline"]) == ("ets", 95)
+
+
+def test_no_scored_baseline_skips_the_check_without_failing(tmp_path):
+    verdict = judge(tmp_path, {"accuracy": 0.7}, config=BlessingConfig())
+    assert verdict["blessed"]
+    assert verdict["reasons"] == ["no simple baseline was scored: baseline check skipped"]
+
+
+@pytest.mark.parametrize(("model", "blessed"), [(0.93, True), (0.9, True), (0.89, False)])
+def test_by_default_the_primary_metric_may_fall_2_percent_below_the_champion(
+    tmp_path, model, blessed
+):
+    served(tmp_path / "models", 1, scored(0.918, 0.5))
+    verdict = judge(tmp_path, scored(model, 0.5), config=BlessingConfig())
+    assert verdict["blessed"] is blessed
+    assert verdict["reasons"][1].startswith(f"accuracy {model:g} vs 0.918 of serving version 1")
+    assert verdict["reasons"][1].endswith(
+        f"at most 2.0% = 0.01836: {'pass' if blessed else 'FAIL'}"
+    )
+
+
+def test_blessing_settings_are_validated():
+    with pytest.raises(ConfigError, match="blessing.baseline"):
+        BlessingConfig(baseline="maybe")
+    with pytest.raises(ConfigError, match="champion_tolerance=-0.1 must be >= 0"):
+        BlessingConfig(champion_tolerance=-0.1)

@@ -58,7 +58,8 @@ def test_monthly_sales_in_a_wide_table(tmp_path, mlflow_store):
     metrics = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
     assert metrics["folds"] == 2 and metrics["season_length"] == 12
     blessing = json.loads((run_dir / "bless" / "blessing" / "blessing.json").read_text())
-    assert blessing["reasons"][0].startswith("relative_to_seasonal_naive.")
+    assert blessing["reasons"][0].startswith("wmae ")  # against the best baseline's
+    assert "the best simple baseline" in blessing["reasons"][0]
 
 
 def test_a_language_model_of_ones_own_text(tmp_path, mlflow_store):

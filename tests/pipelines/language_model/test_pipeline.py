@@ -1,6 +1,7 @@
 """The language-model pipeline end to end on tiny corpora written in the test."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,12 @@ def test_a_repeated_pattern_is_learned_to_near_zero_loss(tmp_path, mlflow_store)
     metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
     assert metrics["test"]["nats_per_char"] < 0.05, "a deterministic pattern must be learned"
     assert metrics["test"]["tokens"] == 179  # the whole 180-character test split, as one stream
+    # The baselines score the same stream: one character of context settles this pattern too,
+    # none (the unigram) leaves nine equally likely characters.
+    baselines = metrics["baselines"]
+    assert baselines["unigram"]["test"]["nats_per_char"] == pytest.approx(math.log(9), abs=0.01)
+    assert baselines["kn_bigram"]["test"]["tokens"] == 179
+    assert metrics["baseline_comparison"]["best_baseline"] == "kn_bigram"
 
     exported = tf.saved_model.load(str(tmp_path / "models" / "lm_char" / "1"))
     generated = (
@@ -61,6 +68,7 @@ def test_a_repeated_pattern_is_learned_to_near_zero_loss(tmp_path, mlflow_store)
     runs = {run.info.run_name: run for run in runs}
     assert "val_bits_per_char" in runs["train"].data.metrics
     assert "test_perplexity" in runs["evaluate"].data.metrics
+    assert "test_kn_bigram_perplexity" in runs["evaluate"].data.metrics
     logged = {d.dataset.name for d in runs["ingest"].inputs.dataset_inputs}
     assert logged == {"pattern-train", "pattern-validation", "pattern-test"}
     samples = mlflow.artifacts.list_artifacts(
