@@ -178,6 +178,14 @@ def benchmark_columns(metrics: dict) -> dict[str, str]:
     }
 
 
+def benchmark_reference_rows(metrics: dict) -> list[dict[str, str]]:
+    """One row per count-based baseline, scored on the same streams as the model."""
+    return [
+        {"run": f"baseline: {name}", **benchmark_columns({"unit": metrics["unit"], **scores})}
+        for name, scores in metrics.get("baselines", {}).items()
+    ]
+
+
 SPEC = PipelineSpec(
     name="language_model",
     config_class=Config,
@@ -244,13 +252,16 @@ SPEC = PipelineSpec(
         # PTB at equal size (2 x 200, Zaremba "small" schedule) for each cell; char level on Tiny
         # Shakespeare with the shipped config.
         runs={
-            "ptb-lstm": BenchmarkRun("ptb.yaml", "lstm"),
+            "ptb-lstm": BenchmarkRun("ptb.yaml", "lstm", dataset="ptb"),
             # At LSTM's learning rate (20) GRU diverged in epoch 3 (valid perplexity 192 -> 343).
-            "ptb-gru": BenchmarkRun("ptb.yaml", "gru", ("train.learning_rate=10.0",)),
-            "ptb-simplernn": BenchmarkRun("ptb.yaml", "simplernn", ("train.learning_rate=5.0",)),
-            "char-lstm": BenchmarkRun("language_model.yaml", "lstm"),
-            "char-gru": BenchmarkRun("language_model.yaml", "gru"),
+            "ptb-gru": BenchmarkRun("ptb.yaml", "gru", ("train.learning_rate=10.0",), "ptb"),
+            "ptb-simplernn": BenchmarkRun(
+                "ptb.yaml", "simplernn", ("train.learning_rate=5.0",), "ptb"
+            ),
+            "char-lstm": BenchmarkRun("language_model.yaml", "lstm", dataset="char"),
+            "char-gru": BenchmarkRun("language_model.yaml", "gru", dataset="char"),
         },
         columns=benchmark_columns,
+        reference_rows=benchmark_reference_rows,
     ),
 )
