@@ -22,7 +22,7 @@ from sklearn import metrics as skm
 
 from components import bless, tracking
 from components.artifacts import Examples, Metrics
-from components.errors import ConfigError
+from components.errors import ConfigError, require_one_of
 
 
 @dataclasses.dataclass
@@ -31,7 +31,9 @@ class EvaluateConfig:
     """Two classes: the probability of label 1 at or above which a prediction is label 1. More
     classes: the likeliest class is the prediction."""
     length_buckets: list[int] = dataclasses.field(default_factory=lambda: [100, 200, 400])
-    """Word-count boundaries of the length slices (``<=100``, ``101-200``, ...)."""
+    """Length boundaries of the slices (``<=100``, ``101-200``, ...), in ``length_unit``s."""
+    length_unit: str = "words"
+    """``words`` (split at spaces) or ``characters``, for languages written without spaces."""
     misclassified_examples: int = 10
     """How many of the most confident mistakes to keep for reading."""
     batch_size: int = 256
@@ -39,6 +41,7 @@ class EvaluateConfig:
     def __post_init__(self):
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"evaluate.threshold={self.threshold} must be between 0 and 1")
+        require_one_of("evaluate.length_unit", self.length_unit, ("words", "characters"))
 
 
 def run(
@@ -64,8 +67,9 @@ def run(
     results["baseline_comparison"] = bless.baseline_comparison(
         "accuracy", True, results["accuracy"], scored
     )
+    results["length_unit"] = config.length_unit
     results["by_length"] = _sliced_accuracy(
-        test[text_field], labels, predicted, config.length_buckets
+        test[text_field], labels, predicted, config.length_buckets, config.length_unit
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
@@ -173,8 +177,8 @@ def _baseline_scores(
     }
 
 
-def _sliced_accuracy(texts: pd.Series, labels, predicted, boundaries: list[int]) -> dict:
-    words = texts.str.split().str.len().to_numpy()
+def _sliced_accuracy(texts: pd.Series, labels, predicted, boundaries: list[int], unit: str) -> dict:
+    words = (texts.str.split().str.len() if unit == "words" else texts.str.len()).to_numpy()
     edges = [0, *sorted(boundaries), np.inf]
     slices = {}
     for low, high in zip(edges[:-1], edges[1:], strict=True):

@@ -149,9 +149,10 @@ def headline(metrics: dict) -> str:
 
 
 def benchmark_columns(metrics: dict) -> dict[str, str]:
-    """Test scores for the benchmark table, with accuracy by review length (in words)."""
+    """Test scores for the benchmark table, with accuracy by text length."""
+    unit = metrics.get("length_unit", "words")
     by_length = {
-        f"acc. {name} words": f"{s['accuracy']:.3f}" for name, s in metrics["by_length"].items()
+        f"acc. {name} {unit}": f"{s['accuracy']:.3f}" for name, s in metrics["by_length"].items()
     }
     baseline = metrics.get("baselines", {}).get("tfidf_logreg")
     return {

@@ -105,3 +105,20 @@ def test_three_classes_are_scored_per_class_with_their_names(tmp_path):
         ("mid", "low", 0.7),
         ("high", "mid", 0.5),
     ]
+
+
+def test_lengths_in_characters_for_texts_without_spaces(tmp_path):
+    frame = pd.DataFrame(
+        {"text": ["好" * 5, "差" * 5, "好" * 50, "差" * 50], "label": [1, 0, 1, 0]}
+    )
+    frame.to_parquet(tmp_path / "test.parquet")
+    (tmp_path / "statistics.json").write_text(json.dumps({"label_names": ["差", "好"]}))
+    config = EvaluateConfig(length_unit="characters", length_buckets=[10])
+    metrics = evaluate.run(
+        config, lambda texts: np.array([0.9, 0.1, 0.1, 0.9]), Examples(tmp_path), tmp_path / "m"
+    ).load()
+    assert metrics["length_unit"] == "characters"
+    assert metrics["by_length"] == {
+        "1-10": {"examples": 2, "accuracy": 1.0},
+        "over_10": {"examples": 2, "accuracy": 0.0},
+    }
