@@ -114,7 +114,9 @@ def run(
     )
     serving = {"serving_version": record["version"], "serving_path": version_dir}
     if registered is not None:
-        tracking.tag_registered_version(config.model_name, registered, serving)
+        # The data set travels with the registered version: a model name is one data set's.
+        dataset = {"dataset": evaluation["dataset"]} if evaluation.get("dataset") else {}
+        tracking.tag_registered_version(config.model_name, registered, {**serving, **dataset})
     # What serves now is the baseline of the next candidate (none if it was not registered).
     tracking.set_champion(config.model_name, registered)
     if config.deployment_files and write_deployment is not None:

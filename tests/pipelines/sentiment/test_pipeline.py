@@ -55,7 +55,8 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_pa
         "imdb-validation",
         "imdb-test",
     }
-    assert mlflow.MlflowClient().get_registered_model("sentiment").latest_versions[0].version == 1
+    registered = mlflow.MlflowClient().get_model_version_by_alias("sentiment", "champion")
+    assert (str(registered.version), registered.tags["dataset"]) == ("1", "imdb")
 
     serve = tf.saved_model.load(str(serving_dir / "sentiment" / "1")).signatures["serving_default"]
     reviews = tf.constant(
