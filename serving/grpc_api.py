@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent import futures
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -90,7 +91,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 f"output tensor alias not found in signature: {unknown[0]} Outputs expected to be "
                 f"in the set {{{','.join(sorted(signature.outputs))}}}."
             )
-        inputs = {key: tf.make_ndarray(tensor) for key, tensor in request.inputs.items()}
+        inputs = {key: _array(key, tensor) for key, tensor in request.inputs.items()}
         outputs = servable.run(name, inputs)
         response = predict_pb2.PredictResponse()
         _fill_spec(response.model_spec, request.model_spec.name, servable.version, name)
@@ -169,6 +170,25 @@ def start(
     port = server.add_insecure_port(address)
     server.start()
     return server, port
+
+
+MAX_TENSOR_ELEMENTS = 2**24
+"""Largest input a request may declare: a TensorProto with one value and a huge shape is filled
+out to that shape, so the shape, not the message size, says what decoding allocates."""
+
+
+def _array(key: str, tensor) -> np.ndarray:
+    """A request's TensorProto as an array; one that does not decode is the client's error."""
+    elements = int(np.prod([max(dim.size, 0) for dim in tensor.tensor_shape.dim], dtype=float))
+    if elements > MAX_TENSOR_ELEMENTS:
+        raise invalid_argument(
+            f"input tensor {key!r} declares {elements:,.0f} elements; at most "
+            f"{MAX_TENSOR_ELEMENTS:,} are accepted"
+        )
+    try:
+        return tf.make_ndarray(tensor)
+    except (ValueError, TypeError) as error:
+        raise invalid_argument(f"input tensor {key!r} cannot be decoded: {error}") from None
 
 
 def _version(model_spec) -> tuple[str, int | None, str | None]:

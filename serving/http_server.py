@@ -2,14 +2,21 @@
 
 :class:`ModelServer` reads each request (``Content-Length`` or chunked, refusing bodies over the
 limit with a 413), answers ``GET /monitoring/prometheus/metrics`` from the server's metrics and
-hands everything else to :class:`~serving.rest_api.RestApi`, which never raises.
+hands everything else to :class:`~serving.rest_api.RestApi`, which never raises. Every wait on a
+client is bounded: a connection that sends nothing for ``idle_timeout_s`` (between requests, in
+the middle of its headers or of a body shorter than its ``Content-Length``) is closed, and past
+``max_connections`` open connections a new one is answered 503 and closed, so half-open or slow
+clients cannot hold the server's threads. Every error, the HTTP layer's own included (414, 431,
+HEAD, OPTIONS), is a JSON ``{"error": ...}`` body.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -18,6 +25,8 @@ from serving.rest_api import RestApi
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 10 * 2**20
+IDLE_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 512
 _DRAIN_LIMIT = 4  # a body up to this many times the limit is read (and dropped) before the 413
 
 
@@ -31,6 +40,29 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # for the client's delayed ACK of the headers (40 ms on Linux) on every keep-alive request.
     disable_nagle_algorithm = True
     server: ModelServer
+
+    def setup(self):
+        self.timeout = self.server.idle_timeout_s  # every read of the socket waits at most this
+        super().setup()
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError):  # the client left or went quiet: nothing to answer
+            self.close_connection = True
+
+    def send_error(self, code, message=None, explain=None):
+        """The HTTP layer's own errors (bad request line, 414, 431, unknown method) as JSON."""
+        self.close_connection = True
+        self.request_version = "HTTP/1.1"  # an unreadable request line leaves HTTP/0.9: no head
+        phrase = message or self.responses.get(code, ("Error",))[0]
+        self._reply(code, json.dumps({"error": phrase}))
+
+    def do_HEAD(self):
+        self._serve("HEAD")
+
+    def do_OPTIONS(self):
+        self._serve("OPTIONS")
 
     def do_GET(self):
         self._serve("GET")
@@ -52,6 +84,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body = self._read_body()
         except _BodyTooLarge as error:
             self._reply(413, json.dumps({"error": str(error)}))
+            return
+        except TimeoutError:
+            self.close_connection = True
+            wait = self.server.idle_timeout_s
+            self._reply(408, json.dumps({"error": f"Request body not received within {wait:g} s"}))
             return
         except (ValueError, OSError) as error:
             self.close_connection = True
@@ -111,7 +148,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":
+            self.wfile.write(payload)
 
     def log_message(self, format, *args):  # noqa: A002 - the name BaseHTTPRequestHandler uses
         log.debug("%s %s", self.address_string(), format % args)
@@ -126,9 +164,40 @@ class ModelServer(ThreadingHTTPServer):
     request_queue_size = socket.SOMAXCONN
 
     def __init__(
-        self, address: tuple[str, int], api: RestApi, metrics: ServingMetrics, max_body_bytes: int
+        self,
+        address: tuple[str, int],
+        api: RestApi,
+        metrics: ServingMetrics,
+        max_body_bytes: int,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
     ):
         super().__init__(address, _RequestHandler)
         self.api = api
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self.max_connections = max_connections
+        self._open = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request, client_address):
+        if not self._open.acquire(blocking=False):
+            log.warning("%d connections open: refusing %s", self.max_connections, client_address)
+            body = json.dumps({"error": "Too many open connections; retry later"}).encode()
+            head = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            with contextlib.suppress(OSError):
+                request.sendall(head.encode() + body)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._open.release()
+
+    def handle_error(self, request, client_address):
+        """A connection's failure is its own: logged, never a traceback on stderr."""
+        log.debug("connection from %s failed", client_address, exc_info=True)

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -45,10 +46,21 @@ _NUMPY_TYPES = {
 }
 
 
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects a request may have (TensorFlow's tensors stop at rank
+254; a request this deep is malformed, and deeper ones cost recursion in every later step)."""
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
 def parse_json(body: bytes) -> dict:
     """The request object; TF Serving's parse errors. NaN and Infinity are accepted, as there."""
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
+    depth = nesting_depth(body)
+    if depth > MAX_DEPTH:
+        raise invalid_argument(
+            f"JSON Parse error: nesting depth {depth} exceeds the limit of {MAX_DEPTH}"
+        )
     try:
         document = json.loads(body)
     except json.JSONDecodeError as error:
@@ -58,6 +70,15 @@ def parse_json(body: bytes) -> dict:
     if not isinstance(document, dict):
         raise invalid_argument("JSON Value: ", value_text(document), " Is not object")
     return document
+
+
+def nesting_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text, counted on its bytes (strings removed),
+    before parsing: a vectorized pass, so it costs little even for a body at the size limit."""
+    symbols = np.frombuffer(_STRING.sub(b"", body), dtype=np.uint8)
+    brackets = symbols[(symbols == 91) | (symbols == 93) | (symbols == 123) | (symbols == 125)]
+    steps = np.where((brackets == 91) | (brackets == 123), 1, -1)  # "[" or "{" opens
+    return int(np.cumsum(steps).max(initial=0))
 
 
 def signature_name(document: dict) -> str:

@@ -4,7 +4,9 @@
 case-insensitive): ``GET`` model status and ``/metadata`` (by version or label), ``POST``
 ``:predict``, ``:classify`` and ``:regress``. Answers are TF Serving's JSON; every failure becomes
 ``{"error": "..."}`` with the HTTP status of its TF error code, so nothing a client sends escapes
-as an exception.
+as an exception. As TF Serving's ``--rest_api_timeout_in_ms``, a request not answered within
+``timeout_s`` gets ``DEADLINE_EXCEEDED`` (504); its model call is abandoned (TensorFlow cannot stop
+a running call), and the exported graphs bound what one call may do.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import unquote
 
 from google.protobuf import json_format
@@ -33,25 +37,44 @@ STATUS_PATH = re.compile(rf"/v1/models(?:/([^/:]+))?{_VERSION_OR_LABEL}(?:/(meta
 API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 _PRINT_OPTIONS = {"always_print_fields_with_no_presence": True, "indent": 1}
+REST_API_TIMEOUT_S = 30.0
+_WORKERS = 64
 
 
 class RestApi:
-    def __init__(self, store: ModelStore, metrics: ServingMetrics | None = None):
+    def __init__(
+        self,
+        store: ModelStore,
+        metrics: ServingMetrics | None = None,
+        timeout_s: float = REST_API_TIMEOUT_S,
+    ):
         self.store = store
         self.metrics = metrics
         """Where predict, classify and regress calls are counted and timed."""
+        self.timeout_s = timeout_s
+        self._workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="rest")
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
         """``(HTTP status, JSON body)`` for one request; ``path`` without the query string."""
         if not API_PATH.fullmatch(path):
             return 404, _error_json(f"Not found: {path} (the API is under /v1/models/)")
         started = time.perf_counter()
-        code, text = self._answer(method, path, body)
+        try:
+            code, text = self._workers.submit(self._answer, method, path, body).result(
+                self.timeout_s
+            )
+        except FutureTimeout:
+            log.warning("%s %s: no answer within %.0f ms", method, path, 1000 * self.timeout_s)
+            code = "DEADLINE_EXCEEDED"
+            text = _error_json(f"Request timed out after {1000 * self.timeout_s:.0f} ms")
         inference = PREDICT_PATH.fullmatch(path) if method == "POST" else None
         if self.metrics is not None and inference:
             name, api = unquote(inference[1]), inference[4].lower()
             self.metrics.observe_request(name, api, "REST", code, time.perf_counter() - started)
         return HTTP_STATUS.get(code, 500), text
+
+    def close(self) -> None:
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
     def _answer(self, method: str, path: str, body: bytes) -> tuple[str, str]:
         """``(TF status code name, JSON body)``."""

@@ -6,9 +6,11 @@ on ``http://127.0.0.1:8501/v1/models/<name>`` and its gRPC API on ``127.0.0.1:85
 written for TF Serving work unchanged. The models directory is polled: new versions load in the
 background and replace the served one once loaded, removed ones are unloaded, and a version that
 fails to load is reported in its status. Requests run in parallel, one thread each; bodies over
-``--max-body-mb`` are refused (413). ``--enable-batching`` runs concurrent requests to a signature
-as one call, with TF Serving's batching parameters (``serving/batching.py``). TF Serving's
-Prometheus metrics are at ``/monitoring/prometheus/metrics`` (``serving/metrics.py``).
+``--max-body-mb`` are refused (413), requests not answered in ``--rest-api-timeout-ms`` get 504,
+and connections quiet for ``--idle-timeout-s`` are closed. ``--enable-batching`` runs concurrent
+requests to a signature as one call, with TF Serving's batching parameters
+(``serving/batching.py``). TF Serving's Prometheus metrics are at
+``/monitoring/prometheus/metrics`` (``serving/metrics.py``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from pathlib import Path
 
 from components.errors import ConfigError
 from serving import batching
-from serving.http_server import MAX_BODY_BYTES, ModelServer
+from serving.http_server import IDLE_TIMEOUT_S, MAX_BODY_BYTES, ModelServer
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
-from serving.rest_api import RestApi
+from serving.rest_api import REST_API_TIMEOUT_S, RestApi
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT, DEFAULT_GRPC_PORT = 8501, 8500
@@ -42,6 +44,8 @@ class LocalModelServer:
         max_body_bytes: int = MAX_BODY_BYTES,
         grpc_port: int | None = None,
         batching_parameters: batching.BatchingParameters | None = None,
+        rest_api_timeout_s: float = REST_API_TIMEOUT_S,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ):
         self.metrics = ServingMetrics()
         """TF Serving's request and runtime metrics, at ``/monitoring/prometheus/metrics``."""
@@ -49,8 +53,10 @@ class LocalModelServer:
             models_dir, config_file, batching=batching_parameters, metrics=self.metrics
         )
         self.poll_seconds = poll_seconds
-        api = RestApi(self.store, self.metrics)
-        self.http = ModelServer((host, port), api, self.metrics, max_body_bytes)
+        self.api = RestApi(self.store, self.metrics, rest_api_timeout_s)
+        self.http = ModelServer(
+            (host, port), self.api, self.metrics, max_body_bytes, idle_timeout_s
+        )
         self.grpc_port = grpc_port
         """gRPC API port (0: any free one); None: no gRPC API."""
         self.grpc_address: str | None = None
@@ -97,6 +103,7 @@ class LocalModelServer:
             self._grpc.stop(grace=1).wait()
         self.http.shutdown()
         self.http.server_close()
+        self.api.close()
         self.store.close()
 
     def __enter__(self) -> LocalModelServer:
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         int(args.max_body_mb * 2**20),
         None if args.no_grpc else args.grpc_port,
         batching_parameters,
+        args.rest_api_timeout_ms / 1000,
+        args.idle_timeout_s,
     )
     server.start()
     try:
@@ -169,6 +178,19 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=MAX_BODY_BYTES / 2**20,
         help="largest REST body or gRPC message accepted",
+    )
+    parser.add_argument(
+        "--rest-api-timeout-ms",
+        type=float,
+        default=1000 * REST_API_TIMEOUT_S,
+        help="a REST request not answered in this time gets 504 DEADLINE_EXCEEDED (TF Serving's "
+        "--rest_api_timeout_in_ms)",
+    )
+    parser.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=IDLE_TIMEOUT_S,
+        help="close a connection that sends nothing for this long (idle, slow headers or body)",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     return parser

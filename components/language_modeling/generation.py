@@ -3,14 +3,19 @@
 ``TextGenerator`` wraps a step model (``build_language_model(..., explicit_states=True)``) and a
 ``Tokenizer`` in a ``tf.Module`` whose methods are pure TensorFlow: the exported SavedModel can
 tokenize a prompt, run the network over it, sample token by token (temperature, top-k, seeded)
-and detokenize, so TF Serving serves generation with no Python around it.
+and detokenize, so TF Serving serves generation with no Python around it. Every request's work is
+bounded inside the graph (``GenerationLimits``), so no request can make real TF Serving (or the
+local server) allocate or loop without end.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
+from components.errors import ConfigError
 from components.language_modeling.model import (
     LanguageModelConfig,
     build_language_model,
@@ -28,21 +33,47 @@ GENERATE_SIGNATURE = [
 ]
 
 
+@dataclasses.dataclass
+class GenerationLimits:
+    """What one request may ask of the exported model; more is an INVALID_ARGUMENT error."""
+
+    max_tokens: int = 2000
+    """Most tokens ``generate`` writes per request (its ``num_tokens``)."""
+    max_prompt_tokens: int = 10000
+    """Longest prompt (or ``serving_default`` text), in tokens."""
+
+    def __post_init__(self):
+        if self.max_tokens < 1 or self.max_prompt_tokens < 1:
+            raise ConfigError("generation.max_tokens and max_prompt_tokens must be positive")
+
+
 def text_generator(
-    model_config: LanguageModelConfig, trained: keras.Model, tokenizer: Tokenizer
+    model_config: LanguageModelConfig,
+    trained: keras.Model,
+    tokenizer: Tokenizer,
+    limits: GenerationLimits | None = None,
 ) -> TextGenerator:
     """A batch-1 step model carrying explicit state, with the trained weights, and the tokenizer."""
     step_model = build_language_model(
         model_config, tokenizer.vocabulary_size, batch_size=1, explicit_states=True
     )
     copy_weights(trained, step_model)
-    return TextGenerator(step_model, tokenizer, state_sizes(model_config))
+    return TextGenerator(
+        step_model, tokenizer, state_sizes(model_config), limits or GenerationLimits()
+    )
 
 
 class TextGenerator(tf.Module):
-    def __init__(self, step_model: keras.Model, tokenizer: Tokenizer, state_sizes: list[int]):
+    def __init__(
+        self,
+        step_model: keras.Model,
+        tokenizer: Tokenizer,
+        state_sizes: list[int],
+        limits: GenerationLimits,
+    ):
         super().__init__(name="text_generator")
         self.step_model, self.tokenizer, self.state_sizes = step_model, tokenizer, state_sizes
+        self.limits = limits
 
     def run_over(self, ids: tf.Tensor, states: list[tf.Tensor]):
         """Feed (1, time) ids from ``states``: last-position log-probabilities, new states."""
@@ -55,12 +86,28 @@ class TextGenerator(tf.Module):
         An empty prompt starts from the unknown token (id 0), the model's most neutral context.
         """
         ids = self.tokenizer.encode(prompt)
-        ids = tf.cond(tf.size(ids) > 0, lambda: ids, lambda: tf.zeros([1], tf.int64))
+        limit = self.limits.max_prompt_tokens
+        check = tf.debugging.assert_less_equal(
+            tf.size(ids),
+            limit,
+            message=f"the prompt is longer than generation.max_prompt_tokens={limit} tokens",
+        )
+        with tf.control_dependencies([check]):
+            ids = tf.cond(tf.size(ids) > 0, lambda: ids, lambda: tf.zeros([1], tf.int64))
         zeros = [tf.zeros([1, size]) for size in self.state_sizes]
         return self.run_over(tf.cast(ids[tf.newaxis, :], tf.int32), zeros)
 
     @tf.function(input_signature=GENERATE_SIGNATURE)
     def generate(self, prompt, num_tokens, temperature, top_k, seed):
+        limit = self.limits.max_tokens
+        checks = [
+            tf.debugging.assert_non_negative(num_tokens, message="num_tokens must be >= 0"),
+            tf.debugging.assert_less_equal(
+                num_tokens, limit, message=f"num_tokens must be at most {limit}"
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            num_tokens = tf.identity(num_tokens)
         log_probabilities, states = self.prompt_state(prompt)
         generated = tf.TensorArray(tf.int64, size=num_tokens)
         for step in tf.range(num_tokens):

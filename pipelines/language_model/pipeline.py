@@ -27,7 +27,7 @@ from components.artifacts import (
 )
 from components.language_modeling import evaluate, ingest, tokenization
 from components.language_modeling.callbacks import PerplexityLogger, SampleLogger, StateResetter
-from components.language_modeling.generation import text_generator
+from components.language_modeling.generation import GenerationLimits, text_generator
 from components.language_modeling.model import LanguageModelConfig, build_language_model
 from components.language_modeling.streams import (
     StreamWindowConfig,
@@ -58,6 +58,8 @@ class LanguageModelPipelineConfig:
     evaluate: evaluate.LanguageModelEvaluateConfig = dataclasses.field(
         default_factory=evaluate.LanguageModelEvaluateConfig
     )
+    generation: GenerationLimits = dataclasses.field(default_factory=GenerationLimits)
+    """Bounds on what one request to the exported model may ask (checked in its graph)."""
     blessing: bless.BlessingConfig = dataclasses.field(default_factory=bless.BlessingConfig)
     export: export.ExportConfig = dataclasses.field(
         default_factory=lambda: export.ExportConfig(model_name="language_model")
@@ -131,13 +133,13 @@ def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
 
 def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
     tokenizer = load_tokenizer(inputs["tokenize"])
-    generator = text_generator(config.model, inputs["train"].load(), tokenizer)
+    generator = text_generator(config.model, inputs["train"].load(), tokenizer, config.generation)
     return evaluate.run(config.evaluate, generator, inputs["tokenize"], out_dir)
 
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
     tokenizer = load_tokenizer(inputs["tokenize"])
-    generator = text_generator(config.model, inputs["train"].load(), tokenizer)
+    generator = text_generator(config.model, inputs["train"].load(), tokenizer, config.generation)
     archive = keras.export.ExportArchive()
     archive.track(generator.step_model)
     archive.track(generator.tokenizer)
@@ -215,7 +217,7 @@ SPEC = PipelineSpec(
             run_evaluate,
             Metrics,
             ("tokenize", "train"),
-            config_sections=("model", "evaluate"),
+            config_sections=("model", "evaluate", "generation"),
         ),
         bless_stage("evaluate"),
         Stage(
@@ -223,7 +225,7 @@ SPEC = PipelineSpec(
             run_export,
             PushedModel,
             ("tokenize", "train", "bless"),
-            config_sections=("model", "evaluate", "export"),
+            config_sections=("model", "evaluate", "generation", "export"),
         ),
     ],
     tune_stage=Stage(

@@ -84,6 +84,33 @@ def test_predict_errors_carry_tf_serving_status_codes(predictions, model, inputs
     assert message in raised.value.details()
 
 
+@pytest.mark.parametrize(
+    "content, dims, message",
+    [
+        (b"\x01\x02\x03", [], "cannot be decoded: buffer size must be a multiple of element size"),
+        (b"", [10**12], "declares 1,000,000,000,000 elements; at most 16,777,216"),
+    ],
+)
+def test_garbage_or_huge_tensors_are_invalid_arguments(predictions, content, dims, message):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "lm_char", "generate"
+    for key, value, dtype in [
+        ("prompt", "abc", tf.string),
+        ("temperature", 0.0, tf.float32),
+        ("top_k", 0, tf.int32),
+        ("seed", 1, tf.int64),
+    ]:
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype))
+    request.inputs["num_tokens"].dtype = tf.int32.as_datatype_enum
+    request.inputs["num_tokens"].tensor_content = content
+    for size in dims:
+        request.inputs["num_tokens"].tensor_shape.dim.add(size=size)
+    with pytest.raises(grpc.RpcError) as error:
+        predictions.Predict(request, timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.value.details()
+
+
 def test_metadata_and_status(channel, predictions):
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = "lm_char"

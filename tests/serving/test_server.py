@@ -133,7 +133,24 @@ def test_language_model_signatures(api):
         assert prediction["next_token_id"] == np.argmax(prediction["log_probabilities"])
     # An error raised inside the graph keeps its TF code: INVALID_ARGUMENT, 400.
     negative = {"signature_name": "generate", "inputs": {**inputs, "num_tokens": -1}}
-    assert call(f"{api}/lm_char:predict", negative)[0] == 400
+    status, answer = call(f"{api}/lm_char:predict", negative)
+    assert status == 400 and "num_tokens must be >= 0" in answer["error"]
+
+
+@pytest.mark.parametrize("num_tokens", [2001, 10**7, 2**31 - 1])
+def test_the_graph_refuses_more_tokens_than_its_limit_and_the_server_stays_up(api, num_tokens):
+    """2**31 - 1 tokens once made the graph reserve that many slots and killed the process."""
+    inputs = {"prompt": "ab", "num_tokens": num_tokens, "temperature": 0.0, "top_k": 0, "seed": 1}
+    status, answer = call(
+        f"{api}/lm_char:predict", {"signature_name": "generate", "inputs": inputs}
+    )
+    assert status == 400 and "num_tokens must be at most 2000" in answer["error"]
+    long_prompt = {**inputs, "num_tokens": 1, "prompt": "ab" * 6000}
+    status, answer = call(
+        f"{api}/lm_char:predict", {"signature_name": "generate", "inputs": long_prompt}
+    )
+    assert status == 400 and "longer than generation.max_prompt_tokens=10000" in answer["error"]
+    assert call(f"{api}/lm_char")[0] == 200
 
 
 SHOP_INPUTS = {"units", "promo", "sku", "region", "forecast_start"}
