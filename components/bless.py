@@ -68,7 +68,7 @@ class BlessingConfig:
     baseline: str = "require"
     """``require``: not blessed unless the model beats the best simple baseline on the evaluation's
     primary metric; ``warn``: blessed anyway, with a warning in the log, blessing.json and MLflow
-    (tag ``below_baseline``); ``off``: no comparison."""
+    (tag ``below_baseline``); ``ignore``: no comparison (YAML reads a bare ``off`` as false)."""
     champion_tolerance: float | None = 0.02
     """How much worse than the serving model's primary metric still passes, as a fraction of its
     value (0.02: 2%); null: no comparison with what serves."""
@@ -76,7 +76,7 @@ class BlessingConfig:
     """Further checks; every check of every threshold must pass."""
 
     def __post_init__(self):
-        require_one_of("blessing.baseline", self.baseline, ("require", "warn", "off"))
+        require_one_of("blessing.baseline", self.baseline, ("require", "warn", "ignore"))
         if self.champion_tolerance is not None and self.champion_tolerance < 0:
             raise ConfigError(
                 f"blessing.champion_tolerance={self.champion_tolerance} must be >= 0 (or null)"
@@ -123,7 +123,7 @@ def run(
         )
     comparison = metrics.get("baseline_comparison")
     below_baseline = None
-    if config.baseline != "off":
+    if config.baseline != "ignore":
         below_baseline, reason = _baseline_check(comparison)
         if below_baseline is not None and config.baseline == "require":
             passed.append(not below_baseline)

@@ -6,6 +6,12 @@ hand). From ``<models_dir>/<model_name>/<version>/saved_model.pb`` it writes, be
 labels), ``batching_parameters.txt``, ``monitoring.config`` and a ``docker-compose.yml`` that runs
 the official ``tensorflow/serving`` image on them. An optional ``deployment.yaml`` in the same
 directory overrides a model's version policy and labels.
+
+Every ``models.config`` it writes is one TF Serving accepts as a reload of the previous one
+(``serving/version_labels.py``): a label moves only onto a version the previous config already
+served (so TF Serving has loaded it) or is new. A label that would move onto a version just added
+(``canary`` onto the newest export) is left out this time and assigned, as a new label, by the next
+write (``make serving-config`` once the version is AVAILABLE, or the next export).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from components.errors import ConfigError, PipelineError
 from components.versions import list_versions
 from serving.metrics import PROMETHEUS_PATH
 from serving.tf_serving_protos import BatchingParameters, MonitoringConfig
+from serving.version_labels import refused_labels
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,8 @@ def write_deployment(models_dir: Path, deployment_dir: Path | None = None) -> li
         log.warning(
             "%s: model %r has no versions under %s; skipped", overrides_path, name, models_dir
         )
-    config = model_server_config(models, overrides, source=str(overrides_path))
+    previous = read_models_config(deployment_dir / "models.config")
+    config = model_server_config(models, overrides, str(overrides_path), previous)
     own_code = _GENERATED.format("serving/deployment.py")
     files = {
         "models.config": _GENERATED.format(OVERRIDES_FILE) + text_format.MessageToString(config),
@@ -90,13 +98,27 @@ def find_models(models_dir: Path) -> dict[str, list[int]]:
     return models
 
 
+def read_models_config(path: Path) -> dict[str, model_server_config_pb2.ModelConfig]:
+    """Model name -> its entry in a ``models.config`` file; {} when there is none or unreadable."""
+    try:
+        config = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+    except (OSError, text_format.ParseError):
+        return {}
+    return {entry.name: entry for entry in config.model_config_list.config}
+
+
 def model_server_config(
-    models: dict[str, list[int]], overrides: dict, source: str = OVERRIDES_FILE
+    models: dict[str, list[int]],
+    overrides: dict,
+    source: str = OVERRIDES_FILE,
+    previous: dict[str, model_server_config_pb2.ModelConfig] | None = None,
 ) -> model_server_config_pb2.ModelServerConfig:
-    """One ``model_config_list`` entry per model, mounted at ``/models/<name>`` in the container."""
+    """One ``model_config_list`` entry per model, mounted at ``/models/<name>`` in the container;
+    ``previous``: the config TF Serving runs now, whose reload rules the labels keep to."""
     config = model_server_config_pb2.ModelServerConfig()
     for name, versions in models.items():
         policy, served, labels = _serving_plan(name, versions, overrides.get(name) or {}, source)
+        labels = _reloadable_labels(name, labels, (previous or {}).get(name))
         entry = config.model_config_list.config.add(
             name=name, base_path=f"/models/{name}", model_platform="tensorflow"
         )
@@ -149,6 +171,23 @@ def _serving_plan(
                 f"not serve (serves {served}); TF Serving refuses a label on an unserved version"
             )
     return policy, served, {str(label): version for label, version in labels.items()}
+
+
+def _reloadable_labels(name: str, labels: dict[str, int], previous) -> dict[str, int]:
+    """``labels`` without those TF Serving would refuse after ``previous`` (that model's entry in
+    the running config): a label moving onto a version ``previous`` did not serve waits."""
+    if previous is None:
+        return labels
+    current = dict(previous.version_labels)
+    served = set(previous.model_version_policy.specific.versions) | set(current.values())
+    waiting = {label: labels[label] for label in refused_labels(name, labels, current, served)}
+    for label, version in waiting.items():
+        log.warning(
+            "model %s: label %r moves to version %d once TF Serving has loaded it; run `make "
+            "serving-config` then (TF Serving refuses a label moved onto a version not loaded)",
+            name, label, version,
+        )  # fmt: skip
+    return {label: version for label, version in labels.items() if label not in waiting}
 
 
 def _read_overrides(path: Path) -> dict:

@@ -5,10 +5,12 @@ Like TF Serving's file-system source and manager: every ``poll()`` lists ``<mode
 model's version policy (``models.config``'s ``model_version_policy``; by default the latest
 version) and loads new aspired versions on background threads. A version starts answering only once
 it has loaded, by replacing the reference requests look up, so requests in flight finish on the
-servable they hold. A superseded version is unloaded only when an aspired one is available, and a
-version whose directory disappeared is unloaded at once. A version that fails to load is reported
-(``END`` with its error) and tried again only when its files change. With batching parameters,
-every version loads with its own batcher, closed when the version is unloaded.
+servable they hold. As TF Serving's availability-preserving policy, a version that is no longer
+aspired (superseded, dropped by the policy, or its directory deleted) keeps serving from memory
+until an aspired version is available, and is unloaded at once only when nothing is aspired. A
+version that fails to load is reported (``END`` with its error) and tried again only when its
+files change. With batching parameters, every version loads with its own batcher, closed when the
+version is unloaded.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from serving.batching import BatchingParameters
 from serving.metrics import ServingMetrics
 from serving.servables import Servable
 from serving.status import from_exception, invalid_argument, not_found
+from serving.version_labels import refused_labels
 
 log = logging.getLogger(__name__)
 DEFAULT_LABEL = "stable"
@@ -159,19 +162,17 @@ class ModelStore:
                 states[version] = VersionState("LOADING")
                 load = self._executor.submit(self._load, name, version, on_disk[version])
                 self._loads[(name, version)] = load
-        for version in list(self._available.get(name, {})):
-            if version not in on_disk:
-                self._unload(name, version, "its directory is gone")
         self._unload_superseded(name)
 
     def _unload_superseded(self, name: str) -> None:
-        """Availability first: versions the policy dropped go once an aspired version answers."""
-        available = self._available.get(name, {})
-        if not any(version in available for version in self._aspired.get(name, ())):
+        """Availability first: versions no longer aspired go once an aspired version answers (or
+        when none is aspired any more: the model's versions are all gone)."""
+        available, aspired = self._available.get(name, {}), self._aspired.get(name, set())
+        if aspired and not any(version in available for version in aspired):
             return
         for version in list(available):
-            if version not in self._aspired[name]:
-                self._unload(name, version, "the version policy no longer serves it")
+            if version not in aspired:
+                self._unload(name, version, "no longer aspired (superseded or deleted)")
 
     def _unload(self, name: str, version: int, reason: str) -> None:
         # Requests holding the servable keep it alive until they finish; new ones no longer see it.
@@ -228,7 +229,22 @@ class ModelStore:
         except (OSError, text_format.ParseError) as error:
             log.error("%s: %s; keeping the previous model config", self.config_file, error)
             return
-        self._config = {entry.name: entry for entry in config.model_config_list.config}
+        entries = {entry.name: entry for entry in config.model_config_list.config}
+        with self._lock:
+            refused = [
+                reason
+                for name, entry in entries.items()
+                for reason in refused_labels(
+                    name,
+                    dict(entry.version_labels),
+                    dict(self._config[name].version_labels) if name in self._config else {},
+                    set(self._available.get(name, {})),
+                ).values()
+            ]
+        if refused:  # as TF Serving: the whole reload fails, the running config stays
+            log.error("%s refused: %s", self.config_file, "; ".join(refused))
+            return
+        self._config = entries
         log.info("model config %s: %s", self.config_file, sorted(self._config))
 
 

@@ -28,7 +28,7 @@ def served(serving_dir: Path, version: int, scores: dict | None) -> Path:
 
 
 def thresholds_only(*thresholds: ThresholdConfig) -> BlessingConfig:
-    return BlessingConfig(baseline="off", champion_tolerance=None, thresholds=list(thresholds))
+    return BlessingConfig(baseline="ignore", champion_tolerance=None, thresholds=list(thresholds))
 
 
 def judge(tmp_path, scores: dict, *thresholds: ThresholdConfig, config=None) -> dict:

@@ -8,6 +8,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from components.errors import ConfigError
 from serving import deployment
 from serving.tf_serving_protos import BatchingParameters, MonitoringConfig
+from serving.version_labels import refused_labels
 
 
 def export_versions(models_dir: Path, model_name: str, *versions: int) -> None:
@@ -46,6 +47,46 @@ def test_with_more_versions_the_previous_is_stable_and_the_newest_canary(tmp_pat
     assert list(config) == ["sentiment"]
     assert list(config["sentiment"].model_version_policy.specific.versions) == [2, 3]
     assert dict(config["sentiment"].version_labels) == {"stable": 2, "canary": 3}
+
+
+def served_by(entry: model_server_config_pb2.ModelConfig, on_disk: list[int]) -> set[int]:
+    """The versions TF Serving loads for ``entry``'s policy (each load succeeding)."""
+    policy = entry.model_version_policy
+    if policy.WhichOneof("policy_choice") == "specific":
+        return set(policy.specific.versions)
+    return set(on_disk[-max(policy.latest.num_versions, 1) :])
+
+
+def test_every_generated_config_is_a_reload_tf_serving_accepts(tmp_path):
+    """Ten exports in a row, each followed by one TF Serving poll: every reload passes TF
+    Serving's label rule; a label never moves onto a version TF Serving has not loaded."""
+    models, current, available = tmp_path / "models", {}, set()
+    history = []
+    for version in range(1, 11):
+        export_versions(models, "sentiment", version)
+        deployment.write_deployment(models)
+        entry = read_models_config(tmp_path)["sentiment"]
+        labels = dict(entry.version_labels)
+        assert refused_labels("sentiment", labels, current, available) == {}, version
+        current, available = labels, served_by(entry, list(range(1, version + 1)))
+        history.append(labels)
+        if version == 6:  # `make serving-config` once the new version is available
+            deployment.write_deployment(models)
+            labels = dict(read_models_config(tmp_path)["sentiment"].version_labels)
+            assert refused_labels("sentiment", labels, current, available) == {}
+            assert labels == {"stable": 5, "canary": 6}
+            current = labels
+    assert history[:4] == [
+        {"stable": 1},
+        {"stable": 1, "canary": 2},
+        {"stable": 2},  # canary waits: TF Serving would refuse moving it onto 3, not loaded yet
+        {"stable": 3, "canary": 4},  # canary is new again: allowed even before 4 has loaded
+    ]
+    # What the generator used to write at the third export, TF Serving refuses.
+    assert refused_labels("sentiment", {"stable": 2, "canary": 3}, history[1], {1, 2}) == {
+        "canary": "Request to assign label to version 3 of model sentiment, which is not "
+        "currently available for inference (label 'canary')"
+    }
 
 
 def test_deployment_yaml_overrides_policy_and_labels(tmp_path):

@@ -46,6 +46,36 @@ def test_a_new_version_is_hot_loaded_without_a_failed_request(models_copy):
         assert [(v["version"], v["state"]) for v in versions] == [("2", "AVAILABLE"), ("1", "END")]
 
 
+def test_the_old_version_serves_until_the_new_one_loads_even_once_its_folder_is_gone(models_copy):
+    """TF Serving's availability-preserving policy: deleting the old version's folder right
+    after the new one is copied in (no wait) fails no request."""
+    with LocalModelServer(models_copy, port=0, poll_seconds=0.1) as server:
+        api = server.url + "/v1/models"
+        failures, answered, stop = [], [], threading.Event()
+
+        def keep_asking():
+            while not stop.is_set():
+                status, answer = call(f"{api}/sentiment:predict", {"instances": [POSITIVE]})
+                (answered if status == 200 else failures).append((status, answer))
+
+        clients = [threading.Thread(target=keep_asking) for _ in range(4)]
+        for client in clients:
+            client.start()
+        wait_for(lambda: len(answered) > 5)
+        shutil.copytree(models_copy / "sentiment" / "1", models_copy / "sentiment" / ".incoming")
+        (models_copy / "sentiment" / ".incoming").rename(models_copy / "sentiment" / "2")
+        shutil.rmtree(models_copy / "sentiment" / "1")
+        wait_for(lambda: served_version(api, "sentiment") == 2)
+        count = len(answered)
+        wait_for(lambda: len(answered) > count + 5)
+        stop.set()
+        for client in clients:
+            client.join()
+        assert failures == []
+        versions = call(f"{api}/sentiment")[1]["model_version_status"]
+        assert [(v["version"], v["state"]) for v in versions] == [("2", "AVAILABLE"), ("1", "END")]
+
+
 def test_a_broken_version_is_reported_and_the_working_one_keeps_serving(models_copy):
     (models_copy / "sentiment" / ".staging-123").mkdir()  # hidden: never a version
     (models_copy / "sentiment" / "notes").mkdir()  # not a number: never a version
@@ -126,20 +156,30 @@ def test_models_config_sets_the_version_policy_and_labels(models_copy, tmp_path)
         server.store.poll()  # a config that does not parse is logged; the previous one stays
         assert call(f"{api}/sentiment/labels/canary/metadata")[1]["model_spec"]["version"] == "2"
 
+        # As TF Serving: moving canary onto version 3, not loaded, fails the whole reload.
         config.write_text(_model_config(versions=(2, 3), stable=2, canary=3))
-        wait_for(lambda: call(f"{api}/sentiment/labels/canary/metadata")[0] == 200
-                 and served_version(api, "sentiment") == 3)  # fmt: skip
+        server.store.poll()
+        assert call(f"{api}/sentiment/versions/3/metadata")[0] == 404
+        assert call(f"{api}/sentiment/labels/stable/metadata")[1]["model_spec"]["version"] == "1"
+        # In two steps, as serving/deployment.py writes them: load 3, then label it.
+        config.write_text(_model_config(versions=(2, 3), stable=2))
+        wait_for(lambda: served_version(api, "sentiment") == 3)
+        config.write_text(_model_config(versions=(2, 3), stable=2, canary=3))
+        canary = f"{api}/sentiment/labels/canary/metadata"
+        wait_for(lambda: call(canary)[1].get("model_spec", {}).get("version") == "3")
         version_1 = f"{api}/sentiment/versions/1"
         wait_for(lambda: call(version_1)[1]["model_version_status"][0]["state"] == "END")
 
 
-def _model_config(versions: tuple[int, ...], stable: int, canary: int) -> str:
+def _model_config(versions: tuple[int, ...], stable: int, canary: int | None = None) -> str:
     specific = " ".join(f"versions: {v}" for v in versions)
+    labels = f"version_labels {{ key: 'stable' value: {stable} }} "
+    if canary is not None:
+        labels += f"version_labels {{ key: 'canary' value: {canary} }} "
     return (
         "model_config_list { config { name: 'sentiment' base_path: '/models/sentiment' "
         f"model_platform: 'tensorflow' model_version_policy {{ specific {{ {specific} }} }} "
-        f"version_labels {{ key: 'stable' value: {stable} }} "
-        f"version_labels {{ key: 'canary' value: {canary} }} }} }}"
+        f"{labels}}} }}"
     )
 
 

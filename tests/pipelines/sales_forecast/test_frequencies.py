@@ -62,6 +62,7 @@ def settings(data, **more):
         "backtest.folds": "1",
         "ensemble.members": "[]",
         "blessing.thresholds": "[]",
+        "blessing.baseline": "ignore",
         "export.register": "false",
         "export.model_name": "monthly",
         **more,

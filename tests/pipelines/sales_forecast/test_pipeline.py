@@ -85,6 +85,7 @@ def shop_run(tmp_path_factory):
         "backtest.folds": "2",
         "ensemble.members": "[{model.architecture: direct}, {model.architecture: encoder_decoder}]",
         "blessing.thresholds": "[]",  # 2 epochs on 6 series cannot meet the Walmart bars
+        "blessing.baseline": "ignore",
         "export.model_name": "shop",
     }
     yield root, run_pipeline(root, None, settings)
@@ -219,6 +220,7 @@ def test_a_quantile_model_is_scored_backtested_and_served_with_its_quantiles(
         "train.epochs": "1",
         "backtest.folds": "2",
         "blessing.thresholds": "[]",
+        "blessing.baseline": "ignore",
         "export.model_name": "shop_quantiles",
         "export.register": "false",
     }
