@@ -7,6 +7,8 @@ codes go into the ``status.error_code`` of a version that failed to load.
 
 from __future__ import annotations
 
+import re
+
 import tensorflow as tf
 from tensorflow.core.protobuf import error_codes_pb2
 
@@ -60,5 +62,15 @@ def from_exception(error: BaseException) -> ServingError:
     if isinstance(error, ServingError):
         return error
     if isinstance(error, tf.errors.OpError):
-        return ServingError(error_codes_pb2.Code.Name(error.error_code), error.message)
+        return ServingError(error_codes_pb2.Code.Name(error.error_code), _op_message(error.message))
     return ServingError("UNKNOWN", f"{type(error).__name__}: {error}")
+
+
+_ASSERTION = re.compile(r"assertion failed: \[(.*?)\]", re.DOTALL)
+
+
+def _op_message(message: str) -> str:
+    """A failed in-graph check's own words (``assertion failed: [num_tokens must be ...]``) rather
+    than the Python stack TensorFlow wraps it in; any other message as it is."""
+    found = _ASSERTION.search(message)
+    return f"assertion failed: {found.group(1)}" if found else message

@@ -198,6 +198,34 @@ def test_the_sales_model_forecasts_from_columnar_and_row_requests(api, exported_
     assert status == 400 and "input units has shape [3, 10]" in answer["error"]
 
 
+BAD_DATE = "assertion failed: input forecast_start must be real dates written YYYY-MM-DD"
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("forecast_start", "2012-13-45", BAD_DATE),
+        ("forecast_start", "2023-02-29", BAD_DATE),
+        ("forecast_start", "12/03/2022", BAD_DATE),
+        ("units", float("nan"), "input units has NaN or infinite values"),
+        ("units", float("inf"), "input units has NaN or infinite values"),
+    ],
+)
+def test_the_sales_graph_refuses_bad_dates_and_non_finite_history(
+    api, exported_models, field, value, message
+):
+    history = shop_history(exported_models, 2)
+    if field == "forecast_start":
+        history[field] = [history[field][0], value]
+    else:
+        history[field][1][3] = value
+    body = json.dumps({"inputs": history}).encode()  # NaN and Infinity as TF Serving reads them
+    status, answer = call(f"{api}/shop:predict", body)
+    assert status == 400 and message in answer["error"]
+    leap_day = {**shop_history(exported_models, 1), "forecast_start": ["2024-02-29"]}
+    assert call(f"{api}/shop:predict", {"inputs": leap_day})[0] == 200
+
+
 def test_an_unexpected_failure_is_a_500_and_the_server_stays_up(api, monkeypatch):
     def broken(*args):
         raise RuntimeError("boom")
