@@ -58,9 +58,7 @@ def text_generator(
         model_config, tokenizer.vocabulary_size, batch_size=1, explicit_states=True
     )
     copy_weights(trained, step_model)
-    return TextGenerator(
-        step_model, tokenizer, state_sizes(model_config), limits or GenerationLimits()
-    )
+    return TextGenerator(step_model, tokenizer, state_sizes(model_config), limits)
 
 
 class TextGenerator(tf.Module):
@@ -69,11 +67,11 @@ class TextGenerator(tf.Module):
         step_model: keras.Model,
         tokenizer: Tokenizer,
         state_sizes: list[int],
-        limits: GenerationLimits,
+        limits: GenerationLimits | None = None,
     ):
         super().__init__(name="text_generator")
         self.step_model, self.tokenizer, self.state_sizes = step_model, tokenizer, state_sizes
-        self.limits = limits
+        self.limits = limits or GenerationLimits()
 
     def run_over(self, ids: tf.Tensor, states: list[tf.Tensor]):
         """Feed (1, time) ids from ``states``: last-position log-probabilities, new states."""
