@@ -6,7 +6,9 @@ a free 127.0.0.1 port, without and then with ``--enable-batching``, and sends th
 row-format ``:predict`` at each concurrency (one client thread per connection, HTTP/1.1
 keep-alive), a bounded number of requests or seconds each. Requests/s, mean and p50/p95/p99
 latency, errors and the mean model call the server's runtime metric recorded during each level go
-into BENCHMARKS.md's ``serving`` section.
+into BENCHMARKS.md's ``serving`` section. Last, a hot swap under load: on a copy of the models
+folder, 8 client threads send 200 requests each while a new version is copied in and the old
+version's folder is deleted at once, and every failed request is counted.
 The model is the latest ``serving/models/sentiment`` export, else a smoke-config one made here.
 """
 
@@ -19,11 +21,13 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -185,7 +189,46 @@ def run(args, command: str) -> str:
                 )
                 levels += _server_levels(args, MODES[mode], url, path, body)
         settings = _settings(args, models_dir)
-    return results_text(levels, source, command, settings)
+        swap = "" if args.url else hot_swap(args.model, version, scratch, body)
+    return results_text(levels, source, command, settings) + swap
+
+
+def hot_swap(model: str, version: Path, scratch: Path, body: bytes) -> str:
+    """8 threads x 200 requests to the unversioned model while version N+1 is copied in (hidden
+    name, then renamed, as the exporter does) and version N's folder is deleted right after."""
+    models_dir = scratch / "swap-models"
+    shutil.copytree(version, models_dir / model / "1")
+    threads, per_thread = 8, 200
+    with local_server(models_dir, model, scratch / "server-swap.log") as url:
+        swapped = threading.Event()
+
+        def swap():
+            time.sleep(0.5)  # the load is running
+            incoming = models_dir / model / ".incoming"
+            shutil.copytree(models_dir / model / "1", incoming)
+            incoming.rename(models_dir / model / "2")
+            shutil.rmtree(models_dir / model / "1")
+            swapped.set()
+
+        swapper = threading.Thread(target=swap)
+        swapper.start()
+        level = http_level(
+            "hot swap", url, f"/v1/models/{model}:predict", body, threads, threads * per_thread, 600
+        )
+        swapper.join()
+        from serving import client
+
+        served = client.call(url, client.model_path(model) + "/metadata")["model_spec"]["version"]
+    done = "during" if swapped.is_set() else "after"
+    text = (
+        f"\n\nHot swap under load: {threads} threads x {per_thread} requests to "
+        f"`/v1/models/{model}:predict` while version 2 was copied in and version 1's folder "
+        f"deleted right after (no wait), {done} the load: **{level.errors} failed of "
+        f"{threads * per_thread:,}** (target 0: {'met' if level.errors == 0 else 'missed'}); "
+        f"version {served} served at the end."
+    )
+    print(text.strip(), flush=True)
+    return text
 
 
 def _server_levels(args, mode: str, url: str, path: str, body: bytes) -> list[Level]:
