@@ -40,9 +40,11 @@ def pipeline_run(run_name: str, tags: dict[str, str]) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def component_run(component: str) -> Iterator[str]:
-    """A nested run for one component; on error it is ended FAILED with the error as a tag."""
-    with _marking_failure(mlflow.start_run(run_name=component, nested=True)) as run:
+def component_run(component: str, system_metrics: bool = False) -> Iterator[str]:
+    """A nested run for one component; on error it is ended FAILED with the error as a tag.
+    ``system_metrics``: CPU, memory and disk use sampled into the run while it lasts."""
+    started = mlflow.start_run(run_name=component, nested=True, log_system_metrics=system_metrics)
+    with _marking_failure(started) as run:
         mlflow.set_tag("component", component)
         yield run.info.run_id
 
@@ -119,9 +121,17 @@ def log_dataset(frame, name: str, source: str, context: str, targets: str | None
             mlflow.log_input(dataset, context=context)
 
 
+class _EpochMetrics(mlflow.keras.MlflowCallback):
+    """MLflow's Keras callback without its second copy of the validation metrics: it logs
+    ``validation_*`` after every evaluation beside the ``val_*`` each epoch already logs."""
+
+    def on_test_end(self, logs=None):
+        pass
+
+
 def keras_callback():
     """Per-epoch training and validation metrics, logged into the active run."""
-    return mlflow.keras.MlflowCallback(log_every_epoch=True)
+    return _EpochMetrics(log_every_epoch=True)
 
 
 # Tuning trials, and reports that read earlier pipeline runs back.

@@ -93,8 +93,26 @@ def run_pipeline(
             outputs[stage.name] = artifacts.from_description(manifest["output"])
             digests[stage.name] = manifest["output"]["digest"]
         tracking.set_tags({"executed_stages": ",".join(executed) or "none (all cached)"})
+        # The scores on the parent run too, so runs compare in the MLflow UI's run table.
+        tracking.log_metrics(_scores(outputs))
     log.info("run %s finished: artifacts in %s, MLflow run %s", run_id, run_dir, mlflow_run_id)
     return PipelineResult(run_id, run_dir, mlflow_run_id, outputs)
+
+
+def _scores(outputs: dict) -> dict[str, float]:
+    """Every number of the run's metrics files, two levels deep, named ``<stage>_<key>[_<key>]``
+    (``evaluate_accuracy``, ``evaluate_test_perplexity``, ``backtest_relative_to_...``)."""
+    scores = {}
+    for stage, output in outputs.items():
+        if not isinstance(output, artifacts.Metrics):
+            continue
+        for key, value in output.load().items():
+            values = value.items() if isinstance(value, dict) else [(None, value)]
+            for inner, number in values:
+                name = f"{stage}_{key}" + (f"_{inner}" if inner else "")
+                if isinstance(number, int | float) and not isinstance(number, bool):
+                    scores[re.sub(r"[^A-Za-z0-9_.-]", "_", name)] = float(number)
+    return scores
 
 
 class _Execution:
@@ -162,7 +180,8 @@ class _Execution:
         partial_dir.mkdir(parents=True, exist_ok=True)
         log.info("stage %s: %s", stage.name, "resuming" if resumed_from else "starting")
         started_at, started = datetime.now(UTC), time.perf_counter()
-        with tracking.component_run(stage.name) as mlflow_run_id:
+        # Training (the resumable, long stage) records CPU and memory use beside its metrics.
+        with tracking.component_run(stage.name, stage.resumable) as mlflow_run_id:
             if resumed_from:
                 tracking.end_interrupted_runs(resumed_from)
                 tracking.set_tags({"resumed_from_mlflow_runs": ",".join(resumed_from)})

@@ -15,7 +15,10 @@ pytestmark = pytest.mark.e2e
 SMOKE_CONFIG = CONFIGS / "sentiment.smoke.yaml"
 
 
-def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_path, capsys):
+def test_sentiment_pipeline_on_a_slice_of_imdb(
+    imdb_mirror, mlflow_store, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     serving_dir = tmp_path / "models"
     exit_code = main(
         [
@@ -50,6 +53,13 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(imdb_mirror, mlflow_store, tmp_pa
         "val_loss" in names["train"].data.metrics
         and "test_accuracy" in names["evaluate"].data.metrics
     )
+    # One copy of each validation metric; CPU and memory use beside training's metrics.
+    assert not [name for name in names["train"].data.metrics if name.startswith("validation_")]
+    assert any(name.startswith("system/cpu") for name in names["train"].data.metrics)
+    # The parent run carries the scores, so runs compare in the MLflow UI's table.
+    (parent,) = [run for run in runs if "pipeline" in run.data.tags]
+    assert parent.data.metrics["evaluate_accuracy"] == pytest.approx(metrics["accuracy"])
+    assert "evaluate_baselines_majority" not in parent.data.metrics  # only numbers, 2 levels
     assert {d.dataset.name for d in names["ingest"].inputs.dataset_inputs} == {
         "imdb-train",
         "imdb-validation",
