@@ -160,8 +160,15 @@ def _newest_version_of(base: Path, model_digest: str) -> Path | None:
 
 
 def _register(staging: Path, model_name: str, example_inputs: dict) -> tuple[str, int] | None:
-    input_example = pd.DataFrame({k: v.numpy().tolist() for k, v in example_inputs.items()})
+    # Plain strings, not bytes: the registry shows a readable example and a `string` schema.
+    input_example = pd.DataFrame(
+        {k: [_plain(v) for v in t.numpy().tolist()] for k, t in example_inputs.items()}
+    )
     return tracking.log_serving_model(staging, model_name, input_example)
+
+
+def _plain(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def _record(out_dir: Path, record: dict) -> PushedModel:

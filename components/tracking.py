@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,31 +195,6 @@ def report_run(name: str) -> Iterator[str]:
         yield run_id
 
 
-class ServingSignatureModel(mlflow.pyfunc.PythonModel):
-    """An MLflow pyfunc over a SavedModel's ``serving_default``: the registry holds what TF Serving
-    serves.
-
-    Input: a DataFrame with one column per signature input; output: one column per signature output.
-    """
-
-    def load_context(self, context):
-        import tensorflow as tf
-
-        self._saved_model = tf.saved_model.load(context.artifacts["saved_model"])
-        self._serve = self._saved_model.signatures["serving_default"]
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        import tensorflow as tf
-
-        names = self._serve.structured_input_signature[1]
-        outputs = self._serve(**{name: tf.constant(model_input[name].tolist()) for name in names})
-        return pd.DataFrame({name: _plain(value.numpy()) for name, value in outputs.items()})
-
-
-def _plain(values: np.ndarray) -> list:
-    return [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
-
-
 def log_serving_model(
     saved_model_dir: Path, registered_name: str, input_example: pd.DataFrame
 ) -> tuple[str, int] | None:
@@ -227,17 +204,32 @@ def log_serving_model(
     """
     if not active():
         return None
-    loaded = ServingSignatureModel()  # only to compute the example output for the signature
+    import tensorflow as tf
+
+    from components import registry_model
+
+    loaded = registry_model.ServingSignatureModel()  # to compute the example's output
     loaded.load_context(type("Context", (), {"artifacts": {"saved_model": str(saved_model_dir)}}))
     signature = mlflow.models.infer_signature(input_example, loaded.predict(None, input_example))
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=ServingSignatureModel(),
-        artifacts={"saved_model": str(saved_model_dir)},
-        signature=signature,
-        input_example=input_example,
-        registered_model_name=registered_name,
-    )
+    # Logged as ``saved_model``, not under the exporter's ``.staging-<pid>`` folder name: hard
+    # links beside it (a hidden folder, so never taken for a version), no copy of the data.
+    with tempfile.TemporaryDirectory(dir=Path(saved_model_dir).parent, prefix=".register-") as tmp:
+        named = Path(tmp) / "saved_model"
+        shutil.copytree(saved_model_dir, named, copy_function=os.link)
+        info = mlflow.pyfunc.log_model(
+            name=registered_name,
+            python_model=registry_model.__file__,  # models from code: loads without this project
+            artifacts={"saved_model": str(named)},
+            signature=signature,
+            input_example=input_example,
+            registered_model_name=registered_name,
+            pip_requirements=[
+                f"mlflow=={mlflow.__version__}",
+                f"tensorflow=={tf.__version__}",
+                f"pandas=={pd.__version__}",
+                f"numpy=={np.__version__}",
+            ],
+        )
     return info.model_uri, int(info.registered_model_version)
 
 

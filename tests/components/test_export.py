@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from components.errors import ConfigError
 from components.export import ExportConfig
 from components.text_classification import signatures
 from serving import deployment
-from tests.conftest import write_blessing
+from tests.conftest import REPOSITORY, write_blessing
 
 REVIEWS = ["wonderful brilliant superb film", "awful boring terrible waste"]
 
@@ -97,6 +98,52 @@ def test_a_blessed_push_carries_its_evaluation_and_becomes_champion(
         # What serves next is not registered, so it cannot be champion; no stale alias remains.
         push(tiny_sentiment, tmp_path / "models", tmp_path / "b", register=False)
         assert not client.get_registered_model("sentiment").aliases
+
+
+LOAD_ELSEWHERE = """
+import sys
+# Neither the checkout nor its editable install: as on a machine with MLflow and TensorFlow only.
+sys.path = [p for p in sys.path if p not in ("", ".", REPOSITORY)]
+sys.meta_path = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
+sys.path_hooks = [h for h in sys.path_hooks if "editable" not in getattr(h, "__module__", "")]
+sys.path_importer_cache.clear()
+import mlflow, pandas as pd
+try:
+    import components
+    raise SystemExit("the project is importable: the test proves nothing")
+except ImportError:
+    pass
+model = mlflow.pyfunc.load_model("models:/sentiment@champion")
+print(model.predict(pd.DataFrame({"text": REVIEWS}))["label_name"].tolist())
+"""
+
+
+def test_the_registered_model_loads_and_predicts_without_this_project(
+    tiny_sentiment, tmp_path, mlflow_store
+):
+    tracking.configure("tests")
+    with mlflow.start_run():
+        push(tiny_sentiment, tmp_path / "models", tmp_path / "a")
+    version = mlflow.MlflowClient().get_model_version_by_alias("sentiment", "champion")
+    model_info = mlflow.models.get_model_info(f"models:/sentiment/{version.version}")
+    assert model_info.signature.inputs.to_dict() == [
+        {"type": "string", "name": "text", "required": True}
+    ]
+    requirements = mlflow.pyfunc.get_model_dependencies(f"models:/sentiment/{version.version}")
+    pins = Path(requirements).read_text()
+    assert f"tensorflow=={tf.__version__}" in pins and "recurrent-pipelines" not in pins
+    script = LOAD_ELSEWHERE.replace("REPOSITORY", repr(str(REPOSITORY))).replace(
+        "REVIEWS", repr(REVIEWS)
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "['positive', 'negative']"
 
 
 def test_a_push_regenerates_the_deployment_files_beside_serving_dir(tiny_sentiment, tmp_path):
