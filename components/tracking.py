@@ -26,12 +26,30 @@ log = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
+EXPERIMENT_KIND = "mlflow.experimentKind"
+
+
 def configure(experiment: str) -> str:
     """Point MLflow at ``$MLFLOW_TRACKING_URI`` or the local SQLite store; pick the experiment."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
+    # MLflow 3's UI opens an experiment without this tag on its GenAI view, not on the runs.
+    mlflow.set_experiment_tag(EXPERIMENT_KIND, "custom_model_development")
     return uri
+
+
+LOCAL_UI = "http://127.0.0.1:5000"
+"""Where ``make mlflow-ui`` serves the UI of a local store."""
+
+
+def run_page_url(run_id: str) -> str:
+    """The run's page in the MLflow UI: the tracking server's, else the one ``make mlflow-ui``
+    starts for the local store."""
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    experiment = mlflow.get_run(run_id).info.experiment_id
+    return f"{base}/#/experiments/{experiment}/runs/{run_id}"
 
 
 @contextlib.contextmanager

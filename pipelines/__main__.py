@@ -159,6 +159,7 @@ def _override_items(text: str) -> list[str]:
 
 
 def _run(args) -> int:
+    from components import tracking
     from pipelines.runner import run_pipeline
 
     spec = registry.get(args.pipeline)
@@ -174,7 +175,7 @@ def _run(args) -> int:
     )
     print(f"\nrun {result.run_id} finished")
     print(f"  artifacts:  {result.run_dir}")
-    print(f"  MLflow run: {result.mlflow_run_id} (experiment '{args.pipeline}'; `make mlflow-ui`)")
+    print(f"  MLflow run: {tracking.run_page_url(result.mlflow_run_id)} (`make mlflow-ui`)")
     if "export" in result.outputs:
         push = result.outputs["export"].load()
         print(f"  exported:   {push['path'] if push['pushed'] else 'nothing, ' + push['reason']}")

@@ -34,7 +34,9 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(
     )
     assert exit_code == 0
     printed = capsys.readouterr().out
-    assert "exported:" in printed and "MLflow run:" in printed
+    assert "exported:" in printed and "MLflow run: http://127.0.0.1:5000/#/experiments/" in printed
+    experiment = mlflow.get_experiment_by_name("sentiment")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # runs view
 
     (run_dir,) = (tmp_path / "artifacts" / "sentiment").glob("2*")
     metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
