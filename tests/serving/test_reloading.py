@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from serving.server import LocalModelServer
@@ -17,38 +18,10 @@ from tests.serving.conftest import call, served_version, wait_for
 POSITIVE = synthetic_review(1, random.Random(7))
 
 
-def test_a_new_version_is_hot_loaded_without_a_failed_request(models_copy):
-    with LocalModelServer(models_copy, port=0, poll_seconds=0.2) as server:
-        api = server.url + "/v1/models"
-        failures, answered, stop = [], [], threading.Event()
-
-        def keep_asking():
-            while not stop.is_set():
-                status, answer = call(f"{api}/sentiment:predict", {"instances": [POSITIVE]})
-                (answered if status == 200 else failures).append(answer)
-
-        clients = [threading.Thread(target=keep_asking) for _ in range(3)]
-        for client in clients:
-            client.start()
-        wait_for(lambda: len(answered) > 5)
-        # As the exporter does: write beside the versions under a hidden name, then rename.
-        shutil.copytree(models_copy / "sentiment" / "1", models_copy / "sentiment" / ".incoming")
-        (models_copy / "sentiment" / ".incoming").rename(models_copy / "sentiment" / "2")
-        wait_for(lambda: served_version(api, "sentiment") == 2)
-        count = len(answered)
-        wait_for(lambda: len(answered) > count + 5)
-        stop.set()
-        for client in clients:
-            client.join()
-        assert failures == []
-        assert all(answer == answered[0] for answer in answered)
-        versions = call(f"{api}/sentiment")[1]["model_version_status"]
-        assert [(v["version"], v["state"]) for v in versions] == [("2", "AVAILABLE"), ("1", "END")]
-
-
-def test_the_old_version_serves_until_the_new_one_loads_even_once_its_folder_is_gone(models_copy):
-    """TF Serving's availability-preserving policy: deleting the old version's folder right
-    after the new one is copied in (no wait) fails no request."""
+@pytest.mark.parametrize("delete_old", [False, True], ids=["old kept", "old deleted at once"])
+def test_a_new_version_is_hot_loaded_without_a_failed_request(models_copy, delete_old):
+    """TF Serving's availability-preserving policy: the old version serves until the new one is
+    available, even when its folder is deleted right after the new one is copied in."""
     with LocalModelServer(models_copy, port=0, poll_seconds=0.1) as server:
         api = server.url + "/v1/models"
         failures, answered, stop = [], [], threading.Event()
@@ -62,9 +35,11 @@ def test_the_old_version_serves_until_the_new_one_loads_even_once_its_folder_is_
         for client in clients:
             client.start()
         wait_for(lambda: len(answered) > 5)
+        # As the exporter does: write beside the versions under a hidden name, then rename.
         shutil.copytree(models_copy / "sentiment" / "1", models_copy / "sentiment" / ".incoming")
         (models_copy / "sentiment" / ".incoming").rename(models_copy / "sentiment" / "2")
-        shutil.rmtree(models_copy / "sentiment" / "1")
+        if delete_old:
+            shutil.rmtree(models_copy / "sentiment" / "1")
         wait_for(lambda: served_version(api, "sentiment") == 2)
         count = len(answered)
         wait_for(lambda: len(answered) > count + 5)
@@ -72,6 +47,7 @@ def test_the_old_version_serves_until_the_new_one_loads_even_once_its_folder_is_
         for client in clients:
             client.join()
         assert failures == []
+        assert all(answer == answered[0][1] for _, answer in answered)
         versions = call(f"{api}/sentiment")[1]["model_version_status"]
         assert [(v["version"], v["state"]) for v in versions] == [("2", "AVAILABLE"), ("1", "END")]
 
