@@ -149,6 +149,17 @@ class _EpochMetrics(mlflow.keras.MlflowCallback):
         pass
 
 
+def link_datasets(from_run: str, to_run: str) -> None:
+    """Record ``from_run``'s dataset inputs (ingest's splits) as inputs of ``to_run`` too, so the
+    runs that train and score on them (and the pipeline's run) show the data they used."""
+    if not active():
+        return
+    client = mlflow.MlflowClient()
+    inputs = client.get_run(from_run).inputs
+    if inputs and inputs.dataset_inputs:
+        client.log_inputs(to_run, datasets=inputs.dataset_inputs)
+
+
 def keras_callback():
     """Per-epoch training and validation metrics, logged into the active run."""
     return _EpochMetrics(log_every_epoch=True)

@@ -78,6 +78,7 @@ def run_pipeline(
         tracking.log_params(flatten(config))
         tracking.log_artifact(run_dir / "config.yaml")
         executed, tuned_values, tuned_config = [], {}, config
+        ingest_run = None
         for stage in selected:
             if "tune" in outputs and not tuned_values:
                 # The tune stage's best values, read once: every stage after it then builds,
@@ -92,6 +93,11 @@ def run_pipeline(
                 executed.append(stage.name)
             outputs[stage.name] = artifacts.from_description(manifest["output"])
             digests[stage.name] = manifest["output"]["digest"]
+            if stage.name == "ingest":  # where the splits were logged as MLflow datasets
+                ingest_run = manifest.get("cached_from", manifest)["mlflow_run_id"]
+                tracking.link_datasets(ingest_run, mlflow_run_id)
+            elif ingest_run is not None:
+                tracking.link_datasets(ingest_run, manifest["mlflow_run_id"])
         tracking.set_tags({"executed_stages": ",".join(executed) or "none (all cached)"})
         # The scores on the parent run too, so runs compare in the MLflow UI's run table.
         tracking.log_metrics(_scores(outputs))

@@ -55,6 +55,10 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(
         "val_loss" in names["train"].data.metrics
         and "test_accuracy" in names["evaluate"].data.metrics
     )
+    # The splits ingest logged are inputs of the runs that use them and of the pipeline's run.
+    for name in ("train", "evaluate"):
+        inputs = names[name].inputs.dataset_inputs
+        assert {d.dataset.name for d in inputs} >= {"imdb-train", "imdb-test"}, name
     # One copy of each validation metric; CPU and memory use beside training's metrics.
     assert not [name for name in names["train"].data.metrics if name.startswith("validation_")]
     assert any(name.startswith("system/cpu") for name in names["train"].data.metrics)
@@ -62,6 +66,7 @@ def test_sentiment_pipeline_on_a_slice_of_imdb(
     (parent,) = [run for run in runs if "pipeline" in run.data.tags]
     assert parent.data.metrics["evaluate_accuracy"] == pytest.approx(metrics["accuracy"])
     assert "evaluate_baselines_majority" not in parent.data.metrics  # only numbers, 2 levels
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} >= {"imdb-train", "imdb-test"}
     assert {d.dataset.name for d in names["ingest"].inputs.dataset_inputs} == {
         "imdb-train",
         "imdb-validation",
