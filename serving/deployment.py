@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 from google.protobuf import text_format
+from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from components.errors import ConfigError, PipelineError
@@ -222,12 +223,44 @@ def monitoring_config() -> MonitoringConfig:
     return config
 
 
+def scalar_input_models(models_dir: Path) -> list[str]:
+    """Models whose newest version has a signature with a scalar input (the language model's
+    ``generate``): TF Serving's ``--enable_batching`` concatenates inputs along their first
+    dimension, so it fails every call of such a signature."""
+    found = []
+    for name, versions in find_models(models_dir).items():
+        saved_model = saved_model_pb2.SavedModel()
+        saved_model.ParseFromString(
+            (models_dir / name / str(versions[-1]) / "saved_model.pb").read_bytes()
+        )
+        signatures = (s for graph in saved_model.meta_graphs for s in graph.signature_def.values())
+        if any(
+            not tensor.tensor_shape.unknown_rank and not tensor.tensor_shape.dim
+            for signature in signatures
+            for tensor in signature.inputs.values()
+        ):
+            found.append(name)
+    return found
+
+
 def compose_spec(models_dir: Path, deployment_dir: Path) -> dict:
     """One ``tensorflow/serving`` service: models read-only at ``/models``, configs at ``/config``.
 
     The whole deployment directory is mounted rather than each file: a bind-mounted file keeps the
     inode it had, so the container would never see :func:`write_deployment`'s atomic rewrites.
+    Batching is on unless a model has scalar inputs (it would break their calls, and TF Serving
+    batches all models or none).
     """
+    unbatchable = scalar_input_models(models_dir)
+    if unbatchable:
+        log.warning(
+            "docker-compose.yml: --enable_batching left off: %s take scalar inputs, which TF "
+            "Serving's batching cannot concatenate", ", ".join(unbatchable),
+        )  # fmt: skip
+    batching = [] if unbatchable else [
+        "--enable_batching=true",
+        "--batching_parameters_file=/config/batching_parameters.txt",
+    ]  # fmt: skip
     models_mount = Path(os.path.relpath(models_dir, deployment_dir)).as_posix()
     if not models_mount.startswith("."):  # compose reads a bare name as a named volume
         models_mount = f"./{models_mount}"
@@ -243,8 +276,7 @@ def compose_spec(models_dir: Path, deployment_dir: Path) -> dict:
                     "--model_config_file_poll_wait_seconds=30",
                     # Labels name versions that are still loading when the server starts.
                     "--allow_version_labels_for_unavailable_models=true",
-                    "--enable_batching=true",
-                    "--batching_parameters_file=/config/batching_parameters.txt",
+                    *batching,
                     "--monitoring_config_file=/config/monitoring.config",
                 ],
                 "ports": [f"127.0.0.1:{port}:{port}" for port in (GRPC_PORT, REST_PORT)],

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 from google.protobuf import text_format
+from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from components.errors import ConfigError
@@ -210,3 +211,23 @@ def test_command_line_reports_a_missing_models_dir(tmp_path, capsys):
     assert deployment.main(["--models-dir", str(tmp_path / "no_models")]) == 2
     assert "no_models is not a directory of exported models" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_batching_stays_off_in_compose_when_a_model_takes_scalar_inputs(tmp_path):
+    export_versions(tmp_path / "models", "sentiment", 1)
+    deployment.write_deployment(tmp_path / "models")
+    compose = yaml.safe_load((tmp_path / "docker-compose.yml").read_text())
+    assert "--enable_batching=true" in compose["services"]["tf-serving"]["command"]
+
+    # A generate-like signature: a scalar prompt, as the language model's.
+    saved_model = saved_model_pb2.SavedModel()
+    signature = saved_model.meta_graphs.add().signature_def["generate"]
+    signature.inputs["prompt"].tensor_shape.SetInParent()  # known rank 0: a scalar
+    export_versions(tmp_path / "models", "lm_char", 1)
+    (tmp_path / "models" / "lm_char" / "1" / "saved_model.pb").write_bytes(
+        saved_model.SerializeToString()
+    )
+    assert deployment.scalar_input_models(tmp_path / "models") == ["lm_char"]
+    deployment.write_deployment(tmp_path / "models")
+    compose = yaml.safe_load((tmp_path / "docker-compose.yml").read_text())
+    assert not [flag for flag in compose["services"]["tf-serving"]["command"] if "batch" in flag]
