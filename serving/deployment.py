@@ -35,7 +35,7 @@ from serving.version_labels import refused_labels
 
 log = logging.getLogger(__name__)
 
-TF_SERVING_IMAGE = "tensorflow/serving:2.19.0"
+TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
 """The image the compose file runs unless ``$TF_SERVING_IMAGE`` names another."""
 GRPC_PORT, REST_PORT = 8500, 8501
 OVERRIDES_FILE = "deployment.yaml"

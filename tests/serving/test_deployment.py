@@ -171,7 +171,7 @@ def test_compose_file_runs_tf_serving_on_the_generated_files(tmp_path):
     service = yaml.safe_load((tmp_path / "docker-compose.yml").read_text())["services"][
         "tf-serving"
     ]
-    assert service["image"] == "${TF_SERVING_IMAGE:-tensorflow/serving:2.19.0}"
+    assert service["image"] == "${TF_SERVING_IMAGE:-tensorflow/serving:2.20.0}"
     assert service["ports"] == ["127.0.0.1:8500:8500", "127.0.0.1:8501:8501"]
     assert service["volumes"] == ["./models:/models:ro", ".:/config:ro"]
     flags = dict(arg.removeprefix("--").split("=", 1) for arg in service["command"])
