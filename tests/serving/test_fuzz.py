@@ -36,6 +36,12 @@ json_values = st.recursive(
     max_leaves=25,
 )
 documents = st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4)
+# No example database: the tests write nothing into the repository (.hypothesis/).
+FUZZ = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture],
+}
 signature_names = st.sampled_from(["", "serving_default", "generate", "classify", "classify_x"])
 
 
@@ -49,9 +55,7 @@ def answered_as_a_client_error(status: int, answer) -> bool:
     return 200 <= status < 500 and (status < 400 or isinstance(answer.get("error"), str))
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=150, **FUZZ)
 @given(
     model=st.sampled_from(MODELS),
     verb=st.sampled_from(VERBS),
@@ -68,9 +72,7 @@ def test_generated_json_requests_are_answered_without_5xx(server, model, verb, d
     assert call(f"{server.url}/v1/models/sentiment:predict", GOOD_REVIEW)[0] == 200
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=60, **FUZZ)
 @given(body=st.binary(max_size=300), model=st.sampled_from(MODELS))
 def test_generated_bytes_are_answered_without_5xx(server, body, model):
     status, answer = call(f"{server.url}/v1/models/{model}:predict", body)
