@@ -55,7 +55,7 @@ def answered_as_a_client_error(status: int, answer) -> bool:
     return 200 <= status < 500 and (status < 400 or isinstance(answer.get("error"), str))
 
 
-@settings(max_examples=150, **FUZZ)
+@settings(max_examples=50, **FUZZ)
 @given(
     model=st.sampled_from(MODELS),
     verb=st.sampled_from(VERBS),
@@ -72,7 +72,7 @@ def test_generated_json_requests_are_answered_without_5xx(server, model, verb, d
     assert call(f"{server.url}/v1/models/sentiment:predict", GOOD_REVIEW)[0] == 200
 
 
-@settings(max_examples=60, **FUZZ)
+@settings(max_examples=25, **FUZZ)
 @given(body=st.binary(max_size=300), model=st.sampled_from(MODELS))
 def test_generated_bytes_are_answered_without_5xx(server, body, model):
     status, answer = call(f"{server.url}/v1/models/{model}:predict", body)
