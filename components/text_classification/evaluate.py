@@ -62,11 +62,15 @@ def run(
     predicted = predicted_labels(probabilities, config.threshold)
     results = _scores(labels, predicted, probabilities, names)
     if baselines is not None:
-        results |= _baseline_scores(config, labels, baselines(texts), names, results["accuracy"])
+        results["baselines"] = _baseline_scores(config, labels, baselines(texts), names)
     scored = {name: scores["accuracy"] for name, scores in results.get("baselines", {}).items()}
-    results["baseline_comparison"] = bless.baseline_comparison(
-        "accuracy", True, results["accuracy"], scored
-    )
+    comparison = bless.baseline_comparison("accuracy", True, results["accuracy"], scored)
+    results["baseline_comparison"] = comparison
+    if comparison["best_baseline"] is not None:
+        results["best_baseline"] = comparison["best_baseline"]
+        results["accuracy_over_best_baseline"] = results["accuracy"] - comparison["baseline"]
+    else:
+        results.pop("baselines", None)  # none configured: no empty block
     results["length_unit"] = config.length_unit
     results["by_length"] = _sliced_accuracy(
         test[text_field], labels, predicted, config.length_buckets, config.length_unit
@@ -158,23 +162,14 @@ def _roc_auc(labels, probabilities: np.ndarray, classes: list[int]) -> float:
     return float(skm.roc_auc_score(labels, rows, multi_class="ovr", labels=classes))
 
 
-def _baseline_scores(
-    config, labels, baselines: dict[str, np.ndarray], names: list[str], accuracy: float
-) -> dict:
-    """Each baseline's scores, the best by accuracy, and how far the model is above it."""
+def _baseline_scores(config, labels, baselines: dict[str, np.ndarray], names: list[str]) -> dict:
+    """Each baseline's scores, as the model's."""
     scores = {}
     for name, given in baselines.items():
         probabilities = class_probabilities(given, len(names))
         predicted = predicted_labels(probabilities, config.threshold)
         scores[name] = _scores(labels, predicted, probabilities, names)
-    if not scores:
-        return {}
-    best = max(scores, key=lambda name: scores[name]["accuracy"])
-    return {
-        "baselines": scores,
-        "best_baseline": best,
-        "accuracy_over_best_baseline": accuracy - scores[best]["accuracy"],
-    }
+    return scores
 
 
 def _sliced_accuracy(texts: pd.Series, labels, predicted, boundaries: list[int], unit: str) -> dict:
