@@ -98,8 +98,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if method == "GET" and path == PROMETHEUS_PATH:
             self._reply(200, self.server.metrics.exposition().decode(), CONTENT_TYPE)
             return
-        status, text = self.server.api.handle(method, path, body)
-        self._reply(status, text)
+        answer = self.server.api.handle(method, path, body)
+        timing = (
+            {}
+            if answer.model_s is None
+            else {"Server-Timing": f"model;dur={1e3 * answer.model_s:.3f}"}
+        )
+        self._reply(answer.status, answer.body, headers=timing)
 
     def _read_body(self) -> bytes:
         limit = self.server.max_body_bytes
@@ -140,10 +145,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
             chunks.append(self.rfile.read(chunk_size))
             self.rfile.readline(8)
 
-    def _reply(self, status: int, text: str, content_type: str = "application/json") -> None:
+    def _reply(
+        self,
+        status: int,
+        text: str,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         payload = text.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         if self.close_connection:
             self.send_header("Connection", "close")

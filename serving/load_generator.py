@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import re
 import threading
 import time
 import urllib.error
@@ -35,6 +36,9 @@ class Level:
     model_call_ms: float = float("nan")
     """Mean time of one signature call inside the server (one batch with batching), from its
     runtime latency metric; the floor's own mean for the in-process level."""
+    overheads_s: list[float] = dataclasses.field(default_factory=list)
+    """Per answered request that reported its model time (``Server-Timing``): its latency at the
+    client minus that time, i.e. what HTTP, JSON and the server added to that very call."""
 
     @property
     def requests_per_s(self) -> float:
@@ -97,6 +101,7 @@ def http_level(
     address = urlsplit(url)
     budget = _Budget(requests, seconds)
     latencies: list[float] = []
+    overheads: list[float] = []
     errors: list[int] = []
     start_line = threading.Barrier(concurrency + 1)
 
@@ -116,6 +121,8 @@ def http_level(
                 connection.close()  # http.client reconnects on the next request
             if answered:
                 latencies.append(time.perf_counter() - start)
+                if (model_ms := _model_ms(response.getheader("Server-Timing"))) is not None:
+                    overheads.append(latencies[-1] - model_ms / 1e3)
             else:
                 errors.append(1)
         connection.close()
@@ -129,7 +136,13 @@ def http_level(
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    return Level(mode, concurrency, latencies, len(errors), wall)
+    return Level(mode, concurrency, latencies, len(errors), wall, overheads_s=overheads)
+
+
+def _model_ms(server_timing: str | None) -> float | None:
+    """The ``dur`` of the ``model`` metric in a ``Server-Timing`` header (milliseconds)."""
+    match = re.search(r"(?:^|,)\s*model\s*;[^,]*?dur=([0-9.]+)", server_timing or "")
+    return float(match[1]) if match else None
 
 
 class _Budget:

@@ -10,6 +10,8 @@ suffix that ``prometheus_client`` gives every counter. Request latency is the wh
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -50,6 +52,7 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS_US,
             registry=self.registry,
         )
+        self._thread = threading.local()
 
     def observe_request(
         self, model_name: str, api: str, entrypoint: str, status: str, seconds: float
@@ -63,6 +66,14 @@ class ServingMetrics:
     def observe_runtime(self, model_name: str, api: str, seconds: float) -> None:
         """One signature call of a loaded SavedModel."""
         self.runtime_latency.labels(model_name, api, "TF2").observe(seconds * 1e6)
+        self._thread.runtime_s = getattr(self._thread, "runtime_s", 0.0) + seconds
+
+    def take_thread_runtime(self) -> float:
+        """Seconds of signature calls made on this thread since the last take: one request's
+        own model time without batching (with batching the batch threads make the calls)."""
+        seconds = getattr(self._thread, "runtime_s", 0.0)
+        self._thread.runtime_s = 0.0
+        return seconds
 
     def exposition(self) -> bytes:
         """Prometheus' text format, as the scrape endpoint returns it."""

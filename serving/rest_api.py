@@ -17,6 +17,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from google.protobuf import json_format
@@ -41,6 +42,17 @@ REST_API_TIMEOUT_S = 30.0
 _WORKERS = 64
 
 
+class Answer(NamedTuple):
+    status: int
+    """The HTTP status."""
+    body: str
+    """TF Serving's JSON answer, or ``{"error": ...}``."""
+    model_s: float | None = None
+    """Seconds the request's own signature calls took (none with batching or for status calls):
+    the HTTP layer sends it as ``Server-Timing: model;dur=<ms>``, so a client can tell the model's
+    time from the server's."""
+
+
 class RestApi:
     def __init__(
         self,
@@ -54,15 +66,16 @@ class RestApi:
         self.timeout_s = timeout_s
         self._workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="rest")
 
-    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
-        """``(HTTP status, JSON body)`` for one request; ``path`` without the query string."""
+    def handle(self, method: str, path: str, body: bytes) -> Answer:
+        """The answer to one request; ``path`` without the query string."""
         if not API_PATH.fullmatch(path):
-            return 404, _error_json(f"Not found: {path} (the API is under /v1/models/)")
+            return Answer(404, _error_json(f"Not found: {path} (the API is under /v1/models/)"))
         started = time.perf_counter()
+        model_s = None
         try:
-            code, text = self._workers.submit(self._answer, method, path, body).result(
-                self.timeout_s
-            )
+            code, text, model_s = self._workers.submit(
+                self._timed_answer, method, path, body
+            ).result(self.timeout_s)
         except FutureTimeout:
             log.warning("%s %s: no answer within %.0f ms", method, path, 1000 * self.timeout_s)
             code = "DEADLINE_EXCEEDED"
@@ -71,10 +84,18 @@ class RestApi:
         if self.metrics is not None and inference:
             name, api = unquote(inference[1]), inference[4].lower()
             self.metrics.observe_request(name, api, "REST", code, time.perf_counter() - started)
-        return HTTP_STATUS.get(code, 500), text
+        return Answer(HTTP_STATUS.get(code, 500), text, model_s)
 
     def close(self) -> None:
         self._workers.shutdown(wait=False, cancel_futures=True)
+
+    def _timed_answer(self, method: str, path: str, body: bytes) -> tuple[str, str, float | None]:
+        """``_answer`` and the time its signature calls took on this thread, where measured."""
+        if self.metrics is None:
+            return *self._answer(method, path, body), None
+        self.metrics.take_thread_runtime()  # drop what an abandoned request left on this thread
+        code, text = self._answer(method, path, body)
+        return code, text, self.metrics.take_thread_runtime() or None
 
     def _answer(self, method: str, path: str, body: bytes) -> tuple[str, str]:
         """``(TF status code name, JSON body)``."""

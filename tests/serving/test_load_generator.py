@@ -28,3 +28,16 @@ def test_percentiles_interpolate_and_rows_format_milliseconds():
     }
     failed = load_generator.Level("server, loopback HTTP", 1, [], errors=3, wall_s=0.0).row()
     assert (failed["requests/s"], failed["p50"], failed["errors"]) == ("-", "-", "3")
+
+
+@pytest.mark.parametrize(
+    "header, model_ms",
+    [
+        ("model;dur=18.625", 18.625),
+        ('db;dur=3, model;desc="signature call";dur=7.5', 7.5),
+        ("total;dur=9", None),
+        (None, None),
+    ],
+)
+def test_the_model_time_is_read_from_a_server_timing_header(header, model_ms):
+    assert load_generator._model_ms(header) == model_ms

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 import urllib.request
 
 import grpc
@@ -10,6 +12,7 @@ import tensorflow as tf
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from serving import load_generator
 from serving.metrics import PROMETHEUS_PATH
 from serving.server import LocalModelServer
 from tests.serving.conftest import call, save_toy
@@ -64,6 +67,22 @@ def test_rest_requests_are_counted_by_status_and_timed_with_the_model_runtime(se
     runtime_us = value(samples, ":tensorflow:serving:runtime_latency_sum", **runtime)
     request_us = value(samples, ":tensorflow:serving:request_latency_sum", **request)
     assert 0 < runtime_us < request_us
+
+
+def test_each_predict_answer_says_its_own_model_time_in_a_server_timing_header(server):
+    request = urllib.request.Request(
+        f"{server.url}/v1/models/toy:predict",
+        data=json.dumps({"instances": [TOY_ROW]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=30) as response:
+        timing = response.headers["Server-Timing"]
+    elapsed_ms = 1e3 * (time.perf_counter() - started)
+    assert 0 < load_generator._model_ms(timing) < elapsed_ms
+    # A status call runs no model: no model time to report.
+    with urllib.request.urlopen(f"{server.url}/v1/models/toy", timeout=30) as response:
+        assert response.headers["Server-Timing"] is None
 
 
 def test_grpc_predict_is_counted_under_its_entrypoint(server):
