@@ -23,7 +23,7 @@ PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL
 	$(if $(FORCE),--no-cache)
 
 .PHONY: help venv run sentiment sentiment-smoke data-chinese-reviews chinese-reviews lm-char lm-word lm-smoke generate test test-fast lint \
-	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving \
+	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving bench-http-layers \
 	serving-config serve-docker serve predict rollback lineage tune compare clean
 
 help:  ## list targets
@@ -155,6 +155,9 @@ bench-sales: venv  ## full Walmart backtest of each model and baseline -> BENCHM
 bench-serving: venv  ## loopback load test of the local server at concurrency 1, 8, 32 -> BENCHMARKS.md
 	$(PY) -m serving.loadtest $(if $(REQUESTS),--requests $(REQUESTS)) \
 		$(if $(BATCHING),--batching $(BATCHING))
+
+bench-http-layers: venv  ## the local server's HTTP layer vs uvicorn, same API and model -> BENCHMARKS.md
+	$(PY) -m serving.http_layers
 
 clean:  ## remove run outputs (artifacts, MLflow store, exported models); keeps .venv
 	rm -rf artifacts mlruns mlflow.db serving/models .pytest_cache
