@@ -105,7 +105,9 @@ def run(
     staging = _verified_staging(archive, base, config.model_name, example_inputs, extra_files)
     record = {"pushed": True, "model_name": config.model_name, "serving_dir": str(base)}
     registered = None
-    if config.register and (logged := _register(staging, config.model_name, example_inputs)):
+    if config.register and (
+        logged := _register(staging, config.model_name, example_inputs, evaluation["metrics"])
+    ):
         record["mlflow_model_uri"], registered = logged
     # Renaming is the last step: only a verified, registered SavedModel becomes a servable version.
     version_dir = _rename_to_next_version(staging, base)
@@ -159,12 +161,19 @@ def _newest_version_of(base: Path, model_digest: str) -> Path | None:
     return newest if recorded.get("model_digest") == model_digest else None
 
 
-def _register(staging: Path, model_name: str, example_inputs: dict) -> tuple[str, int] | None:
+def _register(
+    staging: Path, model_name: str, example_inputs: dict, metrics: dict
+) -> tuple[str, int] | None:
     # Plain strings, not bytes: the registry shows a readable example and a `string` schema.
     input_example = pd.DataFrame(
         {k: [_plain(v) for v in t.numpy().tolist()] for k, t in example_inputs.items()}
     )
-    return tracking.log_serving_model(staging, model_name, input_example)
+    scores = {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    return tracking.log_serving_model(staging, model_name, input_example, scores)
 
 
 def _plain(value):

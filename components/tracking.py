@@ -228,9 +228,14 @@ def report_run(name: str) -> Iterator[str]:
 
 
 def log_serving_model(
-    saved_model_dir: Path, registered_name: str, input_example: pd.DataFrame
+    saved_model_dir: Path,
+    registered_name: str,
+    input_example: pd.DataFrame,
+    scores: dict[str, float],
 ) -> tuple[str, int] | None:
     """Log the SavedModel as a pyfunc (with signature and input example); register a version.
+    ``scores`` (the evaluation's numbers) go on the logged model against the data set they were
+    measured on, which is how MLflow 3 links a logged model to its datasets.
 
     Returns the model URI and the registered version number (None when no run is active).
     """
@@ -262,7 +267,32 @@ def log_serving_model(
                 f"numpy=={np.__version__}",
             ],
         )
+    _log_model_scores(info.model_id, scores)
     return info.model_uri, int(info.registered_model_version)
+
+
+def _log_model_scores(model_id: str, scores: dict[str, float]) -> None:
+    """Each score on the model, against the active run's evaluation data set: the ``test``
+    split's, else its only data set (the sales panel, scored by backtest folds)."""
+    client = mlflow.MlflowClient()
+    run_id = mlflow.active_run().info.run_id
+    inputs = client.get_run(run_id).inputs
+    datasets = list(inputs.dataset_inputs) if inputs else []
+    tests = [entry for entry in datasets if _context(entry) == "test"]
+    evaluated = (tests or datasets)[0].dataset if len(tests or datasets) == 1 else None
+    for key, value in scores.items():
+        client.log_metric(
+            run_id,
+            key,
+            value,
+            model_id=model_id,
+            dataset_name=evaluated.name if evaluated else None,
+            dataset_digest=evaluated.digest if evaluated else None,
+        )
+
+
+def _context(dataset_input) -> str | None:
+    return next((tag.value for tag in dataset_input.tags if tag.key == "mlflow.data.context"), None)
 
 
 # Model registry. The ``champion`` alias names the registered version being served: the baseline

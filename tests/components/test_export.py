@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
@@ -98,6 +99,25 @@ def test_a_blessed_push_carries_its_evaluation_and_becomes_champion(
         # What serves next is not registered, so it cannot be champion; no stale alias remains.
         push(tiny_sentiment, tmp_path / "models", tmp_path / "b", register=False)
         assert not client.get_registered_model("sentiment").aliases
+
+
+def test_the_logged_model_carries_its_scores_on_the_test_data_set(
+    tiny_sentiment, tmp_path, mlflow_store
+):
+    tracking.configure("tests")
+    with mlflow.start_run() as run:
+        for split in ("train", "test"):
+            frame = pd.DataFrame({"text": REVIEWS, "label": [1, 0]})
+            tracking.log_dataset(frame, f"reviews-{split}", "file:///reviews", split, "label")
+        push(tiny_sentiment, tmp_path / "models", tmp_path / "a")
+
+    [model] = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], output_format="list"
+    )
+    assert model.name == "sentiment" and model.source_run_id == run.info.run_id
+    [accuracy] = [metric for metric in model.metrics if metric.key == "accuracy"]
+    assert (accuracy.value, accuracy.dataset_name) == (0.9, "reviews-test")
+    assert accuracy.dataset_digest
 
 
 LOAD_ELSEWHERE = """
