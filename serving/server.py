@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import threading
 from pathlib import Path
 
@@ -140,10 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         args.rest_api_timeout_ms / 1000,
         args.idle_timeout_s,
     )
+    stopping = threading.Event()
+    # Ctrl-C and SIGTERM (docker stop, Kubernetes) both stop the server cleanly, also where the
+    # launching shell left SIGINT ignored (a background job in a script).
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda number, frame: stopping.set())
     server.start()
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
+        stopping.wait()
         log.info("stopping")
     finally:
         server.stop()

@@ -40,11 +40,12 @@ def server_url(exported_models, tmp_path_factory):
         _wait_until_serving(url, process, log_path)
         yield url
     finally:
-        process.send_signal(signal.SIGINT)  # the server stops cleanly on Ctrl-C
+        process.send_signal(signal.SIGTERM)  # as docker stop and Kubernetes stop it
         try:
-            process.wait(timeout=30)
+            assert process.wait(timeout=30) == 0
         except subprocess.TimeoutExpired:
             process.kill()
+            pytest.fail("the server did not stop within 30 s of SIGTERM")
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen, log_path: Path) -> None:
