@@ -60,10 +60,11 @@ sales: venv  ## Walmart weekly sales forecasting with backtest (MODEL=gru|lstm|s
 sales-smoke: venv  ## the sales pipeline on 60 series (about a minute)
 	$(PY) -m pipelines run sales_forecast --config pipelines/configs/sales_forecast.smoke.yaml $(PIPELINE_ARGS)
 
-# make tune PIPELINE=sentiment|language_model|sales_forecast TRIALS=20 [CONFIG= SET=...]
-tune: venv  ## search tune.space with KerasTuner, then run the pipeline with the best values
+# make tune PIPELINE=sentiment|language_model|sales_forecast TRIALS=20 [WORKERS=2 CONFIG= SET=...]
+tune: venv  ## search tune.space with KerasTuner (WORKERS=N processes), then train with the best values
 	$(PY) -m pipelines run $(or $(PIPELINE),sentiment) --tune \
-		$(if $(TRIALS),--set tune.max_trials=$(TRIALS)) $(PIPELINE_ARGS)
+		$(if $(TRIALS),--set tune.max_trials=$(TRIALS)) $(if $(WORKERS),--tune-workers $(WORKERS)) \
+		$(PIPELINE_ARGS)
 
 # make compare PIPELINE=sentiment [LAST=5]
 compare: venv  ## table and plot of a pipeline's finished MLflow runs and their test metrics

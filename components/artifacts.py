@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from components.errors import DataError
+
 
 @dataclasses.dataclass(frozen=True)
 class Artifact:
@@ -173,7 +175,13 @@ class Hyperparameters(Artifact):
 
     def overrides(self) -> dict[str, Any]:
         """Config key (``model.units``) -> best value, applied on top of the pipeline's config."""
-        return self.load()["best"]
+        record = self.load()
+        if "best" not in record:
+            raise DataError(
+                f"{self.path} is tuning worker {record.get('tuner_id')}'s record of its trials; "
+                "the best values are in the chief's run"
+            )
+        return record["best"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,12 +7,19 @@ component runs Bayesian
 optimization, Hyperband or random search over ``space`` within a trial budget, logs every trial
 as a nested MLflow run, and writes hyperparameters.json, whose ``best`` overrides the train stage
 applies to its config.
+
+Distributed search is KerasTuner's own: with ``KERASTUNER_ORACLE_IP``/``_PORT`` set, the process
+whose ``KERASTUNER_TUNER_ID`` is ``chief`` serves the oracle (it hands out every trial once and
+keeps their scores) and writes the result; each other process (``tuner0``, ``tuner1``, ...) runs
+the trials it is handed, each a nested MLflow run of its own, and records which ones
+(``pipelines/tune_workers.py`` starts them; ``make tune WORKERS=2``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -148,19 +155,36 @@ def run(
         shuffle=False,  # the task's input pipeline decides the order, as in training
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    result = _result(config, tuner.oracle)
+    result = _worker_result(tuner) if _is_worker() else _result(config, tuner.oracle)
     (out_dir / "hyperparameters.json").write_text(json.dumps(result, indent=2))
     tracking.log_dict(result, "hyperparameters.json")
-    tracking.log_params({f"best.{key}": value for key, value in result["best"].items()})
-    tracking.log_metrics({f"tuned_{config.objective}": result["best_score"]})
+    if "best" in result:
+        tracking.log_params({f"best.{key}": value for key, value in result["best"].items()})
+        tracking.log_metrics({f"tuned_{config.objective}": result["best_score"]})
     return Hyperparameters(out_dir)
+
+
+def _is_worker() -> bool:
+    """A worker of a distributed search: it runs trials; the chief's oracle keeps the result."""
+    distributed = "KERASTUNER_ORACLE_IP" in os.environ
+    return distributed and os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
+
+
+def _worker_result(tuner) -> dict[str, Any]:
+    """What one worker did; the best values are the chief's to say (its oracle saw every trial,
+    and may have stopped serving by now)."""
+    return {"tuner_id": tuner.tuner_id, "trials_run": tuner.trials_run}
 
 
 class _TrackedTrials:
     """Mixed into a KerasTuner tuner: each trial is a nested MLflow run with its values as
     params and its epochs and score as metrics."""
 
+    trials_run: list[str]
+    """The ids of the trials this process ran (a worker runs only some of a distributed search)."""
+
     def run_trial(self, trial, *args, **kwargs):
+        self.trials_run.append(trial.trial_id)
         with tracking.trial_run(f"trial_{trial.trial_id}", trial.hyperparameters.values):
             histories = super().run_trial(trial, *args, **kwargs)
             objective = self.oracle.objective
@@ -201,6 +225,7 @@ def _tuner(config: TuneConfig, build_and_compile, out_dir: Path) -> keras_tuner.
     )
     # Hyperband's constructor takes no trial budget, but its oracle stops at one like any other.
     tuner.oracle.max_trials = config.max_trials
+    tuner.trials_run = []
     return tuner
 
 

@@ -46,6 +46,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="search the tune.space hyperparameters first; train uses the best (tune.* settings)",
     )
+    run.add_argument(
+        "--tune-workers",
+        type=int,
+        metavar="N",
+        help="with --tune: search with N worker processes, this run as KerasTuner's chief",
+    )
+    run.add_argument(
+        "--pin-cores", action="store_true", help="with --tune-workers: one CPU core per worker"
+    )
+    run.add_argument("--run-id", help="name this run (default: start time and a random suffix)")
     run.add_argument("--artifacts-root", type=Path, default=Path("artifacts"))
     run.add_argument(
         "--no-cache",
@@ -54,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         help="rerun every stage even if an earlier run did the same work",
     )
     run.set_defaults(handler=_run)
+
+    worker = commands.add_parser(
+        "tune-worker",
+        help="run the trials a tuning chief hands out (KERASTUNER_* variables; make tune WORKERS=)",
+    )
+    _add_config_arguments(worker)
+    worker.add_argument("--from-run", required=True, help="the chief's run id")
+    worker.add_argument("--artifacts-root", type=Path, default=Path("artifacts"))
+    worker.set_defaults(handler=_tune_worker)
 
     compare = commands.add_parser(
         "compare", help="table and plot comparing the finished runs of a pipeline in MLflow"
@@ -164,6 +183,8 @@ def _run(args) -> int:
 
     spec = registry.get(args.pipeline)
     config = registry.resolve_config(args.pipeline, args.config, args.model, args.overrides)
+    if args.tune_workers is not None:
+        return _run_with_tune_workers(args)
     result = run_pipeline(
         args.pipeline,
         config,
@@ -172,6 +193,7 @@ def _run(args) -> int:
         args.stage,
         args.from_run,
         use_cache=args.use_cache,
+        run_id=args.run_id,
     )
     print(f"\nrun {result.run_id} finished")
     print(f"  artifacts:  {result.run_dir}")
@@ -181,6 +203,34 @@ def _run(args) -> int:
         print(f"  exported:   {push['path'] if push['pushed'] else 'nothing, ' + push['reason']}")
     if "evaluate" in result.outputs:
         print(f"  test:       {spec.headline(result.outputs['evaluate'].load())}")
+    return 0
+
+
+def _run_with_tune_workers(args) -> int:
+    """The same run as KerasTuner's chief, beside ``--tune-workers`` worker processes."""
+    from pipelines import tune_workers
+
+    if not args.tune or args.stage or args.run_id:
+        raise PipelineError("--tune-workers goes with --tune, on a whole run without --run-id")
+    arguments = [*(["--config", str(args.config)] if args.config else [])]
+    arguments += [*(["--model", args.model] if args.model else [])]
+    arguments += [item for override in args.overrides for item in ("--set", override)]
+    return tune_workers.launch(
+        args.pipeline,
+        args.tune_workers,
+        arguments,
+        args.artifacts_root,
+        args.pin_cores,
+        args.use_cache,
+    )
+
+
+def _tune_worker(args) -> int:
+    from pipelines import tune_workers
+
+    config = registry.resolve_config(args.pipeline, args.config, args.model, args.overrides)
+    out_dir = tune_workers.run_worker(args.pipeline, config, args.artifacts_root, args.from_run)
+    print(f"tuning worker done: {out_dir / 'hyperparameters.json'}")
     return 0
 
 

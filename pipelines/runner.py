@@ -55,20 +55,23 @@ def run_pipeline(
     only: str | None = None,
     from_run: str | None = None,
     use_cache: bool = True,
+    run_id: str | None = None,
 ) -> PipelineResult:
     """Run every stage, or with ``only`` a single stage fed by the artifacts of run ``from_run``.
 
     With ``use_cache`` a stage whose fingerprint matches a completed execution is not run again;
     without it every stage runs (and its fingerprint is still recorded for later runs).
+    ``run_id`` names the run (default: its start time and a random suffix), so that processes
+    started beside it (tuning workers) can find its artifacts.
     """
     selected = [stage for stage in stages if only in (None, stage.name)]
     if not selected:
         raise PipelineError(
             f"unknown stage {only!r}; stages are: {', '.join(s.name for s in stages)}"
         )
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     run_dir = Path(artifacts_root) / pipeline / run_id
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True)  # an existing run id is an error: runs never share a directory
     (run_dir / "config.yaml").write_text(to_yaml(config))
     outputs = load_outputs(Path(artifacts_root) / pipeline / from_run) if from_run else {}
     digests = {name: artifact.digest() for name, artifact in outputs.items()}
