@@ -33,7 +33,10 @@ def configure(experiment: str) -> str:
     """Point MLflow at ``$MLFLOW_TRACKING_URI`` or the local SQLite store; pick the experiment."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
+    # When another process creates the experiment between MLflow's lookup and its create,
+    # set_experiment returns that experiment without making it active (MLflow 3.17), and this
+    # run would land in Default: activate it by id.
+    mlflow.set_experiment(experiment_id=mlflow.set_experiment(experiment).experiment_id)
     # MLflow 3's UI opens an experiment without this tag on its GenAI view, not on the runs.
     mlflow.set_experiment_tag(EXPERIMENT_KIND, "custom_model_development")
     return uri
