@@ -24,7 +24,8 @@ PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL
 
 .PHONY: help venv lock run sentiment sentiment-smoke data-chinese-reviews chinese-reviews lm-char lm-word lm-smoke generate test test-fast lint \
 	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving \
-	serving-config serve-docker serve predict rollback lineage tune compare clean
+	serving-config serve-docker serve predict rollback lineage tune compare clean \
+	mlflow-server mlflow-server-stop
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -128,6 +129,15 @@ test-fast: venv  ## the test suite without the e2e tests (whole pipeline runs, d
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# make mlflow-server [MLFLOW_PORT=5001]: PostgreSQL and MLflow in .mlflow-server/ (git-ignored);
+# prints the `export MLFLOW_TRACKING_URI=...` line that points pipeline runs at it.
+MLFLOW_PORT ?= 5001
+mlflow-server: venv  ## MLflow tracking server on PostgreSQL, artifacts proxied (MLFLOW_PORT=5001)
+	$(PY) -m pipelines.tracking_server start --port $(MLFLOW_PORT)
+
+mlflow-server-stop: venv  ## stop `make mlflow-server`'s MLflow and PostgreSQL (the data stays)
+	$(PY) -m pipelines.tracking_server stop
 
 mlflow-ui: venv  ## MLflow UI on http://127.0.0.1:5000 (or says where a tracking server's UI is)
 	@case "$${MLFLOW_TRACKING_URI:-}" in http://*|https://*) \
