@@ -14,7 +14,7 @@ import mlflow
 import pytest
 
 from components.errors import ConfigError
-from pipelines import tracking_server
+from pipelines import compare, tracking_server
 from pipelines.postgres import PostgresError
 from pipelines.tracking_server import ServerConfig
 from tests.conftest import CONFIGS, REPOSITORY, write_acl_imdb
@@ -129,6 +129,16 @@ def test_two_pipeline_runs_at_once_lose_nothing(server, client, tmp_path):
         )
         assert (Path(model) / "MLmodel").is_file()
         assert (Path(model) / "artifacts" / "saved_model" / "saved_model.pb").is_file()
+
+    # A report over both runs reads them back from the server and logs its own run there.
+    table = compare.run("sentiment", tmp_path / "compare").read_text()
+    assert all(parent.data.tags["run_id"] in table for parent in parents)
+    (report,) = client.search_runs([experiment.experiment_id], "tags.report = 'compare'")
+    assert {artifact.path for artifact in client.list_artifacts(report.info.run_id)} == {
+        "compare.md",
+        "compare.csv",
+        "compare.png",
+    }
 
 
 def test_start_again_is_a_no_op_and_stop_leaves_no_process(server, client, capsys):
