@@ -141,7 +141,13 @@ def log_dataset(frame, name: str, source: str, context: str, targets: str | None
             # MLflow hints about integer label columns and file:// sources; both are intended here.
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets=targets)
-            mlflow.log_input(dataset, context=context)
+            try:
+                mlflow.log_input(dataset, context=context)
+            except mlflow.exceptions.MlflowException:
+                # Runs logging the same split at the same moment (a sweep started at once) both
+                # insert it into a shared store and one insert fails: MLflow 3.17 looks the
+                # dataset up, then inserts it, without a lock. Logged again, it is found.
+                mlflow.log_input(dataset, context=context)
 
 
 class _EpochMetrics(mlflow.keras.MlflowCallback):
