@@ -22,20 +22,31 @@ PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL
 	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(if $(SET),--overrides "$(SET)") \
 	$(if $(FORCE),--no-cache)
 
-.PHONY: help venv run sentiment sentiment-smoke data-chinese-reviews chinese-reviews lm-char lm-word lm-smoke generate test test-fast lint \
+.PHONY: help venv lock run sentiment sentiment-smoke data-chinese-reviews chinese-reviews lm-char lm-word lm-smoke generate test test-fast lint \
 	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving bench-http-layers \
-	serving-config serve-docker serve predict rollback lineage tune compare clean
+	serving-config serve-docker serve predict rollback lineage tune compare clean \
+	mlflow-server mlflow-server-stop
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# Every host installs the same versions: requirements.lock pins the whole resolved set (dev extra
+# included); the project itself goes in on top without its dependencies.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON_BOOT) tools/lock.py --check
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-venv: $(VENV)/.installed  ## create/update .venv with the pinned stack
+venv: $(VENV)/.installed  ## create/update .venv with the locked stack (requirements.lock)
+
+UV_VERSION := 0.13.9
+lock:  ## recompile requirements.lock after editing pyproject.toml's dependencies (uv, py3.11 linux)
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	$(PY) tools/lock.py
 
 run: sentiment  ## set up and run the default pipeline (IMDB sentiment)
 
@@ -119,6 +130,15 @@ test-fast: venv  ## the test suite without the e2e tests (whole pipeline runs, d
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# make mlflow-server [MLFLOW_PORT=5001]: PostgreSQL and MLflow in .mlflow-server/ (git-ignored);
+# prints the `export MLFLOW_TRACKING_URI=...` line that points pipeline runs at it.
+MLFLOW_PORT ?= 5001
+mlflow-server: venv  ## MLflow tracking server on PostgreSQL, artifacts proxied (MLFLOW_PORT=5001)
+	$(PY) -m pipelines.tracking_server start --port $(MLFLOW_PORT)
+
+mlflow-server-stop: venv  ## stop `make mlflow-server`'s MLflow and PostgreSQL (the data stays)
+	$(PY) -m pipelines.tracking_server stop
 
 mlflow-ui: venv  ## MLflow UI on http://127.0.0.1:5000 (or says where a tracking server's UI is)
 	@case "$${MLFLOW_TRACKING_URI:-}" in http://*|https://*) \

@@ -33,10 +33,23 @@ def configure(experiment: str) -> str:
     """Point MLflow at ``$MLFLOW_TRACKING_URI`` or the local SQLite store; pick the experiment."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
+    # When another process creates the experiment between MLflow's lookup and its create,
+    # set_experiment returns that experiment without making it active (MLflow 3.17), and this
+    # run would land in Default: activate it by id.
+    mlflow.set_experiment(experiment_id=mlflow.set_experiment(experiment).experiment_id)
     # MLflow 3's UI opens an experiment without this tag on its GenAI view, not on the runs.
-    mlflow.set_experiment_tag(EXPERIMENT_KIND, "custom_model_development")
+    _again_if_raced(mlflow.set_experiment_tag, EXPERIMENT_KIND, "custom_model_development")
     return uri
+
+
+def _again_if_raced(write, *args) -> None:
+    """A write that MLflow 3.17's SQL store does as look-up-then-insert without a lock (an
+    experiment tag, a dataset, an alias): when another process inserts the same row between the
+    two, as runs started at once do, the insert fails on the unique key. Again, it finds the row."""
+    try:
+        write(*args)
+    except mlflow.exceptions.MlflowException:
+        write(*args)
 
 
 LOCAL_UI = "http://127.0.0.1:5000"
@@ -141,7 +154,7 @@ def log_dataset(frame, name: str, source: str, context: str, targets: str | None
             # MLflow hints about integer label columns and file:// sources; both are intended here.
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets=targets)
-            mlflow.log_input(dataset, context=context)
+            _again_if_raced(mlflow.log_input, dataset, context)
 
 
 class _EpochMetrics(mlflow.keras.MlflowCallback):
@@ -341,7 +354,7 @@ def set_champion(name: str, version: int | None) -> None:
         return
     client = mlflow.MlflowClient()
     if version is not None:
-        client.set_registered_model_alias(name, CHAMPION, str(version))
+        _again_if_raced(client.set_registered_model_alias, name, CHAMPION, str(version))
         return
     try:
         client.delete_registered_model_alias(name, CHAMPION)
