@@ -1,0 +1,132 @@
+"""Training on several workers: real worker processes on loopback ports, tiny data and model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from pipelines import workers
+from pipelines.__main__ import main
+from tests.conftest import REPOSITORY, synthetic_reviews
+
+pytestmark = pytest.mark.e2e
+
+# SGD, no dropout, and global batches made of the same examples for any worker count (block k
+# of every shard): one and two workers differ only in the order of float additions.
+CONFIG = """
+data: {format: table, train: reviews.csv, test: null, test_fraction: 0.2, text_column: text,
+       label_column: label, label_names: [negative, positive], name: tiny_reviews}
+ingest: {validation_fraction: 0.2}
+preprocess: {vocabulary_size: 100, sequence_length: 20, train_shards: 4}
+model: {cell: gru, bidirectional: false, embedding_dim: 8, units: 4, dropout: 0.0}
+train: {epochs: 3, batch_size: 16, optimizer: sgd, learning_rate: 0.5, early_stopping_patience: 3}
+blessing: {baseline: warn, thresholds: []}
+export: {model_name: tiny_reviews, register: false}
+"""
+
+
+@pytest.fixture
+def run_arguments(tmp_path, mlflow_store, monkeypatch):
+    """``python -m pipelines run`` arguments for the tiny config, artifacts under ``name``."""
+    reviews = [(text, ["negative", "positive"][label]) for text, label in synthetic_reviews(200)]
+    pd.DataFrame(reviews, columns=["text", "label"]).to_csv(tmp_path / "reviews.csv", index=False)
+    (tmp_path / "workers.yaml").write_text(CONFIG)
+    # The workers are subprocesses started in tmp_path: they import this checkout's code.
+    python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", python_path)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def arguments(name: str, *settings: str) -> list[str]:
+        result = ["sentiment", "--config", str(tmp_path / "workers.yaml")]
+        result += ["--artifacts-root", str(tmp_path / name)]
+        for setting in (
+            f"data.data_dir={tmp_path}",
+            f"export.serving_dir={tmp_path / name / 'models'}",
+            *settings,
+        ):
+            result += ["--set", setting]
+        return result
+
+    return arguments
+
+
+def trained_model(artifacts_root: Path) -> Path:
+    (run,) = (artifacts_root / "sentiment").glob("2*")  # one run: the chief's
+    return run / "train" / "trained_model"
+
+
+def test_two_workers_train_as_one_does_and_only_the_chief_keeps_anything(run_arguments, tmp_path):
+    assert workers.main(["--workers", "2", *run_arguments("two")]) == 0
+    two = trained_model(tmp_path / "two")
+    runs = mlflow.search_runs(experiment_names=["sentiment"], output_format="list")
+    assert len([run for run in runs if "mlflow.parentRunId" not in run.data.tags]) == 1
+
+    # One worker in this process (no TF_CONFIG: a cluster of one) on the same global batches.
+    assert main(["run", *run_arguments("one", "train.distribution=multi_worker")]) == 0
+    one = trained_model(tmp_path / "one")
+    expected, got = (json.loads((m / "history.json").read_text()) for m in (one, two))
+    for name in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, err_msg=name)
+    assert expected["loss"][-1] < expected["loss"][0]  # it did learn: the match is not trivial
+    one_weights = keras.saving.load_model(one / "model.keras").get_weights()
+    two_weights = keras.saving.load_model(two / "model.keras").get_weights()
+    for a, b in zip(two_weights, one_weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_killed_worker_fails_the_run_and_a_rerun_resumes(run_arguments, tmp_path):
+    epochs = 20
+    arguments = run_arguments(
+        "runs", f"train.epochs={epochs}", f"train.early_stopping_patience={epochs}"
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.workers", "--workers", "2", *arguments],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pipeline_dir = tmp_path / "runs" / "sentiment"
+    try:
+        wait_for_epochs(launcher, pipeline_dir, epochs=2)
+        (second,) = [w for w in psutil.Process(launcher.pid).children() if is_worker(w, 1)]
+        second.send_signal(signal.SIGKILL)
+        _, errors = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 1
+    assert "worker 1" in errors and "SIGKILL" in errors and "stopping the others" in errors
+    (killed_run,) = pipeline_dir.glob("2*")
+    assert not (killed_run / "train").exists()  # no half-written artifact
+
+    assert workers.main(["--workers", "2", *arguments]) == 0
+    rerun = max(pipeline_dir.glob("2*"))
+    summary = json.loads((rerun / "train" / "trained_model" / "training.json").read_text())
+    assert summary["resumed_after_epoch"] >= 2 and summary["epochs_run"] == epochs
+
+
+def wait_for_epochs(process: subprocess.Popen, pipeline_dir: Path, epochs: int) -> None:
+    """Block until the chief has logged (and so backed up) ``epochs`` epochs."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the workers ended before one could be killed"
+        for log in pipeline_dir.glob(".partial/train-*/trained_model/epochs.csv"):
+            if len(log.read_text().splitlines()) > epochs:  # a header line, then one per epoch
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"training logged fewer than {epochs} epochs in 300 s")
+
+
+def is_worker(process: psutil.Process, index: int) -> bool:
+    return (
+        json.loads(process.environ().get("TF_CONFIG", "{}")).get("task", {}).get("index") == index
+    )
