@@ -72,11 +72,12 @@ class TrainShards:
 def write(features: np.ndarray, labels: np.ndarray, shards: int, seed: int, out_dir: Path) -> None:
     """``shards`` equal files of the examples in a seeded random order; the few (under
     ``shards``) that do not divide evenly are left out, since every worker must take as many
-    steps as the others."""
+    steps as the others. Fewer examples than shards: nothing is written (see ``read``)."""
     order = np.random.default_rng(seed).permutation(len(labels))
     per_shard = len(labels) // shards
     if per_shard == 0:
-        raise ConfigError(f"{len(labels)} training examples cannot fill {shards} shards")
+        log.warning("%d training examples cannot fill %d shards: none written", len(labels), shards)
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for shard in range(shards):
@@ -92,7 +93,10 @@ def write(features: np.ndarray, labels: np.ndarray, shards: int, seed: int, out_
     (out_dir / SHARDS_FILE).write_text(json.dumps(layout, indent=2))
 
 
-def read(shards_dir: Path) -> TrainShards:
+def read(shards_dir: Path) -> TrainShards | None:
+    """The shards ``write`` left in ``shards_dir``; None if it wrote none."""
+    if not (shards_dir / SHARDS_FILE).is_file():
+        return None
     layout = json.loads((shards_dir / SHARDS_FILE).read_text())
     return TrainShards(
         tuple(str(shards_dir / name) for name in layout["files"]),

@@ -172,7 +172,11 @@ def run(
     strategy = distribute.strategy(config.distribution)
     multi_worker = config.distribution == "multi_worker"
     if multi_worker and data.train_shards is None:
-        raise ConfigError("train.distribution=multi_worker needs a task that writes train shards")
+        raise ConfigError(
+            "train.distribution=multi_worker reads the train split from TFRecord shards, and "
+            "this task has none (too few training examples to fill them, or a task that does "
+            "not write them)"
+        )
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():  # the model's variables are mirrored on every replica
         model = compiled(config, build_model(), loss, metrics, clip=not multi_worker)

@@ -61,6 +61,7 @@ def test_training_is_reproducible_with_a_seed(tmp_path):
         ("clipnorm", 0.0, "must be positive"),
         ("epochs", 0, "must be positive"),
         ("reduce_lr_factor", 1.5, "must be in \\(0, 1\\)"),
+        ("distribution", "horovod", "choose one of: none, mirrored, multi_worker"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):

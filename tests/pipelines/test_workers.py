@@ -15,11 +15,10 @@ import pandas as pd
 import psutil
 import pytest
 
-from pipelines import workers
+from components.errors import PipelineError
+from pipelines import registry, workers
 from pipelines.__main__ import main
 from tests.conftest import REPOSITORY, synthetic_reviews
-
-pytestmark = pytest.mark.e2e
 
 # SGD, no dropout, and global batches made of the same examples for any worker count (block k
 # of every shard): one and two workers differ only in the order of float additions.
@@ -60,11 +59,75 @@ def run_arguments(tmp_path, mlflow_store, monkeypatch):
     return arguments
 
 
+@pytest.mark.parametrize(
+    "cluster, chief",
+    [
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
+        (
+            {
+                "cluster": {"chief": ["a:1"], "worker": ["b:1"]},
+                "task": {"type": "worker", "index": 0},
+            },
+            False,
+        ),
+        (
+            {
+                "cluster": {"chief": ["a:1"], "worker": ["b:1"]},
+                "task": {"type": "chief", "index": 0},
+            },
+            True,
+        ),
+    ],
+)
+def test_the_chief_is_the_chief_task_else_worker_0(cluster, chief):
+    assert workers._is_chief(cluster) is chief
+
+
+def test_local_cluster_gives_each_worker_its_index_and_its_own_port():
+    configs = workers.local_cluster(3)
+    addresses = configs[0]["cluster"]["worker"]
+    assert len(set(addresses)) == 3 and all(c["cluster"]["worker"] == addresses for c in configs)
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
+
+
+def test_outside_a_cluster_the_run_is_unchanged(monkeypatch, tmp_path):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    config = registry.resolve_config("sentiment", None, None, [])
+    stages = registry.get("sentiment").stages
+    with workers.worker_role(config, stages, tmp_path, None) as role:
+        assert role == (stages, tmp_path, True)
+
+
+@pytest.mark.parametrize(
+    "overrides, only, message",
+    [
+        ([], None, "run with --set train.distribution=multi_worker"),
+        (["train.distribution=multi_worker"], "train", "drop --stage and --tune"),
+    ],
+)
+def test_a_cluster_worker_runs_the_whole_pipeline_with_multi_worker(
+    monkeypatch, tmp_path, overrides, only, message
+):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(workers.local_cluster(2)[1]))
+    config = registry.resolve_config("sentiment", None, None, overrides)
+    role = workers.worker_role(config, registry.get("sentiment").stages, tmp_path, only)
+    with pytest.raises(PipelineError, match=message):
+        role.__enter__()
+
+
+def test_a_failing_worker_stops_the_launch_and_is_named(monkeypatch, caplog):
+    monkeypatch.setenv("PYTHONPATH", str(REPOSITORY))
+    assert workers.launch(2, ["no_such_pipeline"]) == 1
+    assert "(exit code 2); stopping the others" in caplog.text
+
+
 def trained_model(artifacts_root: Path) -> Path:
     (run,) = (artifacts_root / "sentiment").glob("2*")  # one run: the chief's
     return run / "train" / "trained_model"
 
 
+@pytest.mark.e2e
 def test_two_workers_train_as_one_does_and_only_the_chief_keeps_anything(run_arguments, tmp_path):
     assert workers.main(["--workers", "2", *run_arguments("two")]) == 0
     two = trained_model(tmp_path / "two")
@@ -84,6 +147,7 @@ def test_two_workers_train_as_one_does_and_only_the_chief_keeps_anything(run_arg
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.e2e
 def test_a_killed_worker_fails_the_run_and_a_rerun_resumes(run_arguments, tmp_path):
     epochs = 20
     arguments = run_arguments(
