@@ -29,7 +29,7 @@ ingest: {validation_fraction: 0.2}
 preprocess: {vocabulary_size: 100, sequence_length: 20, train_shards: 4}
 model: {cell: gru, bidirectional: false, embedding_dim: 8, units: 4, dropout: 0.0}
 train: {epochs: 3, batch_size: 16, optimizer: sgd, learning_rate: 0.5, early_stopping_patience: 3}
-blessing: {baseline: warn, thresholds: []}
+blessing: {baseline: warn, thresholds: [{metric: accuracy, lower_bound: 2.0}]}  # no export: faster
 export: {model_name: tiny_reviews, register: false}
 """
 
@@ -138,18 +138,19 @@ def test_two_workers_train_as_one_does_and_only_the_chief_keeps_anything(run_arg
     assert main(["run", *run_arguments("one", "train.distribution=multi_worker")]) == 0
     one = trained_model(tmp_path / "one")
     expected, got = (json.loads((m / "history.json").read_text()) for m in (one, two))
+    # Only the order of float additions differs (measured: 5e-8 relative, weights 6e-8 apart).
     for name in ("loss", "val_loss", "accuracy", "val_accuracy"):
-        np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, err_msg=name)
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, err_msg=name)
     assert expected["loss"][-1] < expected["loss"][0]  # it did learn: the match is not trivial
     one_weights = keras.saving.load_model(one / "model.keras").get_weights()
     two_weights = keras.saving.load_model(two / "model.keras").get_weights()
     for a, b in zip(two_weights, one_weights, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.e2e
 def test_a_killed_worker_fails_the_run_and_a_rerun_resumes(run_arguments, tmp_path):
-    epochs = 20
+    epochs = 10
     arguments = run_arguments(
         "runs", f"train.epochs={epochs}", f"train.early_stopping_patience={epochs}"
     )
