@@ -13,6 +13,7 @@ pipeline gives the workers other than the chief a throwaway one.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import shutil
 import time
@@ -25,6 +26,8 @@ import tensorflow as tf
 
 from components import distribute
 from components.shards import TrainShards
+
+log = logging.getLogger(__name__)
 
 ACCURACY = {
     "binary_crossentropy": keras.metrics.BinaryAccuracy,
@@ -79,6 +82,7 @@ def fit(
         started = time.perf_counter()
         logs = {**loop.train_epoch(shards, index), **loop.validate(validation)}
         logs["epoch_time_s"] = time.perf_counter() - started
+        log.info("epoch %d/%d: %s", index + 1, settings.epochs, _rounded(logs))
         _append_row(settings.epoch_log, index, logs)  # before the backup, as in fit
         epoch.assign(index + 1)
         backups.save()
@@ -112,13 +116,13 @@ class _Loop:
         if distribute.worker_count(self.strategy) == 1:
             return
         state = [*self.model.weights, *self.model.optimizer.variables]
-        values = distribute.from_chief(
+        *values, chiefs_epoch = distribute.from_chief(
             self.strategy,
             [tf.cast(v.value, tf.float64) for v in state] + [tf.cast(epoch, tf.float64)],
         )
-        for variable, value in zip(state, values, strict=False):
+        for variable, value in zip(state, values, strict=True):
             variable.assign(tf.cast(value, variable.dtype))
-        epoch.assign(tf.cast(values[-1], tf.int64))
+        epoch.assign(tf.cast(chiefs_epoch, tf.int64))
 
     def chief_says(self, stop: bool) -> bool:
         if distribute.worker_count(self.strategy) == 1:
@@ -219,6 +223,10 @@ def _metric(name: str, loss_name: str) -> keras.metrics.Metric:
     if isinstance(found, keras.metrics.Metric):
         return type(found)(name=name)
     return keras.metrics.MeanMetricWrapper(found, name=name)
+
+
+def _rounded(logs: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4g}" for name, value in logs.items())
 
 
 def _append_row(path: Path, epoch: int, logs: dict[str, float]) -> None:
