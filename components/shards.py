@@ -43,6 +43,8 @@ class TrainShards:
                 f"train.batch_size={global_batch} must be a multiple of the {shards} training "
                 f"shards, and the shards a multiple of the {pipelines} workers"
             )
+        # File-level sharding, done here rather than by tf.data's auto-shard policy FILE: the
+        # files a worker reads, and so the examples of each step, are then plain to see.
         own_files = self.files[context.input_pipeline_id :: pipelines]
         examples = tf.data.Dataset.from_tensor_slices(list(own_files)).interleave(
             lambda file: (
