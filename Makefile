@@ -23,7 +23,7 @@ PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL
 	$(if $(FORCE),--no-cache)
 
 .PHONY: help venv lock run sentiment sentiment-smoke data-chinese-reviews chinese-reviews lm-char lm-word lm-smoke generate test test-fast lint \
-	mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving bench-http-layers \
+	train-workers mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving bench-http-layers \
 	serving-config serve-docker serve predict rollback lineage tune compare clean \
 	mlflow-server mlflow-server-stop
 
@@ -76,6 +76,11 @@ tune: venv  ## search tune.space with KerasTuner (WORKERS=N processes), then tra
 	$(PY) -m pipelines run $(or $(PIPELINE),sentiment) --tune \
 		$(if $(TRIALS),--set tune.max_trials=$(TRIALS)) $(if $(WORKERS),--tune-workers $(WORKERS)) \
 		$(PIPELINE_ARGS)
+
+# make train-workers PIPELINE=sentiment WORKERS=2 [CONFIG= SET=...]: every worker runs the pipeline
+# with its own TF_CONFIG on free loopback ports; one failing stops the rest (pipelines/workers.py).
+train-workers: venv  ## data-parallel training on WORKERS local worker processes (tf.distribute)
+	$(PY) -m pipelines.workers --workers $(or $(WORKERS),2) $(or $(PIPELINE),sentiment) $(PIPELINE_ARGS)
 
 # make compare PIPELINE=sentiment [LAST=5]
 compare: venv  ## table and plot of a pipeline's finished MLflow runs and their test metrics

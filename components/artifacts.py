@@ -117,11 +117,16 @@ class SeriesWindows(Artifact):
 
 @dataclasses.dataclass(frozen=True)
 class Vocabulary(Artifact):
-    """A fitted text vectorization: vocabulary.txt plus the layer settings in vectorizer.json."""
+    """A fitted text vectorization: vocabulary.txt plus the layer settings in vectorizer.json,
+    and the train split as token ids in TFRecord shards (train_shards/)."""
 
     @property
     def vocabulary_file(self) -> Path:
         return self.path / "vocabulary.txt"
+
+    @property
+    def train_shards_dir(self) -> Path:
+        return self.path / "train_shards"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,10 @@ Training resumes where a killed attempt stopped: the weights, optimizer and epoc
 up after every epoch (Keras ``BackupAndRestore``) and each epoch's logs are appended to
 ``epochs.csv``, from which the best-model checkpoint and early stopping take up their state again.
 The runner keeps a resumable stage's unfinished directory, so rerunning the pipeline continues.
+
+``distribution`` spreads each batch over devices (``mirrored``: one machine, Keras ``fit``) or
+over the workers of a cluster (``multi_worker``: ``components/custom_loop.py``, since ``fit``
+fails there), reading the task's TFRecord shards so that each worker reads only its own files.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import pandas as pd
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from components import tracking
+from components import custom_loop, distribute, tracking
 from components.artifacts import TrainedModel
 from components.errors import ConfigError, require_one_of
+from components.shards import TrainShards
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +71,13 @@ class TrainConfig:
     lr_decay_after_epoch: int = 0
     seed: int = 42
     """Seeds weight init, dropout and shuffling."""
+    distribution: str = "none"
+    """none | mirrored (this machine's devices) | multi_worker (the workers in TF_CONFIG; see
+    ``make train-workers``). ``batch_size`` stays the global batch, split over the replicas."""
 
     def __post_init__(self):
         require_one_of("train.optimizer", self.optimizer, tuple(OPTIMIZERS))
+        require_one_of("train.distribution", self.distribution, distribute.DISTRIBUTIONS)
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("train.epochs and train.batch_size must be positive")
         clips = [c for c in (self.clipnorm, self.global_clipnorm) if c is not None]
@@ -91,6 +100,8 @@ class TrainingData:
     samples_per_epoch: int
     sample_unit: str = "samples"
     """What a sample is (reviews, tokens): names the ``train_<unit>_per_s`` metric."""
+    train_shards: TrainShards | None = None
+    """The train split as TFRecord shards, for ``multi_worker``; None where the task has none."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,14 +119,19 @@ class TrainingSetup:
 
 
 def compiled(
-    config: TrainConfig, model: keras.Model, loss: str | keras.losses.Loss, metrics: list
+    config: TrainConfig,
+    model: keras.Model,
+    loss: str | keras.losses.Loss,
+    metrics: list,
+    clip: bool = True,
 ) -> keras.Model:
-    """``model`` compiled with the configured optimizer, learning rate and gradient clipping."""
+    """``model`` compiled with the configured optimizer, learning rate and (with ``clip``)
+    gradient clipping."""
     model.compile(
         optimizer=OPTIMIZERS[config.optimizer](
             learning_rate=config.learning_rate,
-            clipnorm=config.clipnorm,
-            global_clipnorm=config.global_clipnorm,
+            clipnorm=config.clipnorm if clip else None,
+            global_clipnorm=config.global_clipnorm if clip else None,
         ),
         loss=loss,
         metrics=metrics,
@@ -153,20 +169,32 @@ def run(
     callbacks: list[keras.callbacks.Callback] = (),
 ) -> TrainedModel:
     """Seed (before ``build_model``, so weights are reproducible), compile, fit, keep the best."""
+    strategy = distribute.strategy(config.distribution)
+    multi_worker = config.distribution == "multi_worker"
+    if multi_worker and data.train_shards is None:
+        raise ConfigError(
+            "train.distribution=multi_worker reads the train split from TFRecord shards, and "
+            "this task has none (too few training examples to fill them, or a task that does "
+            "not write them)"
+        )
     keras.utils.set_random_seed(config.seed)
-    model = compiled(config, build_model(), loss, metrics)
+    with strategy.scope():  # the model's variables are mirrored on every replica
+        model = compiled(config, build_model(), loss, metrics, clip=not multi_worker)
     summary_lines: list[str] = []
     model.summary(print_fn=lambda line, **_: summary_lines.append(line))
     tracking.log_text("\n".join(summary_lines), "model_summary.txt")
     earlier = _earlier_epochs(out_dir)
-    model.fit(
-        data.train,
-        validation_data=data.validation,
-        epochs=config.epochs,
-        callbacks=[*callbacks, *_standard_callbacks(config, out_dir, earlier)],
-        shuffle=False,  # the task's input pipeline decides the order, reproducibly
-        verbose=1 if sys.stdout.isatty() else 2,  # a progress bar in a terminal, a line in logs
-    )
+    if multi_worker:
+        _fit_on_workers(config, model, data, loss, metrics, strategy, out_dir, earlier, callbacks)
+    else:
+        model.fit(
+            data.train,
+            validation_data=data.validation,
+            epochs=config.epochs,
+            callbacks=[*callbacks, *_standard_callbacks(config, out_dir, earlier)],
+            shuffle=False,  # the task's input pipeline decides the order, reproducibly
+            verbose=1 if sys.stdout.isatty() else 2,  # a progress bar in a terminal, a line in logs
+        )
     history = _logged_epochs(out_dir / EPOCH_LOG)
     wall_time = sum(history.pop("epoch_time_s"))
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
@@ -176,6 +204,33 @@ def run(
     tracking.log_metrics({key: value for key, value in summary.items() if key != "model"})
     _plot_learning_curves(history, out_dir / "learning_curves.png")
     return TrainedModel(out_dir)
+
+
+def _fit_on_workers(config, model, data, loss, metrics, strategy, out_dir, earlier, callbacks):
+    """The custom loop, with fit's callbacks that it does not do itself (learning-rate
+    schedules, MLflow)."""
+    settings = custom_loop.LoopSettings(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        patience=config.early_stopping_patience,
+        clipnorm=config.clipnorm,
+        global_clipnorm=config.global_clipnorm,
+        epoch_log=out_dir / EPOCH_LOG,
+        backup_dir=out_dir / BACKUP_DIR,
+        best_model=out_dir / "model.keras",
+    )
+    custom_loop.fit(
+        settings,
+        model,
+        data.train_shards,
+        data.validation,
+        loss,
+        metrics,
+        strategy,
+        earlier.get("val_loss", []),
+        [*callbacks, *_schedule_callbacks(config)],
+    )
 
 
 def _earlier_epochs(out_dir: Path) -> dict[str, list[float]]:
@@ -244,6 +299,12 @@ def _standard_callbacks(
         _ResumableEarlyStopping(config.early_stopping_patience, earlier_val_losses),
         keras.callbacks.TerminateOnNaN(),
     ]
+    return callbacks + _schedule_callbacks(config)
+
+
+def _schedule_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
+    """Learning-rate schedules and per-epoch MLflow metrics, which both training loops use."""
+    callbacks = []
     if config.reduce_lr_factor:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(factor=config.reduce_lr_factor, patience=0, verbose=1)

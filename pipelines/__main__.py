@@ -180,21 +180,28 @@ def _override_items(text: str) -> list[str]:
 def _run(args) -> int:
     from components import tracking
     from pipelines.runner import run_pipeline
+    from pipelines.workers import worker_role
 
     spec = registry.get(args.pipeline)
     config = registry.resolve_config(args.pipeline, args.config, args.model, args.overrides)
     if args.tune_workers is not None:
         return _run_with_tune_workers(args)
-    result = run_pipeline(
-        args.pipeline,
-        config,
-        spec.stages_to_run(args.tune),
-        args.artifacts_root,
-        args.stage,
-        args.from_run,
-        use_cache=args.use_cache,
-        run_id=args.run_id,
-    )
+    stages = spec.stages_to_run(args.tune)
+    # In a cluster (TF_CONFIG set) only the chief keeps what it makes: pipelines/workers.py.
+    with worker_role(config, stages, args.artifacts_root, args.stage) as (stages, root, chief):
+        result = run_pipeline(
+            args.pipeline,
+            config,
+            stages,
+            root,
+            args.stage,
+            args.from_run,
+            use_cache=args.use_cache,
+            run_id=args.run_id,
+        )
+        if not chief:
+            print(f"\nworker done: its artifacts ({result.run_dir}) are discarded")
+            return 0
     print(f"\nrun {result.run_id} finished")
     print(f"  artifacts:  {result.run_dir}")
     print(f"  MLflow run: {tracking.run_page_url(result.mlflow_run_id)} (`make mlflow-ui`)")

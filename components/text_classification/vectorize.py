@@ -2,7 +2,8 @@
 
 The artifact holds the vocabulary and the layer settings; ``load_vectorizer`` rebuilds the very
 same ``TextVectorization`` layer for training input pipelines and for the exported serving graph,
-so serving applies exactly the training preprocessing.
+so serving applies exactly the training preprocessing. It also holds the train split vectorized
+into TFRecord shards, which training on several workers reads (each worker its own files).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components import tracking
+from components import shards, tracking
 from components.artifacts import Examples, Vocabulary
 from components.errors import ConfigError, require_one_of
 
@@ -32,6 +33,11 @@ class TextVectorizationConfig:
     split: str = "whitespace"
     """``whitespace``: words; ``character``: every character a token, for languages written
     without spaces (Chinese, Japanese)."""
+    train_shards: int = 8
+    """TFRecord files the vectorized train split is cut into, for ``train.distribution:
+    multi_worker``: a multiple of the worker count and a divisor of ``train.batch_size``."""
+    shard_seed: int = 42
+    """Orders the train examples before they are cut into shards."""
 
     def __post_init__(self):
         require_one_of("preprocess.split", self.split, SPLITS)
@@ -41,6 +47,8 @@ class TextVectorizationConfig:
             )
         if self.sequence_length < 1:
             raise ConfigError(f"preprocess.sequence_length={self.sequence_length} must be positive")
+        if self.train_shards < 1:
+            raise ConfigError(f"preprocess.train_shards={self.train_shards} must be positive")
 
 
 @keras.saving.register_keras_serializable(package="components")
@@ -69,6 +77,16 @@ def run(config: TextVectorizationConfig, examples: Examples, out_dir: Path) -> V
         "train_coverage": _coverage(vectorizer, train_texts),
     }
     (out_dir / "vectorizer.json").write_text(json.dumps(settings, indent=2))
+    train = examples.load("train")
+    texts = tf.data.Dataset.from_tensor_slices(train[config.text_field].to_numpy()).batch(1024)
+    token_ids = np.concatenate([ids.numpy() for ids in texts.map(vectorizer)])
+    shards.write(
+        token_ids,
+        train["label"].to_numpy(),
+        config.train_shards,
+        config.shard_seed,
+        Vocabulary(out_dir).train_shards_dir,
+    )
     tracking.log_artifact(out_dir / "vocabulary.txt")
     tracking.log_metrics({"vocabulary_size": len(vocabulary), **settings["train_coverage"]})
     return Vocabulary(out_dir)

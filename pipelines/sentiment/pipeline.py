@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components import bless, export, train, tune
+from components import bless, export, shards, train, tune
 from components.artifacts import (
     Examples,
     Hyperparameters,
@@ -97,7 +97,11 @@ def training_setup(config: SentimentConfig, inputs: dict) -> train.TrainingSetup
             model_config, vectorizer.vocabulary_size(), config.preprocess.sequence_length, classes
         ),
         data=train.TrainingData(
-            batches("train"), batches("validation"), len(examples.load("train")), "reviews"
+            batches("train"),
+            batches("validation"),
+            len(examples.load("train")),
+            "reviews",
+            train_shards=shards.read(inputs["preprocess"].train_shards_dir),
         ),
         loss=loss,
         metrics=metrics,

@@ -54,6 +54,25 @@ def test_training_is_reproducible_with_a_seed(tmp_path):
     assert fit("a")["loss"] == fit("b")["loss"]
 
 
+def test_mirrored_training_fits_as_without_a_strategy(tmp_path):
+    """On a machine with one device MirroredStrategy has one replica: the same training."""
+    features = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    labels = (features[:, 0] > 0).astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((features, labels)).batch(8)
+    data = train.TrainingData(batches, batches, samples_per_epoch=64)
+
+    def fit(distribution):
+        def build():
+            return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1, "sigmoid")])
+
+        config = TrainConfig(epochs=2, batch_size=8, seed=7, distribution=distribution)
+        return train.run(
+            config, build, data, "binary_crossentropy", [], tmp_path / distribution
+        ).history()
+
+    np.testing.assert_allclose(fit("mirrored")["loss"], fit("none")["loss"], rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [
@@ -61,6 +80,7 @@ def test_training_is_reproducible_with_a_seed(tmp_path):
         ("clipnorm", 0.0, "must be positive"),
         ("epochs", 0, "must be positive"),
         ("reduce_lr_factor", 1.5, "must be in \\(0, 1\\)"),
+        ("distribution", "horovod", "choose one of: none, mirrored, multi_worker"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from components import shards
 from components.artifacts import Examples
 from components.errors import ConfigError
 from components.text_classification import signatures, vectorize
@@ -35,6 +36,20 @@ def test_vocabulary_is_fitted_on_train_only_and_reloads_identically(tmp_path):
     assert ids.shape == (2, 6)
     assert ids[1, 0] == 1  # out of vocabulary
     assert ids[0, 2:].tolist() == [0, 0, 0, 0]  # padded to sequence_length
+
+
+def test_train_split_is_written_as_shards_of_token_ids(tmp_path):
+    texts = [f"film number {word}" for word in "abcdefghi"]  # 9: one left out of 2 shards
+    examples = examples_with(tmp_path / "ex", texts, ["a"])
+    config = TextVectorizationConfig(vocabulary_size=50, sequence_length=4, train_shards=2)
+    vocabulary = vectorize.run(config, examples, tmp_path / "v")
+    train_shards = shards.read(vocabulary.train_shards_dir)
+    assert len(train_shards.files) == 2 and train_shards.examples_per_shard == 4
+    (features, labels), *_ = train_shards.worker_batches(tf.distribute.InputContext(), 8, seed=0)
+    expected = load_vectorizer(vocabulary)(tf.constant(texts)).numpy().tolist()
+    rows = features.numpy().tolist()
+    assert len({tuple(row) for row in rows}) == 8 and all(row in expected for row in rows)
+    assert not labels.numpy().any()
 
 
 def test_standardization_strips_html_breaks_and_punctuation():

@@ -1,0 +1,111 @@
+"""The multi-worker loop in one process (no TF_CONFIG: a cluster of one) against Keras ``fit``."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import shards, train
+from components.errors import ConfigError
+from components.train import TrainConfig
+
+EXAMPLES, BATCH, SHARDS, EPOCHS = 96, 16, 4, 3
+CONFIG = TrainConfig(
+    epochs=EPOCHS,
+    batch_size=BATCH,
+    optimizer="sgd",
+    learning_rate=0.5,
+    clipnorm=0.5,
+    early_stopping_patience=EPOCHS,
+    seed=3,
+    distribution="multi_worker",
+)
+METRICS = ["accuracy", "auc"]
+ONE_WORKER = tf.distribute.InputContext()
+
+
+@pytest.fixture
+def train_shards(tmp_path):
+    rng = np.random.default_rng(0)
+    features = rng.integers(0, 50, size=(EXAMPLES + 3, 5))  # 3 left out: shards stay equal
+    labels = (features[:, 0] > 25).astype("int64")
+    shards.write(features, labels, SHARDS, seed=1, out_dir=tmp_path / "shards")
+    return shards.read(tmp_path / "shards")
+
+
+def build():
+    return keras.Sequential(
+        [
+            keras.Input((5,), dtype="int64"),
+            keras.layers.Embedding(50, 4),
+            keras.layers.GRU(4),
+            keras.layers.Dense(1, "sigmoid"),
+        ]
+    )
+
+
+def test_multi_worker_loop_on_one_worker_matches_fit(train_shards, tmp_path):
+    validation = train_shards.worker_batches(ONE_WORKER, BATCH, seed=99)
+    data = train.TrainingData(None, validation, EXAMPLES, train_shards=train_shards)
+    trained = train.run(CONFIG, build, data, "binary_crossentropy", METRICS, tmp_path / "loop")
+
+    # fit, one epoch at a time on the batches the loop reads (reshuffled with seed + epoch).
+    keras.utils.set_random_seed(CONFIG.seed)
+    model = train.compiled(CONFIG, build(), "binary_crossentropy", METRICS)
+    history, weights = {}, []
+    for epoch in range(EPOCHS):
+        batches = train_shards.worker_batches(ONE_WORKER, BATCH, seed=CONFIG.seed + epoch)
+        logs = model.fit(batches, validation_data=validation, shuffle=False, verbose=0).history
+        for name, values in logs.items():
+            history.setdefault(name, []).extend(values)
+        weights.append(model.get_weights())
+
+    got = trained.history()
+    for name in ("loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc"):
+        np.testing.assert_allclose(got[name], history[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    best_epoch = json.loads((trained.path / "training.json").read_text())["best_epoch"]
+    for saved, expected in zip(trained.load().get_weights(), weights[best_epoch - 1], strict=True):
+        np.testing.assert_allclose(saved, expected, rtol=1e-4, atol=1e-5)
+    assert not (trained.path / "backup").exists()
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stands in for a kill: the process dies as epoch ``at`` begins."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_loop_resumes_after_an_interruption_as_if_never_stopped(train_shards, tmp_path):
+    validation = train_shards.worker_batches(ONE_WORKER, BATCH, seed=99)
+    data = train.TrainingData(None, validation, EXAMPLES, train_shards=train_shards)
+
+    def fit(out, callbacks=()):
+        return train.run(
+            CONFIG, build, data, "binary_crossentropy", METRICS, tmp_path / out, callbacks
+        )
+
+    with pytest.raises(KeyboardInterrupt):
+        fit("resumed", [_Interrupt(at=2)])
+    resumed, uninterrupted = fit("resumed"), fit("uninterrupted")
+    summary = json.loads((resumed.path / "training.json").read_text())
+    assert summary["resumed_after_epoch"] == 2 and summary["epochs_run"] == EPOCHS
+    # Epoch e reads the batches of seed + e, so a resumed epoch sees what it would have seen.
+    for name in ("loss", "val_loss", "auc"):
+        np.testing.assert_allclose(
+            resumed.history()[name], uninterrupted.history()[name], rtol=1e-5, err_msg=name
+        )
+
+
+def test_multi_worker_needs_train_shards(tmp_path):
+    batches = tf.data.Dataset.from_tensor_slices((np.zeros((4, 5), "int64"), np.zeros(4))).batch(2)
+    data = train.TrainingData(batches, batches, 4)
+    with pytest.raises(ConfigError, match="reads the train split from TFRecord shards"):
+        train.run(CONFIG, build, data, "binary_crossentropy", METRICS, tmp_path / "out")

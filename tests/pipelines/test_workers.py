@@ -1,0 +1,197 @@
+"""Training on several workers: real worker processes on loopback ports, tiny data and model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from components.errors import PipelineError
+from pipelines import registry, workers
+from pipelines.__main__ import main
+from tests.conftest import REPOSITORY, synthetic_reviews
+
+# SGD, no dropout, and global batches made of the same examples for any worker count (block k
+# of every shard): one and two workers differ only in the order of float additions.
+CONFIG = """
+data: {format: table, train: reviews.csv, test: null, test_fraction: 0.2, text_column: text,
+       label_column: label, label_names: [negative, positive], name: tiny_reviews}
+ingest: {validation_fraction: 0.2}
+preprocess: {vocabulary_size: 100, sequence_length: 20, train_shards: 4}
+model: {cell: gru, bidirectional: false, embedding_dim: 8, units: 4, dropout: 0.0}
+train: {epochs: 3, batch_size: 16, optimizer: sgd, learning_rate: 0.5, early_stopping_patience: 3}
+blessing: {baseline: warn, thresholds: [{metric: accuracy, lower_bound: 2.0}]}  # no export: faster
+export: {model_name: tiny_reviews, register: false}
+"""
+
+
+@pytest.fixture
+def run_arguments(tmp_path, mlflow_store, monkeypatch):
+    """``python -m pipelines run`` arguments for the tiny config, artifacts under ``name``."""
+    reviews = [(text, ["negative", "positive"][label]) for text, label in synthetic_reviews(200)]
+    pd.DataFrame(reviews, columns=["text", "label"]).to_csv(tmp_path / "reviews.csv", index=False)
+    (tmp_path / "workers.yaml").write_text(CONFIG)
+    # The workers are subprocesses started in tmp_path: they import this checkout's code.
+    python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", python_path)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def arguments(name: str, *settings: str) -> list[str]:
+        result = ["sentiment", "--config", str(tmp_path / "workers.yaml")]
+        result += ["--artifacts-root", str(tmp_path / name)]
+        for setting in (
+            f"data.data_dir={tmp_path}",
+            f"export.serving_dir={tmp_path / name / 'models'}",
+            *settings,
+        ):
+            result += ["--set", setting]
+        return result
+
+    return arguments
+
+
+@pytest.mark.parametrize(
+    "cluster, chief",
+    [
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
+        (
+            {
+                "cluster": {"chief": ["a:1"], "worker": ["b:1"]},
+                "task": {"type": "worker", "index": 0},
+            },
+            False,
+        ),
+        (
+            {
+                "cluster": {"chief": ["a:1"], "worker": ["b:1"]},
+                "task": {"type": "chief", "index": 0},
+            },
+            True,
+        ),
+    ],
+)
+def test_the_chief_is_the_chief_task_else_worker_0(cluster, chief):
+    assert workers._is_chief(cluster) is chief
+
+
+def test_local_cluster_gives_each_worker_its_index_and_its_own_port():
+    configs = workers.local_cluster(3)
+    addresses = configs[0]["cluster"]["worker"]
+    assert len(set(addresses)) == 3 and all(c["cluster"]["worker"] == addresses for c in configs)
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
+
+
+def test_outside_a_cluster_the_run_is_unchanged(monkeypatch, tmp_path):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    config = registry.resolve_config("sentiment", None, None, [])
+    stages = registry.get("sentiment").stages
+    with workers.worker_role(config, stages, tmp_path, None) as role:
+        assert role == (stages, tmp_path, True)
+
+
+@pytest.mark.parametrize(
+    "overrides, only, message",
+    [
+        ([], None, "run with --set train.distribution=multi_worker"),
+        (["train.distribution=multi_worker"], "train", "drop --stage and --tune"),
+    ],
+)
+def test_a_cluster_worker_runs_the_whole_pipeline_with_multi_worker(
+    monkeypatch, tmp_path, overrides, only, message
+):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(workers.local_cluster(2)[1]))
+    config = registry.resolve_config("sentiment", None, None, overrides)
+    role = workers.worker_role(config, registry.get("sentiment").stages, tmp_path, only)
+    with pytest.raises(PipelineError, match=message):
+        role.__enter__()
+
+
+def test_a_failing_worker_stops_the_launch_and_is_named(monkeypatch, caplog):
+    monkeypatch.setenv("PYTHONPATH", str(REPOSITORY))
+    assert workers.launch(2, ["no_such_pipeline"]) == 1
+    assert "(exit code 2); stopping the others" in caplog.text
+
+
+def trained_model(artifacts_root: Path) -> Path:
+    (run,) = (artifacts_root / "sentiment").glob("2*")  # one run: the chief's
+    return run / "train" / "trained_model"
+
+
+@pytest.mark.e2e
+def test_two_workers_train_as_one_does_and_only_the_chief_keeps_anything(run_arguments, tmp_path):
+    assert workers.main(["--workers", "2", *run_arguments("two")]) == 0
+    two = trained_model(tmp_path / "two")
+    runs = mlflow.search_runs(experiment_names=["sentiment"], output_format="list")
+    assert len([run for run in runs if "mlflow.parentRunId" not in run.data.tags]) == 1
+
+    # One worker in this process (no TF_CONFIG: a cluster of one) on the same global batches.
+    assert main(["run", *run_arguments("one", "train.distribution=multi_worker")]) == 0
+    one = trained_model(tmp_path / "one")
+    expected, got = (json.loads((m / "history.json").read_text()) for m in (one, two))
+    # Only the order of float additions differs (measured: 5e-8 relative, weights 6e-8 apart).
+    for name in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, err_msg=name)
+    assert expected["loss"][-1] < expected["loss"][0]  # it did learn: the match is not trivial
+    one_weights = keras.saving.load_model(one / "model.keras").get_weights()
+    two_weights = keras.saving.load_model(two / "model.keras").get_weights()
+    for a, b in zip(two_weights, one_weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.e2e
+def test_a_killed_worker_fails_the_run_and_a_rerun_resumes(run_arguments, tmp_path):
+    epochs = 10
+    arguments = run_arguments(
+        "runs", f"train.epochs={epochs}", f"train.early_stopping_patience={epochs}"
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.workers", "--workers", "2", *arguments],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pipeline_dir = tmp_path / "runs" / "sentiment"
+    try:
+        wait_for_epochs(launcher, pipeline_dir, epochs=2)
+        (second,) = [w for w in psutil.Process(launcher.pid).children() if is_worker(w, 1)]
+        second.send_signal(signal.SIGKILL)
+        _, errors = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 1
+    assert "worker 1" in errors and "SIGKILL" in errors and "stopping the others" in errors
+    (killed_run,) = pipeline_dir.glob("2*")
+    assert not (killed_run / "train").exists()  # no half-written artifact
+
+    assert workers.main(["--workers", "2", *arguments]) == 0
+    rerun = max(pipeline_dir.glob("2*"))
+    summary = json.loads((rerun / "train" / "trained_model" / "training.json").read_text())
+    assert summary["resumed_after_epoch"] >= 2 and summary["epochs_run"] == epochs
+
+
+def wait_for_epochs(process: subprocess.Popen, pipeline_dir: Path, epochs: int) -> None:
+    """Block until the chief has logged (and so backed up) ``epochs`` epochs."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the workers ended before one could be killed"
+        for log in pipeline_dir.glob(".partial/train-*/trained_model/epochs.csv"):
+            if len(log.read_text().splitlines()) > epochs:  # a header line, then one per epoch
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"training logged fewer than {epochs} epochs in 300 s")
+
+
+def is_worker(process: psutil.Process, index: int) -> bool:
+    return (
+        json.loads(process.environ().get("TF_CONFIG", "{}")).get("task", {}).get("index") == index
+    )
