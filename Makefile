@@ -23,7 +23,7 @@ PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL
 	$(if $(FORCE),--no-cache)
 
 .PHONY: help venv lock run sentiment sentiment-smoke data-chinese-reviews chinese-reviews lm-char lm-word lm-smoke generate test test-fast lint \
-	train-workers mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving bench-http-layers \
+	train-workers mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving bench-http-layers bench-scale \
 	serving-config serve-docker serve predict rollback lineage tune compare clean \
 	mlflow-server mlflow-server-stop
 
@@ -172,6 +172,9 @@ bench-sentiment: venv data-chinese-reviews  ## full-data benchmark of every cell
 
 bench-lm: venv  ## PTB word-level and Tiny Shakespeare char-level benchmarks -> BENCHMARKS.md
 	$(PY) -m pipelines bench language_model $(if $(MODELS),--models $(MODELS)) $(if $(SET),--overrides "$(SET)")
+
+bench-scale: venv  ## 1 vs 2 pinned workers: training throughput and tuning wall time -> BENCHMARKS.md
+	$(PY) -m pipelines.scale_bench
 
 bench-sales: venv  ## full Walmart backtest of each model and baseline -> BENCHMARKS.md
 	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS)) $(if $(SET),--overrides "$(SET)")

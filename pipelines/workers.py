@@ -88,15 +88,18 @@ def local_cluster(workers: int) -> list[dict]:
     ]
 
 
-def launch(workers: int, run_arguments: list[str]) -> int:
+def launch(workers: int, run_arguments: list[str], pin_cores: bool = False) -> int:
     """Run ``python -m pipelines run <run_arguments>`` as ``workers`` local workers; 0 when all
-    succeed, else 1 once the first has failed and the rest are stopped."""
+    succeed, else 1 once the first has failed and the rest are stopped. ``pin_cores``: worker i
+    on CPU core i only (``taskset``), so a measurement shows real parallelism."""
     command = [sys.executable, "-m", "pipelines", "run", *run_arguments]
     command += ["--set", "train.distribution=multi_worker"]
-    processes = [
-        subprocess.Popen(command, env={**os.environ, "TF_CONFIG": json.dumps(tf_config)})
-        for tf_config in local_cluster(workers)
-    ]
+    cores = sorted(os.sched_getaffinity(0))
+    processes = []
+    for index, tf_config in enumerate(local_cluster(workers)):
+        pinned = ["taskset", "-c", str(cores[index % len(cores)])] if pin_cores else []
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+        processes.append(subprocess.Popen([*pinned, *command], env=env))
     log.info("started %d workers: pids %s", workers, [p.pid for p in processes])
     try:
         return _wait(processes)
@@ -135,6 +138,7 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.workers", description=__doc__)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--pin-cores", action="store_true", help="worker i on CPU core i only")
     parser.add_argument(
         "run_arguments",
         nargs=argparse.REMAINDER,
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s workers: %(message)s")
     if args.workers < 1 or not args.run_arguments:
         parser.error("give --workers N (at least 1) and the pipeline to run")
-    return launch(args.workers, args.run_arguments)
+    return launch(args.workers, args.run_arguments, args.pin_cores)
 
 
 if __name__ == "__main__":
