@@ -7,6 +7,8 @@ targets give. Each pipeline's spec lists its runs and formats its metric columns
 
 from __future__ import annotations
 
+import re
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from components.errors import ConfigError
 from components.reporting import machine_description, markdown_table, rows_in_section, write_section
 from pipelines import registry
 from pipelines.runner import run_pipeline
-from pipelines.spec import CONFIG_DIR, PipelineSpec
+from pipelines.spec import CONFIG_DIR, BenchmarkRun, PipelineSpec
 
 
 def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[str]) -> int:
@@ -26,25 +28,11 @@ def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[st
     rows = []
     for name in names or runs:
         bench_run = runs[name]
-        config = registry.resolve_config(
-            pipeline,
-            CONFIG_DIR / bench_run.config_file,
-            bench_run.preset,
-            [*bench_run.overrides, *overrides],
-        )
-        # A benchmark measures; it neither judges against nor replaces the model being served.
-        stages = [stage for stage in spec.stages if stage.name not in ("bless", "export")]
-        # Never from the cache: a benchmark row is a measurement made now.
-        result = run_pipeline(pipeline, config, stages, Path("artifacts/bench"), use_cache=False)
-        training = result.outputs["train"].summary()
-        metrics = result.outputs[spec.benchmark.stage].load()
+        cells, metrics = _measure(spec, bench_run, overrides)
         measured = f"{datetime.now(UTC):%Y-%m-%d}, `{_command(spec, name, overrides)}`"
-        rows.append({
-            "run": name,
-            **spec.benchmark.columns(metrics),
-            **_training_columns(training),
-            "measured": measured,
-        })  # fmt: skip
+        if bench_run.seeds:
+            measured += f", mean ± std over seeds {', '.join(map(str, bench_run.seeds))}"
+        rows.append({"run": name, **over_seeds(cells), "measured": measured})
         # Reference rows (e.g. forecasting baselines) scored in the same run, once per table.
         for reference in spec.benchmark.reference_rows(metrics):
             if bench_run.dataset:
@@ -61,6 +49,58 @@ def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[st
     )
     write_section(output, pipeline, f"Machine: {machine_description()}\n\n{markdown_table(merged)}")
     return 0
+
+
+def _measure(
+    spec: PipelineSpec, bench_run: BenchmarkRun, overrides: list[str]
+) -> tuple[list[dict[str, str]], dict]:
+    """The row's cells from each seed's run (one run without seeds), and the last run's metrics."""
+    cells, metrics = [], {}
+    for seed in bench_run.seeds or (None,):
+        seeded = [] if seed is None else [f"train.seed={seed}"]
+        config = registry.resolve_config(
+            spec.name,
+            CONFIG_DIR / bench_run.config_file,
+            bench_run.preset,
+            [*bench_run.overrides, *overrides, *seeded],
+        )
+        # A benchmark measures; it neither judges against nor replaces the model being served.
+        stages = [stage for stage in spec.stages if stage.name not in ("bless", "export")]
+        # Never from the cache: a benchmark row is a measurement made now.
+        result = run_pipeline(spec.name, config, stages, Path("artifacts/bench"), use_cache=False)
+        metrics = result.outputs[spec.benchmark.stage].load()
+        training = _training_columns(result.outputs["train"].summary())
+        cells.append({**spec.benchmark.columns(metrics), **training})
+    return cells, metrics
+
+
+def over_seeds(cells: list[dict[str, str]]) -> dict[str, str]:
+    """One row from a row per seed: numeric cells as mean ± std in their own format, the others
+    as they are when all seeds agree, else each seed's value."""
+    row = {}
+    for key in cells[0]:
+        values = [cell[key] for cell in cells]
+        row[key] = values[0] if len(set(values)) == 1 else _mean_std(values)
+    return row
+
+
+_NUMBER_CELL = re.compile(r"^(\D*?)([+-]?[\d,]*\.?\d+)(\D*)$")
+
+
+def _mean_std(values: list[str]) -> str:
+    """``["**0.8716**", "**0.8802**"]`` -> ``"**0.8759 ± 0.0061**"`` (sample std)."""
+    parts = [_NUMBER_CELL.match(value) for value in values]
+    if not all(parts) or len({(part[1], part[3]) for part in parts}) != 1:
+        return " / ".join(values)
+    numbers = [float(part[2].replace(",", "")) for part in parts]
+    decimals = len(parts[0][2].partition(".")[2])
+    grouping = "," if "," in "".join(part[2] for part in parts) else ""
+    mean, std = statistics.mean(numbers), statistics.stdev(numbers)
+    sign = "+" if parts[0][2].startswith("+") else ""
+    return (
+        f"{parts[0][1]}{mean:{sign}{grouping}.{decimals}f} ± {std:{grouping}.{decimals}f}"
+        f"{parts[0][3]}"
+    )
 
 
 def _command(spec: PipelineSpec, name: str, overrides: list[str]) -> str:

@@ -36,6 +36,10 @@ class Stage:
     """Keep the partial output of an interrupted execution, so rerunning it continues the work."""
 
 
+HEADLINE_SEEDS = (42, 43, 44)
+"""``train.seed`` of each run behind a headline row (42: the shipped configs' own seed)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchmarkRun:
     """One row of a benchmark table: a shipped config, a model preset and extra overrides."""
@@ -46,6 +50,9 @@ class BenchmarkRun:
     dataset: str = ""
     """Set for a data set other than the pipeline's default: names its reference rows
     (``stores baseline: naive``), so the baselines of two data sets share one table."""
+    seeds: tuple[int, ...] = ()
+    """For headline rows: one run per ``train.seed``, cells reported as mean ± standard deviation
+    (one seed says little about a model whose best epoch moves with its initialisation)."""
 
 
 @dataclasses.dataclass(frozen=True)

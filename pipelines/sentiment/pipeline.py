@@ -31,7 +31,7 @@ from components.text_classification.model import (
     loss_and_metrics,
 )
 from pipelines.sentiment import sources
-from pipelines.spec import Benchmark, BenchmarkRun, PipelineSpec, Stage
+from pipelines.spec import HEADLINE_SEEDS, Benchmark, BenchmarkRun, PipelineSpec, Stage
 from pipelines.stages import bless_stage
 from serving import deployment
 
@@ -236,7 +236,7 @@ SPEC = PipelineSpec(
             "lstm": BenchmarkRun("sentiment.yaml", "lstm"),
             "gru": BenchmarkRun("sentiment.yaml", "gru"),
             "bilstm": BenchmarkRun("sentiment.yaml", "bilstm"),
-            "bigru": BenchmarkRun("sentiment.yaml", "bigru"),
+            "bigru": BenchmarkRun("sentiment.yaml", "bigru", seeds=HEADLINE_SEEDS),
             "simplernn-last": BenchmarkRun("sentiment.yaml", "simplernn", ("model.pooling=last",)),
             "lstm-last": BenchmarkRun("sentiment.yaml", "lstm", ("model.pooling=last",)),
             "bigru-relu_max": BenchmarkRun("sentiment.yaml", "bigru", ("model.pooling=relu_max",)),

@@ -66,3 +66,33 @@ def test_sales_rows_report_backtest_means_and_one_row_per_baseline():
     assert row["train wall time, all folds"] == "10.0 min" and row["test-fold WMAE"] == "800"
     (baseline,) = sales_forecast.benchmark_reference_rows(metrics)
     assert baseline["run"] == "baseline: seasonal_naive" and baseline["MASE"] == "n/a"
+
+
+def test_a_row_over_seeds_is_mean_and_std_in_each_cells_format():
+    cells = [
+        {
+            "test accuracy": "**0.8716**",
+            "relative": "+7.2%",
+            "tokens/s": "1,200",
+            "epochs": "6 (2)",
+        },
+        {
+            "test accuracy": "**0.8802**",
+            "relative": "+9.4%",
+            "tokens/s": "1,300",
+            "epochs": "6 (2)",
+        },
+        {
+            "test accuracy": "**0.8759**",
+            "relative": "+8.3%",
+            "tokens/s": "1,250",
+            "epochs": "5 (1)",
+        },
+    ]
+    assert benchmark.over_seeds(cells) == {
+        "test accuracy": "**0.8759 ± 0.0043**",
+        "relative": "+8.3 ± 1.1%",
+        "tokens/s": "1,250 ± 50",
+        "epochs": "6 (2) / 6 (2) / 5 (1)",
+    }
+    assert benchmark.over_seeds(cells[:1]) == cells[0]
