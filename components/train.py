@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from components import custom_loop, distribute, tracking
 from components.artifacts import TrainedModel
 from components.errors import ConfigError, require_one_of
+from components.gradient_norms import GradientNorms
 from components.shards import TrainShards
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,7 @@ def _standard_callbacks(
     earlier_val_losses = earlier.get("val_loss", [])
     callbacks = [
         _EpochTimer(),
+        GradientNorms(),  # before the CSV logger and MLflow, which write the epoch's logs
         # Before the backup: a kill between the two then repeats an epoch rather than losing one.
         keras.callbacks.CSVLogger(out_dir / EPOCH_LOG, append=True),
         # Restores weights, optimizer state and the epoch counter; double_checkpoint keeps the

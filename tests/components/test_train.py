@@ -192,3 +192,23 @@ def test_a_resumed_run_saves_the_same_model_as_an_uninterrupted_one(tmp_path):
     uninterrupted = _fit_logistic(tmp_path / "uninterrupted", config)
     assert resumed.summary()["best_epoch"] == 5  # saved after resuming, from restored weights
     _assert_same_weights(resumed, uninterrupted)
+
+
+def test_each_epoch_logs_the_unclipped_global_gradient_norm(tmp_path):
+    features = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    targets = 1000.0 * features[:, :1]  # a large error: gradients far above the clip norm
+    batches = tf.data.Dataset.from_tensor_slices((features, targets)).batch(16)
+    data = train.TrainingData(batches, batches, samples_per_epoch=64)
+
+    def build():
+        return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+
+    config = TrainConfig(epochs=2, batch_size=16, clipnorm=1.0)
+    train.run(config, build, data, "mse", [], tmp_path / "out")
+
+    epochs = pd.read_csv(tmp_path / "out" / "epochs.csv")
+    assert (epochs["grad_norm_max"] >= epochs["grad_norm_mean"]).all()
+    # Recorded before clipping: far above the 1.0 each gradient was clipped to.
+    assert (epochs["grad_norm_mean"] > 100).all()
+    saved = tf.keras.models.load_model(tmp_path / "out" / "model.keras")
+    assert type(saved.optimizer).__name__ == "Adam"  # the wrapper never reaches the saved model
