@@ -339,6 +339,7 @@ def _summary(model: keras.Model, history: dict, wall_time: float, data: Training
         "best_epoch": best_epoch,
         "best_val_loss": float(history["val_loss"][best_epoch - 1]),
         "train_wall_time_s": round(wall_time, 1),
+        **({"grad_norm_max": max(history["grad_norm_max"])} if "grad_norm_max" in history else {}),
         f"train_{data.sample_unit}_per_s": round(
             data.samples_per_epoch * epochs_run / wall_time, 1
         ),

@@ -116,4 +116,9 @@ def _training_columns(training: dict) -> dict[str, str]:
         "train wall time": f"{training['train_wall_time_s'] / 60:.1f} min",
         f"train {unit}/s": f"{training[rate]:,.0f}",
         "parameters": f"{training['parameters']:,}",
+        **(
+            {"largest gradient norm": f"{training['grad_norm_max']:,.1f}"}
+            if "grad_norm_max" in training
+            else {}
+        ),
     }

@@ -188,6 +188,9 @@ def benchmark_reference_rows(metrics: dict) -> list[dict[str, str]]:
     ]
 
 
+SHORT_CHAR_RUN = ("train.epochs=3", "model.layers=1", "train.early_stopping_patience=3")
+"""The gradient-clipping and BPTT rows: short runs, compared with each other, not the headline."""
+
 SPEC = PipelineSpec(
     name="language_model",
     config_class=Config,
@@ -264,6 +267,28 @@ SPEC = PipelineSpec(
                 "language_model.yaml", "lstm", dataset="char", seeds=HEADLINE_SEEDS
             ),
             "char-gru": BenchmarkRun("language_model.yaml", "gru", dataset="char"),
+            # Exploding gradients shown, not told: 3 epochs of one layer, the largest step norm
+            # (before clipping) beside the loss, with global clipping off and at 5.
+            **{
+                f"char-{preset}-clip-{clip}": BenchmarkRun(
+                    "language_model.yaml",
+                    preset,
+                    (f"train.global_clipnorm={clip}", *SHORT_CHAR_RUN),
+                    "char",
+                )
+                for preset in ("simplernn", "lstm")
+                for clip in ("null", "5.0")
+            },
+            # Truncated backpropagation through time: what the window length costs and gains.
+            **{
+                f"char-lstm-bptt{steps}": BenchmarkRun(
+                    "language_model.yaml",
+                    "lstm",
+                    (f"windows.num_steps={steps}", *SHORT_CHAR_RUN),
+                    "char",
+                )
+                for steps in (10, 35, 100)
+            },
         },
         columns=benchmark_columns,
         reference_rows=benchmark_reference_rows,
