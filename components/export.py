@@ -268,7 +268,8 @@ def _publish_to_uri(staging: Path, base: str) -> str:
     for name in files:
         tf.io.gfile.makedirs(posixpath.dirname(f"{version_dir}/{name}"))
         tf.io.gfile.rename(f"{hidden}/{name}", f"{version_dir}/{name}")
-    tf.io.gfile.rmtree(hidden)
+    if tf.io.gfile.exists(hidden):  # an object store may keep no empty folder
+        tf.io.gfile.rmtree(hidden)
     shutil.rmtree(staging)
     return version_dir
 
