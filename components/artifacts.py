@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from components.errors import DataError
+from components.versions import is_uri
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,10 +202,13 @@ class PushedModel(Artifact):
         return bool(self.load()["pushed"])
 
     @property
-    def version_dir(self) -> Path | None:
-        """``<serving_dir>/<model_name>/<version>`` (TF Serving layout), or None if not pushed."""
+    def version_dir(self) -> Path | str | None:
+        """``<serving_dir>/<model_name>/<version>`` (TF Serving layout; a URI string where
+        ``serving_dir`` is one), or None if not pushed."""
         record = self.load()
-        return Path(record["path"]) if record["pushed"] else None
+        if not record["pushed"]:
+            return None
+        return record["path"] if is_uri(record["path"]) else Path(record["path"])
 
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {

@@ -6,11 +6,13 @@ must (1) beat the best simple baseline its evaluation scored on the same test da
 seasonal naive, ...) and (2) be no more than ``champion_tolerance`` worse on that metric than the
 model serving now, which must have been trained on the same data set. Thresholds add absolute
 bounds on any metric (TFX's GenericValueThreshold) and/or change bounds against what serves
-(GenericChangeThreshold). What serves is the version the MLflow registry's ``champion`` alias
-names, else the newest version directory; a first model has none and skips the change checks.
-blessing.json says yes or no with one line per check, so a model that was not pushed says why; the
-exporter copies it into the version it pushes (``assets.extra/evaluation.json``), where the next
-candidate finds its baseline.
+(GenericChangeThreshold). What serves is the registered version the MLflow registry's ``champion``
+alias names, with the evaluation that blessed it read from the registry (so machines sharing a
+tracking server agree, and a stale local folder cannot lower the bar); the newest local version
+directory only when there is no registry to ask (no active run, no champion). A champion whose
+evaluation cannot be read blesses nothing. A first model has no baseline and skips the change
+checks. blessing.json says yes or no with one line per check, so a model that was not pushed says
+why, and names its baseline, which export checks is still the champion before replacing it.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import json
 import logging
 import math
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from components import tracking
 from components.artifacts import Blessing, Metrics
-from components.errors import ConfigError, require_one_of
-from components.versions import EVALUATION_FILE, list_versions
+from components.errors import ConfigError, DataError, require_one_of
+from components.versions import EVALUATION_FILE, child, list_versions, read_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -102,22 +104,26 @@ def baseline_comparison(
 def run(
     config: BlessingConfig,
     candidate: Metrics,
-    model_dir: Path,
+    model_dir: Path | str,
     out_dir: Path,
     dataset: str | None = None,
 ) -> Blessing:
-    """Judge ``candidate`` against the thresholds and the version serving now from
-    ``model_dir`` (``<serving_dir>/<model_name>``). ``dataset`` names the data the candidate
-    was trained and scored on: a version serving under the same name for other data is no
-    baseline (its scores are on other data), so such a candidate is not blessed."""
+    """Judge ``candidate`` against the thresholds and the version serving now of the model in
+    ``model_dir`` (``<serving_dir>/<model_name>``, a path or a URI). ``dataset`` names the data
+    the candidate was trained and scored on: a version serving under the same name for other data
+    is no baseline (its scores are on other data), so such a candidate is not blessed."""
     metrics = candidate.load()
+    name = PurePosixPath(str(model_dir)).name
     baseline = _baseline(model_dir)
     values, reasons, passed = {}, [], []
+    if baseline and baseline.get("unreadable"):
+        passed.append(False)
+        reasons.append(f"{baseline['unreadable']}; refusing to judge without it: FAIL")
     served_on = baseline and baseline.get("dataset")
     if dataset and served_on and served_on != dataset:
         passed.append(False)
         reasons.append(
-            f"version {baseline['version']} of {model_dir.name} serves a model of data set "
+            f"version {baseline['version']} of {name} serves a model of data set "
             f"{served_on!r}, this one is of {dataset!r}: scores on other data do not compare; "
             "give this data set its own export.model_name: FAIL"
         )
@@ -147,7 +153,7 @@ def run(
             reasons.append(reason)
     record = {
         "blessed": all(passed),
-        "model_name": model_dir.name,
+        "model_name": name,
         "dataset": dataset,
         "reasons": reasons or ["no checks configured"],
         "below_baseline": below_baseline,
@@ -165,28 +171,40 @@ def run(
     return Blessing(out_dir)
 
 
-def serving_baseline(model_dir: Path) -> dict[str, Any]:
-    """What a blessing depends on besides its inputs: part of the stage's cache key, so a push or a
-    rollback since the last run makes the runner judge the candidate again."""
+def serving_baseline(model_dir: Path | str) -> dict[str, Any]:
+    """What a blessing depends on besides its inputs: part of the stage's cache key, so a push, a
+    rollback or another machine's new champion since the last run makes the runner judge again."""
     return {"baseline": _baseline(model_dir)}
 
 
-def _baseline(model_dir: Path) -> dict[str, Any] | None:
-    """The version serving now (the champion, else the newest directory) with the metrics its
-    evaluation.json recorded (None: pushed without one); None when nothing is served."""
-    champion = tracking.champion_serving_path(model_dir.name)
+def _baseline(model_dir: Path | str) -> dict[str, Any] | None:
+    """The version serving now with the metrics and data set its evaluation recorded: the
+    registry's champion, else (no registry to ask) the newest local version directory; None when
+    nothing is served. ``unreadable`` says why a champion's evaluation could not be read."""
+    name = PurePosixPath(str(model_dir)).name
+    champion = tracking.champion(name)
+    if champion is not None:
+        baseline = {
+            "version": champion["serving_version"],
+            "registered_version": champion["registered_version"],
+            "source": "registry",
+        }
+        try:
+            recorded = tracking.registered_file(
+                name, champion["registered_version"], f"assets.extra/{EVALUATION_FILE}"
+            )
+        except DataError as error:
+            return {**baseline, "metrics": None, "dataset": None, "unreadable": str(error)}
+        return {**baseline, "metrics": recorded.get("metrics"), "dataset": recorded.get("dataset")}
     versions = list_versions(model_dir)
-    if champion is not None and champion.parent == model_dir and champion.is_dir():
-        version_dir, source = champion, f"MLflow alias {tracking.CHAMPION}"
-    elif versions:
-        version_dir, source = model_dir / str(versions[-1]), "newest version directory"
-    else:
+    if not versions:
         return None
-    evaluation = version_dir / "assets.extra" / EVALUATION_FILE
-    recorded = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
+    recorded = read_evaluation(child(model_dir, str(versions[-1])))
+    why = "no champion in the MLflow registry" if tracking.active() else "no active MLflow run"
     return {
-        "version": int(version_dir.name),
-        "source": source,
+        "version": versions[-1],
+        "registered_version": None,
+        "source": f"local folder ({why})",
         "metrics": recorded.get("metrics"),
         "dataset": recorded.get("dataset"),
     }
@@ -227,8 +245,11 @@ def _champion_check(
 
 
 def _summary(baseline: dict, metrics: list[str]) -> dict[str, Any]:
+    """The baseline as blessing.json names it; export checks ``registered_version`` is still the
+    champion before it moves the alias."""
     scores = {metric: _value(baseline["metrics"] or {}, metric) for metric in metrics}
-    return {"version": baseline["version"], "source": baseline["source"], "values": scores}
+    keys = ("version", "registered_version", "source")
+    return {**{key: baseline[key] for key in keys}, "values": scores}
 
 
 def _checks(

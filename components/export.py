@@ -3,13 +3,17 @@
 Only a model the blessing stage approved is pushed; for any other, push.json records why not and
 nothing under ``serving_dir`` changes. The task supplies a ``keras.export.ExportArchive`` whose
 signatures take raw inputs (preprocessing is inside the graph). The SavedModel is written to a
-hidden temporary directory beside the model's versions with TF Serving warmup requests built from
-the example inputs, loaded back and made to answer them, registered in MLflow, and only then
-renamed to the next integer version, so TF Serving (which watches ``<serving_dir>/<model_name>/``)
-never sees a half-written or unverified version. The version carries its blessing
-(``assets.extra/evaluation.json``, the next candidate's baseline) and its registered MLflow
-version becomes the ``champion`` alias. TF Serving's deployment files beside ``serving_dir`` are
-then regenerated (serving/deployment.py).
+hidden staging directory with TF Serving warmup requests built from the example inputs, loaded
+back and made to answer them, registered in MLflow, and only then published as the next integer
+version, so TF Serving (which watches ``<serving_dir>/<model_name>/``) never loads a half-written
+or unverified version. In a local ``serving_dir`` the staging directory sits beside the versions
+and publishing is one atomic rename. A ``serving_dir`` URI that ``tf.io.gfile`` handles (``gs://``,
+``s3://``, ``hdfs://``) has no directory rename: see ``_publish_to_uri`` for what is atomic there.
+The version carries its blessing (``assets.extra/evaluation.json``, also in the registered model,
+where the next candidate finds its baseline); its registered MLflow version becomes the
+``champion`` alias only if the champion is still the one the blessing compared with (another
+machine may have pushed since). TF Serving's deployment files beside a local ``serving_dir`` are
+then regenerated (serving/deployment.py); for a URI they are not (they name local paths).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import dataclasses
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
+import uuid
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import keras
 import numpy as np
@@ -32,7 +38,14 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 from components import tracking
 from components.artifacts import Blessing, PushedModel, TrainedModel
 from components.errors import ConfigError
-from components.versions import EVALUATION_FILE, list_versions, next_version
+from components.versions import (
+    EVALUATION_FILE,
+    child,
+    is_uri,
+    list_versions,
+    next_version,
+    read_evaluation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +58,21 @@ class ExportConfig:
     model_name: str = "sentiment"
     """Directory under ``serving_dir`` and name in the MLflow model registry."""
     serving_dir: str = "serving/models"
-    """TF Serving model base directory; versions are written as ``<model_name>/<N>/``."""
+    """TF Serving model base directory, a local folder or a URI ``tf.io.gfile`` handles
+    (``gs://bucket/models``); versions are written as ``<model_name>/<N>/``."""
     register: bool = True
     """Log the SavedModel to MLflow (as a pyfunc over its signature) and register a new version."""
     deployment_files: bool = True
     """After the push, regenerate TF Serving's deployment files (``models.config``, batching and
     monitoring configs, ``docker-compose.yml``) in the parent of ``serving_dir``; see
-    serving/README.md."""
+    serving/README.md. Skipped, with a note in the log, when ``serving_dir`` is a URI."""
 
     @property
-    def model_dir(self) -> Path:
-        """``<serving_dir>/<model_name>``, absolute: where the versions of this model live."""
+    def model_dir(self) -> Path | str:
+        """``<serving_dir>/<model_name>``, where the versions of this model live: an absolute path,
+        or a URI string when ``serving_dir`` is one."""
+        if is_uri(self.serving_dir):
+            return child(self.serving_dir, self.model_name)
         return Path(self.serving_dir).resolve() / self.model_name
 
     def __post_init__(self):
@@ -96,48 +113,82 @@ def run(
     model_digest = trained.digest()
     if (serving := _newest_version_of(base, model_digest)) is not None:
         # A rerun of an unchanged pipeline (blessed against itself) must not add a copy.
-        reason = f"this trained model already serves as version {serving.name}"
+        reason = f"this trained model already serves as version {serving}"
         log.info("%s is not pushed: %s", config.model_name, reason)
         record = {"pushed": False, "model_name": config.model_name, "reason": reason}
-        return _record(out_dir, {**record, "serving_version": int(serving.name)})
+        return _record(out_dir, {**record, "serving_version": serving})
     evaluation = {**blessing.load(), "model_digest": model_digest}
     extra_files = {**(extra_files or {}), EVALUATION_FILE: json.dumps(evaluation, indent=2)}
-    staging = _verified_staging(archive, base, config.model_name, example_inputs, extra_files)
+    # A URI's staging is local (verified and registered here), then copied: see _publish_to_uri.
+    staging_parent = out_dir if is_uri(base) else base
+    staging = _verified_staging(
+        archive, staging_parent, config.model_name, example_inputs, extra_files
+    )
     record = {"pushed": True, "model_name": config.model_name, "serving_dir": str(base)}
     registered = None
     if config.register and (
         logged := _register(staging, config.model_name, example_inputs, evaluation["metrics"])
     ):
         record["mlflow_model_uri"], registered = logged
-    # Renaming is the last step: only a verified, registered SavedModel becomes a servable version.
-    version_dir = _rename_to_next_version(staging, base)
+    # Publishing is the last step: only a verified, registered SavedModel becomes a version.
+    if is_uri(base):
+        version_dir = _publish_to_uri(staging, base)
+    else:
+        version_dir = _rename_to_next_version(staging, base)
     record.update(
-        version=int(version_dir.name), path=str(version_dir), registered_version=registered
+        version=int(PurePosixPath(str(version_dir)).name),
+        path=str(version_dir),
+        registered_version=registered,
     )
     serving = {"serving_version": record["version"], "serving_path": version_dir}
     if registered is not None:
         # The data set travels with the registered version: a model name is one data set's.
         dataset = {"dataset": evaluation["dataset"]} if evaluation.get("dataset") else {}
         tracking.tag_registered_version(config.model_name, registered, {**serving, **dataset})
-    # What serves now is the baseline of the next candidate (none if it was not registered).
-    tracking.set_champion(config.model_name, registered)
+    record.update(_move_champion(config.model_name, registered, evaluation.get("baseline")))
     if config.deployment_files and write_deployment is not None:
-        record["deployment_files"] = [str(p) for p in write_deployment(base.parent)]
+        if is_uri(base):
+            log.info("TF Serving's deployment files name local paths: none written for %s", base)
+        else:
+            record["deployment_files"] = [str(p) for p in write_deployment(base.parent)]
     tracking.set_tags(serving)
     return _record(out_dir, record)
 
 
+def _move_champion(name: str, registered: int | None, baseline: dict | None) -> dict:
+    """Make ``registered`` (None: what serves is not registered) the champion, what the next
+    candidate is judged against, if the champion is still the one the blessing compared with;
+    returns what push.json records about it."""
+    blessed_against = (baseline or {}).get("registered_version")
+    current = tracking.champion(name)
+    champion_now = current and current["registered_version"]
+    if champion_now != blessed_against:
+        reason = (
+            f"the champion of {name} is {_named(champion_now)}, not {_named(blessed_against)} as "
+            "when this model was blessed (a push or rollback since, maybe from another machine): "
+            "alias not moved; run the pipeline again to judge this model against the champion"
+        )
+        log.warning("%s", reason)
+        return {"champion": champion_now, "champion_not_moved": reason}
+    tracking.set_champion(name, registered)
+    return {"champion": registered}
+
+
+def _named(registered: int | None) -> str:
+    return "none" if registered is None else f"registered version {registered}"
+
+
 def _verified_staging(
     archive: keras.export.ExportArchive,
-    base: Path,
+    parent: Path,
     model_name: str,
     example_inputs: dict[str, tf.Tensor],
     extra_files: dict[str, str],
 ) -> Path:
-    """The SavedModel written to a hidden directory under ``base`` with its extra files and
+    """The SavedModel written to a hidden directory under ``parent`` with its extra files and
     warm-up requests, loaded back and answering them: not yet a version TF Serving would load."""
-    base.mkdir(parents=True, exist_ok=True)
-    staging = base / f".staging-{os.getpid()}"
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / f".staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     archive.write_out(str(staging), verbose=False)
     for name, text in extra_files.items():
@@ -150,15 +201,13 @@ def _verified_staging(
     return staging
 
 
-def _newest_version_of(base: Path, model_digest: str) -> Path | None:
+def _newest_version_of(base: Path | str, model_digest: str) -> int | None:
     """The newest served version if its evaluation.json names the trained model ``model_digest``."""
     versions = list_versions(base)
     if not versions:
         return None
-    newest = base / str(versions[-1])
-    evaluation = newest / "assets.extra" / EVALUATION_FILE
-    recorded = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
-    return newest if recorded.get("model_digest") == model_digest else None
+    recorded = read_evaluation(child(base, str(versions[-1])))
+    return versions[-1] if recorded.get("model_digest") == model_digest else None
 
 
 def _register(
@@ -197,6 +246,32 @@ def _rename_to_next_version(staging: Path, base: Path) -> Path:
         except OSError:
             if not target.exists():
                 raise
+
+
+def _publish_to_uri(staging: Path, base: str) -> str:
+    """Copy the verified local ``staging`` to the next version under the URI ``base``.
+
+    Object stores have no directory rename, so what is atomic is each file: the files are copied
+    into a hidden ``.staging-<id>`` folder (never listed as a version), then renamed one by one
+    into ``<N>/`` with ``saved_model.pb`` last. ``<N>/`` appears with its first file; a server
+    that polls in between finds no saved_model.pb and fails that load (TF Serving retries it),
+    but never loads part of a model. Two machines publishing at once may both pick ``N``: the
+    number is not reserved as a local rename reserves it.
+    """
+    files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    files.sort(key=lambda name: name == "saved_model.pb")
+    hidden = child(base, f".staging-{uuid.uuid4().hex}")
+    for name in files:
+        tf.io.gfile.makedirs(posixpath.dirname(f"{hidden}/{name}"))
+        tf.io.gfile.copy(str(staging / name), f"{hidden}/{name}", overwrite=True)
+    version_dir = child(base, str(next_version(base)))
+    for name in files:
+        tf.io.gfile.makedirs(posixpath.dirname(f"{version_dir}/{name}"))
+        tf.io.gfile.rename(f"{hidden}/{name}", f"{version_dir}/{name}")
+    if tf.io.gfile.exists(hidden):  # an object store may keep no empty folder
+        tf.io.gfile.rmtree(hidden)
+    shutil.rmtree(staging)
+    return version_dir
 
 
 def _write_warmup(saved_model_dir: Path, model_name: str, example_inputs: dict) -> Path:

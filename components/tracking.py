@@ -8,6 +8,7 @@ function that tests can call without a tracking server.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -20,6 +21,8 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+
+from components.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +243,10 @@ def report_run(name: str) -> Iterator[str]:
         yield run_id
 
 
+SAVED_MODEL_ARTIFACT = "saved_model"
+"""Where a registered model keeps the pushed SavedModel: ``artifacts/saved_model/`` of its files."""
+
+
 def log_serving_model(
     saved_model_dir: Path,
     registered_name: str,
@@ -264,12 +271,12 @@ def log_serving_model(
     # Logged as ``saved_model``, not under the exporter's ``.staging-<pid>`` folder name: hard
     # links beside it (a hidden folder, so never taken for a version), no copy of the data.
     with tempfile.TemporaryDirectory(dir=Path(saved_model_dir).parent, prefix=".register-") as tmp:
-        named = Path(tmp) / "saved_model"
+        named = Path(tmp) / SAVED_MODEL_ARTIFACT
         shutil.copytree(saved_model_dir, named, copy_function=os.link)
         info = mlflow.pyfunc.log_model(
             name=registered_name,
             python_model=registry_model.__file__,  # models from code: loads without this project
-            artifacts={"saved_model": str(named)},
+            artifacts={SAVED_MODEL_ARTIFACT: str(named)},
             signature=signature,
             input_example=input_example,
             registered_model_name=registered_name,
@@ -315,18 +322,48 @@ def _context(dataset_input) -> str | None:
 CHAMPION = "champion"
 
 
-def champion_serving_path(name: str) -> Path | None:
-    """The version directory the ``champion`` alias of ``name`` was pushed to, if it has one."""
+def champion(name: str) -> dict[str, Any] | None:
+    """The registered version the ``champion`` alias of ``name`` names (``registered_version``)
+    and where export pushed it (``serving_version``, ``serving_path``); None when no run is
+    active, ``name`` was never registered or it has no champion."""
     if not active():
         return None
+    client = mlflow.MlflowClient()
     try:
-        champion = mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION)
+        aliases = client.get_registered_model(name).aliases
     except mlflow.exceptions.MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
-    path = champion.tags.get("serving_path")
-    return Path(path) if path else None
+    if CHAMPION not in aliases:
+        return None
+    version = client.get_model_version(name, str(aliases[CHAMPION]))
+    serving_version = version.tags.get("serving_version")
+    return {
+        "registered_version": int(version.version),
+        "serving_version": int(serving_version) if serving_version else None,
+        "serving_path": version.tags.get("serving_path"),
+    }
+
+
+def registered_file(name: str, version: int, relative_path: str) -> dict[str, Any]:
+    """A JSON file of the SavedModel that ``log_serving_model`` registered as ``version``, read
+    through MLflow (a tracking server's proxied artifacts too), wherever the version was pushed.
+
+    Raises:
+        DataError: the file cannot be downloaded or is not JSON.
+    """
+    client = mlflow.MlflowClient()
+    try:
+        model_uri = client.get_model_version_download_uri(name, str(version)).rstrip("/")
+        uri = f"{model_uri}/artifacts/{SAVED_MODEL_ARTIFACT}/{relative_path}"
+        with tempfile.TemporaryDirectory() as folder:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
+            return json.loads(Path(local).read_text())
+    except (mlflow.exceptions.MlflowException, OSError, ValueError) as error:
+        raise DataError(
+            f"cannot read {relative_path} of registered version {version} of {name}: {error}"
+        ) from error
 
 
 def registered_version_at(name: str, serving_path: Path) -> int | None:

@@ -141,14 +141,19 @@ def write_shop_sales(folder: Path, series: int = 8, weeks: int = 140, seed: int 
     return folder / "shop.csv"
 
 
-def write_blessing(folder: Path, blessed: bool = True, metrics: dict | None = None):
-    """A blessing artifact like the bless stage writes, to push a model without running one."""
+def write_blessing(
+    folder: Path, blessed: bool = True, metrics: dict | None = None, champion: int | None = None
+):
+    """A blessing artifact like the bless stage writes, to push a model without running one;
+    ``champion``: the registered version it was judged against (None: no champion)."""
     import json
 
     from components.artifacts import Blessing
 
     reasons = [f"accuracy 0.9 >= lower bound 0.85: {'pass' if blessed else 'FAIL'}"]
     record = {"blessed": blessed, "reasons": reasons, "metrics": metrics or {"accuracy": 0.9}}
+    if champion is not None:
+        record["baseline"] = {"registered_version": champion, "source": "registry"}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "blessing.json").write_text(json.dumps(record))
     return Blessing(folder)

@@ -86,31 +86,86 @@ def test_a_first_model_is_judged_on_its_absolute_bounds_alone(tmp_path):
     assert not failing["blessed"]
 
 
-def test_the_baseline_is_the_newest_version_without_a_champion(tmp_path):
+def test_the_baseline_is_the_newest_version_without_a_registry(tmp_path):
     served(tmp_path / "models", 1, {"accuracy": 0.95})
     served(tmp_path / "models", 2, {"accuracy": 0.80})
     verdict = judge(tmp_path, {"accuracy": 0.81}, ThresholdConfig("accuracy", max_regression=0))
     assert verdict["blessed"]
     assert verdict["baseline"]["version"] == 2
-    assert verdict["baseline"]["source"] == "newest version directory"
+    assert verdict["baseline"]["source"] == "local folder (no active MLflow run)"
 
 
-def test_the_baseline_is_the_champion_alias_when_its_directory_exists(tmp_path, mlflow_store):
-    champion = served(tmp_path / "models", 1, {"accuracy": 0.95})
-    served(tmp_path / "models", 2, {"accuracy": 0.80})
-    threshold = ThresholdConfig("accuracy", max_regression=0)
+def registered(tmp_path, scores: dict | None, serving_version: int) -> int:
+    """A registered version of ``model`` made champion, as export leaves one, pushed to
+    ``serving_version`` of some other machine's folder: its evaluation.json (unless ``scores`` is
+    None) lives only in the registry, under the SavedModel the registered model carries."""
+    source = tmp_path / "registry" / str(serving_version)
+    extra = source / "artifacts" / tracking.SAVED_MODEL_ARTIFACT / "assets.extra"
+    extra.mkdir(parents=True)
+    if scores is not None:
+        evaluation = {"blessed": True, "metrics": scores, "dataset": "imdb"}
+        (extra / "evaluation.json").write_text(json.dumps(evaluation))
     client = mlflow.MlflowClient()
-    client.create_registered_model("model")
-    client.create_model_version("model", source=str(champion))
+    if not client.search_registered_models("name = 'model'"):
+        client.create_registered_model("model")
+    version = int(client.create_model_version("model", source=str(source)).version)
+    tags = {"serving_version": serving_version, "serving_path": f"gs://other/model/{version}"}
+    tracking.tag_registered_version("model", version, tags)
+    tracking.set_champion("model", version)
+    return version
+
+
+def test_the_registrys_champion_is_the_baseline_not_a_stale_local_folder(tmp_path, mlflow_store):
+    served(tmp_path / "models", 1, {"accuracy": 0.80})  # this machine's folder: old and worse
+    threshold = ThresholdConfig("accuracy", max_regression=0)
+    tracking.configure("tests")
+    with mlflow.start_run():
+        registered(tmp_path, {"accuracy": 0.95}, serving_version=3)
+        verdict = judge(tmp_path, {"accuracy": 0.81}, threshold)
+    assert not verdict["blessed"]
+    assert verdict["baseline"] == {
+        "version": 3,
+        "registered_version": 1,
+        "source": "registry",
+        "values": {"accuracy": 0.95},
+    }
+
+
+def test_without_a_champion_in_the_registry_the_local_folder_is_the_baseline(
+    tmp_path, mlflow_store
+):
+    served(tmp_path / "models", 1, {"accuracy": 0.80})
     tracking.configure("tests")
     with mlflow.start_run() as run:
-        tracking.tag_registered_version("model", 1, {"serving_path": champion})
-        tracking.set_champion("model", 1)
-        verdict = judge(tmp_path, {"accuracy": 0.81}, threshold)
-        assert not verdict["blessed"] and verdict["baseline"]["version"] == 1
-        champion.rename(champion.with_name("removed"))
-        assert judge(tmp_path, {"accuracy": 0.81}, threshold)["baseline"]["version"] == 2
+        verdict = judge(tmp_path, {"accuracy": 0.81}, ThresholdConfig("accuracy", max_regression=0))
+    assert verdict["blessed"] and verdict["baseline"]["version"] == 1
+    assert verdict["baseline"]["source"] == "local folder (no champion in the MLflow registry)"
     assert mlflow.get_run(run.info.run_id).data.tags["blessed"] == "True"
+
+
+def test_a_champion_whose_evaluation_cannot_be_read_blesses_nothing(tmp_path, mlflow_store):
+    served(tmp_path / "models", 1, {"accuracy": 0.80})
+    tracking.configure("tests")
+    with mlflow.start_run():
+        registered(tmp_path, None, serving_version=1)
+        verdict = judge(tmp_path, {"accuracy": 0.99}, ThresholdConfig("accuracy", lower_bound=0.5))
+    assert not verdict["blessed"] and verdict["baseline"]["source"] == "registry"
+    assert verdict["reasons"][0].startswith(
+        "cannot read assets.extra/evaluation.json of registered version 1 of model"
+    )
+    assert verdict["reasons"][0].endswith("refusing to judge without it: FAIL")
+
+
+def test_the_cache_key_follows_the_registrys_champion(tmp_path, mlflow_store):
+    model_dir = ExportConfig(model_name="model", serving_dir=str(tmp_path / "models")).model_dir
+    tracking.configure("tests")
+    with mlflow.start_run():
+        registered(tmp_path, {"accuracy": 0.9}, serving_version=1)
+        first = bless.serving_baseline(model_dir)
+        registered(tmp_path, {"accuracy": 0.9}, serving_version=2)
+        second = bless.serving_baseline(model_dir)
+    assert first["baseline"]["registered_version"] == 1
+    assert second["baseline"]["registered_version"] == 2
 
 
 def test_a_baseline_without_the_metric_skips_the_change_checks(tmp_path):

@@ -13,11 +13,13 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from components import export, tracking
-from components.artifacts import TrainedModel
+from components import bless, export, tracking
+from components.artifacts import Blessing, Metrics, TrainedModel
+from components.bless import BlessingConfig
 from components.errors import ConfigError
 from components.export import ExportConfig
 from components.text_classification import signatures
+from components.versions import list_versions, read_evaluation
 from serving import deployment
 from tests.conftest import REPOSITORY, write_blessing
 
@@ -33,17 +35,23 @@ def retrained(tiny_sentiment, folder: Path) -> TrainedModel:
 
 def push(
     tiny_sentiment,
-    serving_dir: Path,
+    serving_dir: Path | str,
     out_dir: Path,
     blessed: bool = True,
     trained: TrainedModel | None = None,
+    champion: int | None = None,
+    blessing: Blessing | None = None,
     **options,
 ):
-    """Export the tiny model: a distinct trained model on each call unless ``trained`` is given."""
+    """Export the tiny model: a distinct trained model on each call unless ``trained`` is given.
+    Its blessing is ``blessing``, else one made up, judged against registered version
+    ``champion``."""
     trained = trained or retrained(tiny_sentiment, out_dir.with_name(f"{out_dir.name}-model"))
     archive = signatures.serving_archive(trained, tiny_sentiment["preprocess"], 0.5)
     config = ExportConfig(model_name="sentiment", serving_dir=str(serving_dir), **options)
-    blessing = write_blessing(out_dir.with_name(f"{out_dir.name}-blessing"), blessed)
+    blessing = blessing or write_blessing(
+        out_dir.with_name(f"{out_dir.name}-blessing"), blessed, champion=champion
+    )
     inputs = {"text": tf.constant(REVIEWS)}
     return export.run(
         config,
@@ -97,8 +105,92 @@ def test_a_blessed_push_carries_its_evaluation_and_becomes_champion(
         assert champion.tags["serving_version"] == "1"
 
         # What serves next is not registered, so it cannot be champion; no stale alias remains.
-        push(tiny_sentiment, tmp_path / "models", tmp_path / "b", register=False)
+        push(tiny_sentiment, tmp_path / "models", tmp_path / "b", register=False, champion=1)
         assert not client.get_registered_model("sentiment").aliases
+
+
+def champion() -> int:
+    return int(mlflow.MlflowClient().get_model_version_by_alias("sentiment", "champion").version)
+
+
+def judged(tmp_path, serving_dir: Path, accuracy: float, name: str) -> Blessing:
+    """The bless stage, by default settings, on a candidate scoring ``accuracy`` (the simple
+    baseline scores 0.5): blessed unless more than 2% below the champion."""
+    comparison = bless.baseline_comparison("accuracy", True, accuracy, {"majority": 0.5})
+    scores = tmp_path / f"{name}-metrics"
+    scores.mkdir()
+    (scores / "metrics.json").write_text(
+        json.dumps({"accuracy": accuracy, "baseline_comparison": comparison})
+    )
+    model_dir = ExportConfig(model_name="sentiment", serving_dir=str(serving_dir)).model_dir
+    return bless.run(BlessingConfig(), Metrics(scores), model_dir, tmp_path / f"{name}-blessing")
+
+
+def test_machines_sharing_a_registry_judge_against_its_champion_not_their_folders(
+    tiny_sentiment, tmp_path, mlflow_store
+):
+    """Machine B's folder holds only an old, worse version; machine A pushed a better champion."""
+    machine_a, machine_b = tmp_path / "a" / "models", tmp_path / "b" / "models"
+    stale = machine_b / "sentiment" / "1" / "assets.extra"
+    stale.mkdir(parents=True)
+    old = bless.baseline_comparison("accuracy", True, 0.70, {"majority": 0.5})
+    (stale / "evaluation.json").write_text(json.dumps({"metrics": {"baseline_comparison": old}}))
+    tracking.configure("tests")
+    with mlflow.start_run():
+        first = judged(tmp_path, machine_a, 0.95, "a1")
+        push(tiny_sentiment, machine_a, tmp_path / "a1", blessing=first)
+        assert champion() == 1
+
+        worse = judged(tmp_path, machine_b, 0.80, "b1").load()
+        assert not worse["blessed"]
+        assert worse["baseline"]["source"] == "registry"
+        assert worse["reasons"][1].startswith("accuracy 0.8 vs 0.95 of serving version 1")
+        assert not push(tiny_sentiment, machine_b, tmp_path / "b1", blessed=False).pushed
+        assert champion() == 1
+
+        better = judged(tmp_path, machine_b, 0.96, "b2")
+        pushed = push(tiny_sentiment, machine_b, tmp_path / "b2", blessing=better).load()
+    assert (pushed["version"], pushed["registered_version"], pushed["champion"]) == (2, 2, 2)
+    assert champion() == 2
+    assert list_versions(machine_b / "sentiment") == [1, 2]
+
+
+def test_a_champion_moved_since_the_blessing_stays_champion(
+    tiny_sentiment, tmp_path, mlflow_store, caplog
+):
+    tracking.configure("tests")
+    with mlflow.start_run():
+        push(tiny_sentiment, tmp_path / "a", tmp_path / "a1")
+        # Machine B's candidate is blessed against version 1, then machine A pushes version 2.
+        push(tiny_sentiment, tmp_path / "a", tmp_path / "a2", champion=1)
+        late = push(tiny_sentiment, tmp_path / "b", tmp_path / "b1", champion=1).load()
+    assert (late["pushed"], late["registered_version"], late["champion"]) == (True, 3, 2)
+    assert late["champion_not_moved"].startswith(
+        "the champion of sentiment is registered version 2, not registered version 1 as when"
+    )
+    assert champion() == 2
+    assert late["champion_not_moved"] in caplog.text
+    version = mlflow.MlflowClient().get_model_version("sentiment", "3")
+    assert version.tags["serving_path"] == late["path"]
+
+
+def test_a_push_to_a_gfile_uri(tiny_sentiment, tmp_path, mlflow_store):
+    model_dir = f"ram://{tmp_path.name}/models/sentiment"  # TF's in-memory file system
+    tracking.configure("tests")
+    with mlflow.start_run():
+        push(tiny_sentiment, model_dir.rsplit("/", 1)[0], tmp_path / "a")
+        pushed = push(tiny_sentiment, model_dir.rsplit("/", 1)[0], tmp_path / "b", champion=1)
+    assert pushed.version_dir == f"{model_dir}/2"
+    assert list_versions(model_dir) == [1, 2]
+    assert sorted(tf.io.gfile.listdir(model_dir)) == ["1", "2"], "a staging folder is left"
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["push.json"]
+    serve = tf.saved_model.load(pushed.version_dir).signatures["serving_default"]
+    labels = serve(text=tf.constant(REVIEWS))["label_name"].numpy()
+    assert [label.decode() for label in labels] == ["positive", "negative"]
+    assert read_evaluation(pushed.version_dir)["metrics"] == {"accuracy": 0.9}
+    assert "deployment_files" not in pushed.load() and not (tmp_path / "models.config").exists()
+    version = mlflow.MlflowClient().get_model_version_by_alias("sentiment", "champion")
+    assert (int(version.version), version.tags["serving_path"]) == (2, f"{model_dir}/2")
 
 
 def test_the_logged_model_carries_its_scores_on_the_test_data_set(

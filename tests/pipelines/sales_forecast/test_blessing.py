@@ -94,7 +94,7 @@ def test_the_shipped_gate_pushes_a_good_model_and_blocks_a_worse_one(tmp_path, m
     verdict = stage_output(worse, "bless", "blessing.json")
     assert not verdict["blessed"]
     assert verdict["baseline"]["version"] == 1
-    assert verdict["baseline"]["source"] == "MLflow alias champion"
+    assert verdict["baseline"]["source"] == "registry"
     wmae = verdict["metrics"]["baseline_comparison"]["model"]
     assert wmae > naive and wmae > 1.02 * good_wmae
     assert verdict["reasons"] == [
