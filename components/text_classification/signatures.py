@@ -28,15 +28,23 @@ EXPLAIN_SIGNATURE = "explain"
 
 def end_to_end_model(trained: TrainedModel, vocabulary: Vocabulary) -> keras.Model:
     """Raw strings in, the model's probabilities out: the vectorizer joined to the model."""
-    text = keras.Input(shape=(), dtype="string", name="text")
-    probabilities = trained.load()(load_vectorizer(vocabulary)(text))
-    return keras.Model(text, probabilities, name="text_classifier_end_to_end")
+    return _end_to_end(trained.load(), vocabulary)
 
 
 def explainer_model(trained: TrainedModel, vocabulary: Vocabulary) -> keras.Model | None:
     """Raw strings in; probabilities, token ids and each token's attention weight out (padding:
     id 0, weight 0). None unless the model pools with attention."""
-    weighted = attention_weights(trained.load())
+    return _explainer(trained.load(), vocabulary)
+
+
+def _end_to_end(model: keras.Model, vocabulary: Vocabulary) -> keras.Model:
+    text = keras.Input(shape=(), dtype="string", name="text")
+    probabilities = model(load_vectorizer(vocabulary)(text))
+    return keras.Model(text, probabilities, name="text_classifier_end_to_end")
+
+
+def _explainer(model: keras.Model, vocabulary: Vocabulary) -> keras.Model | None:
+    weighted = attention_weights(model)
     if weighted is None:
         return None
     text = keras.Input(shape=(), dtype="string", name="text")
@@ -62,9 +70,10 @@ def serving_archive(
     tf.Examples (``inputs``, a ``text`` bytes feature each) -> ``classes`` and ``scores``.
     ``explain`` (attention models only): ``serving_default``'s outputs plus ``tokens`` and their
     ``weights``, ``[batch, longest text in the batch]``, padding marked ``""`` with weight 0."""
-    explainer = explainer_model(trained, vocabulary)
+    model = trained.load()
+    explainer = _explainer(model, vocabulary)
     # An attention model is served from its explainer alone: one copy of the weights for all.
-    classifier = end_to_end_model(trained, vocabulary) if explainer is None else None
+    classifier = _end_to_end(model, vocabulary) if explainer is None else None
     names = tf.constant(list(label_names))
     binary = len(label_names) == 2
     archive = keras.export.ExportArchive()
