@@ -83,13 +83,22 @@ def imdb_mirror(monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sentiment(tmp_path_factory):
     """Examples, vocabulary and a small GRU trained on synthetic reviews (shared across tests)."""
+    return _tiny_classifier(tmp_path_factory.mktemp("tiny_sentiment"), pooling="max")
+
+
+@pytest.fixture(scope="session")
+def tiny_attention(tmp_path_factory):
+    """As ``tiny_sentiment``, with attention pooling (additive)."""
+    return _tiny_classifier(tmp_path_factory.mktemp("tiny_attention"), pooling="attention")
+
+
+def _tiny_classifier(root: Path, pooling: str) -> dict:
     from components import train
     from components.text_classification import ingest, vectorize
     from components.text_classification.ingest import IngestConfig, RawRecord, Source
     from components.text_classification.model import TextClassifierConfig
     from pipelines.sentiment import pipeline as sentiment
 
-    root = tmp_path_factory.mktemp("tiny_sentiment")
     splits = {
         split: [
             RawRecord(f"{split}/{i}", text, label)
@@ -105,7 +114,13 @@ def tiny_sentiment(tmp_path_factory):
     config = sentiment.SentimentConfig(
         preprocess=vectorize.TextVectorizationConfig(vocabulary_size=100, sequence_length=30),
         model=TextClassifierConfig(
-            cell="gru", bidirectional=False, units=8, embedding_dim=8, dropout=0.0
+            cell="gru",
+            bidirectional=False,
+            units=8,
+            embedding_dim=8,
+            dropout=0.0,
+            pooling=pooling,
+            attention_units=8,
         ),
         train=train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.01),
     )

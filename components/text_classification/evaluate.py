@@ -3,7 +3,8 @@
 Writes metrics.json (accuracy, macro-F1, per-class precision/recall/F1, ROC-AUC, log loss, a
 confusion matrix with the label names, accuracy sliced by text length; for two classes also the
 positive class's precision, recall and F1), a confusion-matrix plot and the most confident
-mistakes. Slicing by length shows where a cell forgets the start of long inputs (vanishing
+mistakes; for an attention model also those mistakes as HTML, each word shaded by its attention
+weight. Slicing by length shows where a cell forgets the start of long inputs (vanishing
 gradients).
 """
 
@@ -23,6 +24,9 @@ from sklearn import metrics as skm
 from components import bless, tracking
 from components.artifacts import Examples, Metrics
 from components.errors import ConfigError, require_one_of
+from components.text_classification.explanations import TokenWeights, attention_html
+
+ATTENTION_VIEW = "misclassified_attention.html"
 
 
 @dataclasses.dataclass
@@ -51,9 +55,11 @@ def run(
     out_dir: Path,
     text_field: str = "text",
     baselines: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
+    explain: Callable[[np.ndarray], TokenWeights] | None = None,
 ) -> Metrics:
     """Score the model's probabilities on the test split, and the ``baselines``' (texts -> name ->
-    probabilities) beside it. Probabilities are ``[n, classes]``, or ``[n]`` of label 1 for two."""
+    probabilities) beside it. Probabilities are ``[n, classes]``, or ``[n]`` of label 1 for two.
+    ``explain`` (texts -> tokens and attention weights) adds the HTML view of the mistakes."""
     test = examples.load("test")
     names = examples.statistics().get("label_names", ["negative", "positive"])
     texts = test[text_field].to_numpy()
@@ -77,8 +83,14 @@ def run(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-    mistakes = _most_confident_mistakes(test, text_field, probabilities, predicted, names, config)
+    chosen = _most_confident_mistakes(labels, probabilities, predicted, config)
+    mistakes = _described(test, text_field, probabilities, predicted, names, chosen)
     (out_dir / "misclassified.json").write_text(json.dumps(mistakes, indent=2))
+    if explain is not None:
+        title = "Most confident mistakes: where the model looked"
+        page = attention_html(title, mistakes, explain(texts[chosen]))
+        (out_dir / ATTENTION_VIEW).write_text(page, encoding="utf-8")
+        tracking.log_artifact(out_dir / ATTENTION_VIEW)
     _plot_confusion_matrix(labels, predicted, names, out_dir / "confusion_matrix.png")
     tracking.log_metrics({f"test_{k}": v for k, v in results.items() if isinstance(v, float)})
     tracking.log_metrics(
@@ -187,13 +199,15 @@ def _sliced_accuracy(texts: pd.Series, labels, predicted, boundaries: list[int],
     return slices
 
 
-def _most_confident_mistakes(
-    test, text_field, probabilities, predicted, names, config
-) -> list[dict]:
-    """The wrong predictions the model was surest of: its probability of the class it chose."""
-    wrong = np.flatnonzero(predicted != test["label"].to_numpy())
+def _most_confident_mistakes(labels, probabilities, predicted, config) -> np.ndarray:
+    """Rows of the wrong predictions the model was surest of (its probability of the class it
+    chose), surest first."""
+    wrong = np.flatnonzero(predicted != labels)
     confidence = probabilities[wrong, predicted[wrong]]
-    chosen = wrong[np.argsort(-confidence, kind="stable")][: config.misclassified_examples]
+    return wrong[np.argsort(-confidence, kind="stable")][: config.misclassified_examples]
+
+
+def _described(test, text_field, probabilities, predicted, names, chosen) -> list[dict]:
     return [
         {
             "origin": str(test["origin"].iloc[i]) if "origin" in test else str(i),

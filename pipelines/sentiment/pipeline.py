@@ -24,7 +24,14 @@ from components.artifacts import (
     TrainedModel,
     Vocabulary,
 )
-from components.text_classification import baselines, evaluate, ingest, signatures, vectorize
+from components.text_classification import (
+    baselines,
+    evaluate,
+    explanations,
+    ingest,
+    signatures,
+    vectorize,
+)
 from components.text_classification.model import (
     TextClassifierConfig,
     build_text_classifier,
@@ -120,8 +127,16 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
         characters = config.preprocess.split == "character"
         return baselines.predict(config.baselines, inputs["ingest"], texts, characters)
 
+    explain = explanations.attention_explainer(
+        inputs["train"], inputs["preprocess"], config.evaluate.batch_size
+    )
     return evaluate.run(
-        config.evaluate, predict, inputs["ingest"], out_dir, baselines=predict_baselines
+        config.evaluate,
+        predict,
+        inputs["ingest"],
+        out_dir,
+        baselines=predict_baselines,
+        explain=explain,
     )
 
 
@@ -223,6 +238,13 @@ SPEC = PipelineSpec(
         "bisimplernn": {"model.cell": "simple_rnn", "model.bidirectional": True},
         "bilstm": {"model.cell": "lstm", "model.bidirectional": True},
         "bigru": {"model.cell": "gru", "model.bidirectional": True},
+        # Attention pooling: a weighted mean over the BiGRU's outputs, the weights served by the
+        # ``explain`` signature and drawn over the evaluation's mistakes.
+        "bigru-attention": {
+            "model.cell": "gru",
+            "model.bidirectional": True,
+            "model.pooling": "attention",
+        },
     },
     compare_metrics=["test_accuracy", "test_roc_auc", "test_f1", "test_loss"],
     headline=headline,
@@ -240,6 +262,7 @@ SPEC = PipelineSpec(
             "simplernn-last": BenchmarkRun("sentiment.yaml", "simplernn", ("model.pooling=last",)),
             "lstm-last": BenchmarkRun("sentiment.yaml", "lstm", ("model.pooling=last",)),
             "bigru-relu_max": BenchmarkRun("sentiment.yaml", "bigru", ("model.pooling=relu_max",)),
+            "bigru-attention": BenchmarkRun("sentiment.yaml", "bigru-attention"),
             # A second public data set: Chinese reviews, read character by character.
             "chinese-reviews-bigru": BenchmarkRun("chinese_reviews.yaml", "bigru"),
         },

@@ -122,3 +122,31 @@ def test_lengths_in_characters_for_texts_without_spaces(tmp_path):
         "1-10": {"examples": 2, "accuracy": 1.0},
         "over_10": {"examples": 2, "accuracy": 0.0},
     }
+
+
+def test_an_attention_model_s_mistakes_are_drawn_with_their_weights(
+    test_split, tmp_path, mlflow_store
+):
+    probabilities = np.array([0.9, 0.2, 0.8, 0.1, 0.05, 0.9])  # r4 and r5 wrong, r4 surest
+
+    def explain(texts):
+        tokens = [text.split()[:3] for text in texts]
+        return tokens, [np.array([0.6, 0.3, 0.1])] * len(texts)
+
+    with mlflow.start_run() as run:
+        evaluate.run(
+            EvaluateConfig(),
+            lambda texts: probabilities,
+            test_split,
+            tmp_path / "m",
+            explain=explain,
+        )
+    page = (tmp_path / "m" / evaluate.ATTENTION_VIEW).read_text()
+    first, second = page.split("<section>")[1:]
+    assert "origin: <b>r4</b>" in first and "origin: <b>r5</b>" in second
+    assert 'title="0.600" style="background: rgba(230, 80, 0, 1.00)">good</span>' in first
+    assert 'title="0.100" style="background: rgba(230, 80, 0, 0.17)">bad</span>' in second
+    logged = mlflow.MlflowClient().list_artifacts(run.info.run_id)
+    assert evaluate.ATTENTION_VIEW in [artifact.path for artifact in logged]
+    evaluate.run(EvaluateConfig(), lambda texts: probabilities, test_split, tmp_path / "plain")
+    assert not (tmp_path / "plain" / evaluate.ATTENTION_VIEW).exists()

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,8 +12,10 @@ from components.language_modeling.model import (
 )
 from components.recurrent import CELLS
 from components.text_classification.model import (
+    AttentionPooling,
     MaskedGlobalMaxPooling1D,
     TextClassifierConfig,
+    attention_weights,
     build_text_classifier,
 )
 
@@ -20,7 +23,13 @@ from components.text_classification.model import (
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize(
     "bidirectional, layers, pooling",
-    [(False, 1, "last"), (True, 2, "max"), (False, 2, "mean"), (True, 1, "relu_max")],
+    [
+        (False, 1, "last"),
+        (True, 2, "max"),
+        (False, 2, "mean"),
+        (True, 1, "relu_max"),
+        (True, 2, "attention"),
+    ],
 )
 def test_every_cell_and_shape_builds_and_predicts_probabilities(
     cell, bidirectional, layers, pooling
@@ -71,9 +80,60 @@ def test_masked_max_pooling_ignores_padding():
     assert MaskedGlobalMaxPooling1D()(values, mask=mask).numpy().tolist() == [[-1.0]]
 
 
-def test_padding_does_not_change_the_prediction_when_masked():
+@pytest.mark.parametrize("score", ["additive", "dot"])
+def test_attention_weights_sum_to_one_over_the_tokens_and_are_zero_on_padding(score):
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(3, 5, 4)).astype("float32")
+    mask = np.array([[True, True, True, False, False], [True] + [False] * 4, [False] * 5])
+    pooled, weights = AttentionPooling(score, units=3)(values, mask=mask, return_weights=True)
+    weights = weights.numpy()
+    assert np.all(weights[~mask] == 0.0)  # exactly: padding adds nothing to the mean
+    np.testing.assert_allclose(weights.sum(axis=1), [1.0, 1.0, 0.0], rtol=1e-6)
+    assert len(set(weights[0, :3].round(6))) > 1  # scored, not a plain mean
+    expected = (values * weights[..., None]).sum(axis=1)
+    np.testing.assert_allclose(pooled.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert np.all(pooled.numpy()[2] == 0.0)  # no token: nothing to pool
+
+
+def test_attention_pooling_learns_and_reloads_with_its_weights(tmp_path):
     config = TextClassifierConfig(
-        cell="lstm", bidirectional=True, units=4, embedding_dim=4, pooling="max"
+        units=4, embedding_dim=4, dropout=0.0, pooling="attention", attention="dot"
+    )
+    keras.utils.set_random_seed(0)
+    model = build_text_classifier(config, vocabulary_size=10, sequence_length=6)
+    model.compile(keras.optimizers.Adam(0.02), "binary_crossentropy")
+    # Label 1 whenever token 2 is in the text (padding, id 0, scattered anywhere).
+    rng = np.random.default_rng(0)
+    token_ids = rng.integers(3, 10, size=(256, 6))
+    token_ids[rng.random((256, 6)) < 0.3] = 0
+    labels = rng.random(256) < 0.5
+    token_ids[labels, rng.integers(0, 6, size=labels.sum())] = 2
+    history = model.fit(token_ids, labels, epochs=5, batch_size=32, verbose=0).history["loss"]
+    assert history[-1] < 0.2 * history[0]
+    _, weights = attention_weights(model).predict(token_ids, verbose=0)
+    cue, other_tokens = token_ids == 2, labels[:, None] & (token_ids > 2)
+    assert weights[cue].mean() > 2 * weights[other_tokens].mean()  # it looks at the cue
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert reloaded.get_layer("attention").get_config()["score"] == "dot"
+    probabilities, weights = attention_weights(reloaded).predict(token_ids[:8], verbose=0)
+    np.testing.assert_allclose(probabilities, model.predict(token_ids[:8], verbose=0), rtol=1e-5)
+    assert np.all(weights[token_ids[:8] == 0] == 0.0)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+    assert attention_weights(build_text_classifier(TextClassifierConfig(units=2), 10, 6)) is None
+
+
+def test_attention_needs_the_padding_mask():
+    with pytest.raises(ConfigError, match="model.pooling=attention needs model.mask_padding=true"):
+        TextClassifierConfig(pooling="attention", mask_padding=False)
+    with pytest.raises(ConfigError, match="model.attention='cosine'"):
+        TextClassifierConfig(pooling="attention", attention="cosine")
+
+
+@pytest.mark.parametrize("pooling", ["max", "attention"])
+def test_padding_does_not_change_the_prediction_when_masked(pooling):
+    config = TextClassifierConfig(
+        cell="lstm", bidirectional=True, units=4, embedding_dim=4, pooling=pooling
     )
     short = build_text_classifier(config, vocabulary_size=30, sequence_length=3)
     long = build_text_classifier(config, vocabulary_size=30, sequence_length=9)

@@ -1,0 +1,73 @@
+"""The attention classifier's ``explain`` signature through the local server's REST API."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import export
+from components.text_classification import signatures
+from serving.server import LocalModelServer
+from tests.conftest import synthetic_review, write_blessing
+from tests.serving.conftest import call
+
+REVIEWS = [synthetic_review(1, random.Random(5), length=12), "Dull and awful."]
+
+
+@pytest.fixture(scope="module")
+def api(tiny_attention, tmp_path_factory):
+    """``attention/1`` pushed by the export stage (warm-up included) and served."""
+    root = tmp_path_factory.mktemp("explain")
+    archive = signatures.serving_archive(tiny_attention["train"], tiny_attention["preprocess"], 0.5)
+    config = export.ExportConfig(
+        model_name="attention", serving_dir=str(root / "models"), register=False
+    )
+    examples = {"text": tf.constant(signatures.SAMPLE_REVIEWS)}
+    blessing = write_blessing(root / "bless")
+    export.run(config, archive, examples, blessing, tiny_attention["train"], root / "push")
+    with LocalModelServer(root / "models", port=0, poll_seconds=0.2) as running:
+        yield running.url + "/v1/models/attention"
+
+
+def test_metadata_lists_the_explain_signature(api):
+    status, metadata = call(f"{api}/metadata")
+    assert status == 200
+    explain = metadata["metadata"]["signature_def"]["signature_def"]["explain"]
+    outputs = {name: info["dtype"] for name, info in explain["outputs"].items()}
+    assert outputs == {
+        "tokens": "DT_STRING",
+        "weights": "DT_FLOAT",
+        "label": "DT_INT64",
+        "label_name": "DT_STRING",
+        "probability": "DT_FLOAT",
+        "scores": "DT_FLOAT",
+    }
+
+
+def test_explain_answers_tokens_aligned_with_weights_and_the_prediction(api):
+    request = {"signature_name": "explain", "instances": REVIEWS}
+    status, answer = call(f"{api}:predict", request)
+    assert status == 200
+    predicted = call(f"{api}:predict", {"instances": REVIEWS})[1]["predictions"]
+    short = answer["predictions"][1]
+    assert short["tokens"][:3] == ["dull", "and", "awful"]
+    for explained, expected in zip(answer["predictions"], predicted, strict=True):
+        assert explained["label_name"] == expected["label_name"]
+        assert explained["probability"] == pytest.approx(expected["probability"], abs=1e-6)
+        tokens, weights = np.array(explained["tokens"]), np.array(explained["weights"])
+        assert tokens.shape == weights.shape == (13,)  # the longest review's tokens
+        assert np.all(weights[tokens == ""] == 0.0)
+        assert weights.sum() == pytest.approx(1.0, abs=1e-5)
+    assert answer["predictions"][0]["label_name"] == "positive"
+    assert predicted[1]["label_name"] == "negative"
+
+
+def test_one_review_comes_back_without_padding_in_columnar_format(api):
+    request = {"signature_name": "explain", "inputs": {"text": [REVIEWS[1]]}}
+    status, answer = call(f"{api}:predict", request)
+    assert status == 200
+    assert answer["outputs"]["tokens"] == [["dull", "and", "awful"]]
+    assert sum(answer["outputs"]["weights"][0]) == pytest.approx(1.0, abs=1e-5)
