@@ -271,11 +271,21 @@ def test_a_bad_ensemble_member_fails_when_the_config_loads(members, message):
         resolve_config("sales_forecast", None, None, [f"ensemble.members={members}"])
 
 
+def test_a_seed_ensemble_is_the_one_model_once_per_seed():
+    config = resolve_config("sales_forecast", None, "gru-attention", ["ensemble.seeds=3"])
+    members = sales_forecast.member_configs(config)
+    assert [member.train.seed for member in members] == [42, 43, 44]
+    assert {member.model.architecture for member in members} == {"encoder_decoder_attention"}
+    assert all(member.ensemble.seeds == 1 for member in members)  # each trains one model
+
+
 def test_a_model_preset_trains_that_one_model_not_the_shipped_ensemble():
     shipped = resolve_config("sales_forecast", CONFIGS / "sales_forecast.yaml", None, [])
     assert len(shipped.ensemble.members) == 2
     preset = resolve_config("sales_forecast", CONFIGS / "sales_forecast.yaml", "lstm", [])
     assert preset.ensemble.members == [] and preset.model.cell == "lstm"
+    attention = resolve_config("sales_forecast", None, "gru-attention", [])
+    assert attention.model.architecture == "encoder_decoder_attention"
 
 
 @pytest.mark.e2e
