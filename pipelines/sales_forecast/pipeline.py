@@ -2,7 +2,8 @@
 
 ingest (config-driven CSV reading, joins, regular weekly grid) -> preprocess (time-ordered split,
 scaling fitted on training weeks, lookback/horizon windows) -> [tune] -> train (recurrent encoder,
-direct or encoder-decoder head, MAE or quantile loss; or an ensemble of such members, averaged)
+direct, encoder-decoder or attention head, MAE or quantile loss; or an ensemble of such members,
+or seeds, averaged)
 -> evaluate (test block; naive, seasonal-naive, moving-average and ETS baselines on the same
 series) -> backtest (the same at earlier origins, retrained each time) -> bless (backtest bars, no
 worse than what serves) -> export (if blessed: SavedModel taking raw history, returning original

@@ -83,7 +83,10 @@ def shop_run(tmp_path_factory):
         "train.epochs": "2",
         "train.batch_size": "32",
         "backtest.folds": "2",
-        "ensemble.members": "[{model.architecture: direct}, {model.architecture: encoder_decoder}]",
+        "ensemble.members": (
+            "[{model.architecture: direct}, {model.architecture: encoder_decoder_attention}]"
+        ),
+        "model.holidays": "[easter, christmas]",  # computed in the exported graph too
         "blessing.thresholds": "[]",  # 2 epochs on 6 series cannot meet the Walmart bars
         "blessing.baseline": "ignore",
         "export.model_name": "shop",
@@ -125,17 +128,31 @@ def test_each_ensemble_member_trains_in_its_own_directory_and_mlflow_run(shop_ru
         assert (trained / member / "model.keras").is_file()
         assert (fold_1 / member / "model.keras").is_file()  # every fold retrains the members
     summary = json.loads((trained / "training.json").read_text())
-    assert summary["model"] == "ensemble_of_gru_x1_direct_and_gru_x1_encoder_decoder_forecaster"
+    attention = "gru_x1_encoder_decoder_attention"
+    assert summary["model"] == f"ensemble_of_gru_x1_direct_and_{attention}_forecaster"
     assert [member["model"] for member in summary["members"]] == [
         "gru_x1_direct_forecaster",
-        "gru_x1_encoder_decoder_forecaster",
+        f"{attention}_forecaster",
     ]
     backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
-    assert backtest["model_name"] == "ensemble_of_gru_x1_direct_and_gru_x1_encoder_decoder"
+    assert backtest["model_name"] == f"ensemble_of_gru_x1_direct_and_{attention}"
     runs = mlflow.search_runs(experiment_names=["sales_forecast"])
     members = runs[runs["tags.mlflow.runName"].str.startswith("ensemble_member_")]
     assert len(members) == 4  # two members on each of two folds
-    assert set(members["params.model.architecture"]) == {"direct", "encoder_decoder"}
+    assert set(members["params.model.architecture"]) == {"direct", "encoder_decoder_attention"}
+
+
+@pytest.mark.e2e
+def test_the_attention_members_weights_are_drawn_and_measured(shop_run):
+    _, run_dir = shop_run
+    evaluate = run_dir / "evaluate" / "metrics"
+    assert (evaluate / "attention.png").stat().st_size > 0
+    weights = np.array(json.loads((evaluate / "attention.json").read_text())["mean_weights"])
+    assert weights.shape == (8, 52)  # horizon steps x history weeks
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-4)
+    runs = mlflow.search_runs(experiment_names=["sales_forecast"])
+    lift = runs["metrics.attention_same_periods_last_season_lift"].dropna()
+    assert len(lift) == 2 and (lift > 0).all()  # the test fold's evaluate and backtest fold 1
 
 
 @pytest.mark.e2e
