@@ -52,11 +52,18 @@ class EnsembleConfig:
         up from ``seed``, the pipeline's train.seed); empty for a single model."""
         if self.seeds == 1:
             return list(self.members)
-        return [
+        overrides = [
             {**member, "train.seed": member.get("train.seed", seed) + offset}
             for member in self.members or [{}]
             for offset in range(self.seeds)
         ]
+        for i, member in enumerate(overrides):
+            if member in overrides[:i]:
+                raise ConfigError(
+                    f"ensemble.members with ensemble.seeds={self.seeds} train {member} twice: "
+                    "members that differ only in train.seed need seeds further apart"
+                )
+        return overrides
 
 
 def run(members: list[TrainedModel], name: str, out_dir: Path) -> TrainedModel:

@@ -96,3 +96,6 @@ def test_a_seed_ensemble_trains_each_member_once_per_seed():
     assert len(EnsembleConfig(members=one, seeds=2).member_overrides(seed=0)) == 2
     with pytest.raises(ConfigError, match="ensemble.seeds=0 must be >= 1"):
         EnsembleConfig(seeds=0)
+    close = EnsembleConfig(members=[{"train.seed": 1}, {"train.seed": 2}], seeds=2)
+    with pytest.raises(ConfigError, match=r"train \{'train.seed': 2\} twice"):
+        close.member_overrides(seed=0)
