@@ -19,12 +19,12 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from components import tracking
+from components.forecasting import KERAS_PACKAGE
 
-PACKAGE = "components.forecast"
 WEIGHTS_LAYER = "attention_weights"
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class LuongAttentionWeights(keras.layers.Layer):
     """(decoder states [B, H, U], encoder states [B, L, E]) -> weights [B, H, L], each row a
     softmax over the history: score(d, e) = d . W e (Luong et al. 2015, "general")."""

@@ -17,14 +17,15 @@ import numpy as np
 import tensorflow as tf
 
 from components.errors import ConfigError, require_one_of
+from components.forecasting import KERAS_PACKAGE
 from components.forecasting.attention import attend
 from components.forecasting.calendar import period_of, yearly_phase
 from components.forecasting.holidays import HOLIDAYS, holiday_flags, require_supported
+from components.forecasting.losses import ObservedMeanAbsoluteError, PinballLoss
 from components.forecasting.windows import LOSS_WEIGHTINGS, FeatureSpec
 from components.recurrent import CELLS, RecurrentStackConfig, recurrent_stack
 
 ARCHITECTURES = ("direct", "encoder_decoder", "encoder_decoder_attention")
-PACKAGE = "components.forecast"
 
 
 @dataclasses.dataclass
@@ -76,7 +77,7 @@ class ForecastModelConfig(RecurrentStackConfig):
             raise ConfigError(f"model.embedding_dim={self.embedding_dim} must be >= 1")
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class SeriesScale(keras.layers.Layer):
     """Series ids and raw history -> (scale [B, 1], history / scale [B, lookback, 1]).
 
@@ -104,7 +105,7 @@ class SeriesScale(keras.layers.Layer):
         return {**super().get_config(), "keys": self.keys, "scales": self.scales}
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class Standardize(keras.layers.Layer):
     """(x - mean) / std on the last axis; missing values (NaN) become 0, the training mean."""
 
@@ -120,7 +121,7 @@ class Standardize(keras.layers.Layer):
         return {**super().get_config(), "mean": self.mean, "std": self.std}
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class CalendarFeatures(keras.layers.Layer):
     """First forecast date ("YYYY-MM-DD") -> yearly sine/cosine features for every window step,
     placed by the calendar date each step falls on (``calendar.yearly_phase``)."""
@@ -147,7 +148,7 @@ class CalendarFeatures(keras.layers.Layer):
         }
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class HolidayFlags(keras.layers.Layer):
     """First forecast date ("YYYY-MM-DD") -> a 0/1 flag per holiday for every window step, so
     training and serving compute them alike and a request needs no holiday column."""
@@ -171,7 +172,7 @@ class HolidayFlags(keras.layers.Layer):
         }
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class ToOriginalUnits(keras.layers.Layer):
     """(Scaled forecast [B, H, outputs] + scaled baseline [B, H, 1] or 0) x series scale."""
 
@@ -179,48 +180,6 @@ class ToOriginalUnits(keras.layers.Layer):
         if baseline is not None:
             scaled = scaled + baseline
         return scaled * scale[:, :, None]
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class PinballLoss(keras.losses.Loss):
-    """Mean quantile (pinball) loss over observed horizon steps and quantiles: [B, H] vs
-    [B, H, Q]; NaN targets (periods ingest filled) are skipped."""
-
-    def __init__(self, quantiles: list[float], name: str = "pinball", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.quantiles = list(quantiles)
-
-    def call(self, y_true, y_pred):
-        y_true = tf.cast(y_true, y_pred.dtype)
-        observed = tf.math.logical_not(tf.math.is_nan(y_true))
-        error = tf.expand_dims(tf.where(observed, y_true, 0.0), -1) - y_pred
-        q = tf.constant(self.quantiles, y_pred.dtype)
-        loss = tf.reduce_mean(tf.maximum(q * error, (q - 1.0) * error), axis=2)
-        return _observed_mean(loss, observed)
-
-    def get_config(self):
-        return {**super().get_config(), "quantiles": self.quantiles}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class ObservedMeanAbsoluteError(keras.losses.Loss):
-    """Mean absolute error over the observed horizon steps: NaN targets (periods ingest filled
-    because the file had no value) are skipped, so a filled zero is never learned as a sale."""
-
-    def __init__(self, name: str = "mean_absolute_error", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def call(self, y_true, y_pred):
-        y_true = tf.cast(y_true, y_pred.dtype)
-        observed = tf.math.logical_not(tf.math.is_nan(y_true))
-        return _observed_mean(tf.abs(tf.where(observed, y_true, y_pred) - y_pred), observed)
-
-
-def _observed_mean(loss, observed):
-    """Per-window mean of ``loss`` [B, H] over its observed steps (0 for a window without any)."""
-    count = tf.reduce_sum(tf.cast(observed, loss.dtype), axis=1)
-    total = tf.reduce_sum(tf.where(observed, loss, 0.0), axis=1)
-    return tf.math.divide_no_nan(total, count)
 
 
 def model_inputs(spec: FeatureSpec) -> dict[str, keras.KerasTensor]:
