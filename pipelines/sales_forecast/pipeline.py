@@ -29,7 +29,15 @@ from components.artifacts import (
     TrainedModel,
 )
 from components.errors import ConfigError
-from components.forecasting import backtest, baselines, evaluate, ingest, requests, signatures
+from components.forecasting import (
+    backtest,
+    baselines,
+    evaluate,
+    holidays,
+    ingest,
+    requests,
+    signatures,
+)
 from components.forecasting import windows as series_windows
 from components.forecasting.csv_files import DATA_DIR_ENV
 from components.forecasting.ingest_config import SeriesIngestConfig
@@ -73,6 +81,7 @@ class SalesForecastConfig:
                 f"backtest.holiday_column={holiday!r} must be one of ingest.known_future "
                 f"{self.ingest.known_future} (or null)"
             )
+        holidays.require_supported(self.ingest.frequency, self.model.holidays)
         member_configs(self)  # a misspelt or disallowed member override fails before ingest
 
 

@@ -288,6 +288,15 @@ def test_a_bad_ensemble_member_fails_when_the_config_loads(members, message):
         resolve_config("sales_forecast", None, None, [f"ensemble.members={members}"])
 
 
+def test_holidays_on_a_frequency_without_a_holiday_period_fail_when_the_config_loads():
+    overrides = ["ingest.frequency=B", "ingest.season_length=5"]
+    with pytest.raises(ConfigError, match=r"model.holidays=.* needs a weekly"):
+        resolve_config("sales_forecast", None, None, overrides)
+    member = "ensemble.members=[{model.holidays: [easter]}, {train.seed: 1}]"
+    with pytest.raises(ConfigError, match=r"model.holidays=\['easter'\] needs a weekly"):
+        resolve_config("sales_forecast", None, None, [*overrides, "model.holidays=[]", member])
+
+
 def test_a_seed_ensemble_is_the_one_model_once_per_seed():
     config = resolve_config("sales_forecast", None, "gru-attention", ["ensemble.seeds=3"])
     members = sales_forecast.member_configs(config)
