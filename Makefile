@@ -65,7 +65,7 @@ lm-word: venv  ## word-level LM on Penn Treebank, Zaremba et al.'s "small" setup
 lm-smoke: venv  ## character-level LM on 20k characters (seconds)
 	$(PY) -m pipelines run language_model --config pipelines/configs/language_model.smoke.yaml $(PIPELINE_ARGS)
 
-sales: venv  ## Walmart weekly sales forecasting with backtest (MODEL=gru|lstm|simplernn[-seq2seq])
+sales: venv  ## Walmart weekly sales forecasting with backtest (MODEL=gru|lstm|simplernn[-seq2seq|-attention])
 	$(PY) -m pipelines run sales_forecast --config pipelines/configs/sales_forecast.yaml $(PIPELINE_ARGS)
 
 sales-smoke: venv  ## the sales pipeline on 60 series (about a minute)

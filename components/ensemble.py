@@ -26,11 +26,19 @@ class EnsembleConfig:
     members: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Each member: config overrides applied to the pipeline's config before training it, e.g.
     ``{model.architecture: direct}`` or ``{train.seed: 7}``. Empty: a single model."""
+    seeds: int = 1
+    """Train each member (with no members: the one model) this many times, with train.seed,
+    train.seed + 1, ... (a member's own train.seed, if it sets one, counts up instead); all are
+    averaged. A seed ensemble: the same network, errors that differ only by initialization and
+    shuffle order. 1: once."""
 
     def __post_init__(self):
-        if len(self.members) == 1:
+        if self.seeds < 1:
+            raise ConfigError(f"ensemble.seeds={self.seeds} must be >= 1")
+        if len(self.members) == 1 and self.seeds == 1:
             raise ConfigError(
-                "ensemble.members lists one member; list two or more, or none for a single model"
+                "ensemble.members lists one member; list two or more, set ensemble.seeds >= 2 to "
+                "train it with several seeds, or list none for a single model"
             )
         for i, member in enumerate(self.members):
             if member in self.members[:i]:
@@ -38,6 +46,24 @@ class EnsembleConfig:
                     f"ensemble.members[{i}] {member} repeats an earlier member, which would train "
                     "the same model twice; give it another train.seed"
                 )
+
+    def member_overrides(self, seed: int) -> list[dict[str, Any]]:
+        """Every model to train, as config overrides: each member once per seed (the seed counts
+        up from ``seed``, the pipeline's train.seed); empty for a single model."""
+        if self.seeds == 1:
+            return list(self.members)
+        overrides = [
+            {**member, "train.seed": member.get("train.seed", seed) + offset}
+            for member in self.members or [{}]
+            for offset in range(self.seeds)
+        ]
+        for i, member in enumerate(overrides):
+            if member in overrides[:i]:
+                raise ConfigError(
+                    f"ensemble.members with ensemble.seeds={self.seeds} train {member} twice: "
+                    "members that differ only in train.seed need seeds further apart"
+                )
+        return overrides
 
 
 def run(members: list[TrainedModel], name: str, out_dir: Path) -> TrainedModel:

@@ -19,7 +19,7 @@ import numpy as np
 from components import bless, tracking
 from components.artifacts import Metrics, SeriesWindows, TrainedModel
 from components.errors import ConfigError
-from components.forecasting import baselines, evaluate
+from components.forecasting import attention, baselines, evaluate
 from components.forecasting import windows as series_windows
 from components.forecasting.model import median_index
 from components.forecasting.windows import load_spec
@@ -82,7 +82,8 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
     spec, values, pairs = load_spec(windows), windows.values(), windows.origins("test")
     model = trained.load()
     inputs = series_windows.make_dataset(windows, "test", config.train.batch_size)
-    predicted = model.predict(inputs.map(lambda x, y, w: x), verbose=0)
+    raw_inputs = inputs.map(lambda x, y, w: x)
+    predicted = model.predict(raw_inputs, verbose=0)
     series, origins = pairs[:, 0], pairs[:, 1]
     steps = origins[:, None] + np.arange(1, spec.horizon + 1)[None, :]
     histories = [values[s, : o + 1, 0] for s, o in pairs]
@@ -97,6 +98,7 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
         predicted = predicted[:, :, median_index(config.model.quantiles)]
     name = model.name.removesuffix("_forecaster")
     reference = baselines.forecast(config.baselines, histories, spec.horizon, spec.season_length)
+    attention.report(model, raw_inputs, spec.season_length, out_dir)
     return evaluate.run(
         config.evaluate,
         actual=values[series[:, None], steps, 0],

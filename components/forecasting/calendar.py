@@ -90,8 +90,13 @@ def yearly_phase(forecast_start: tf.Tensor, steps: tf.Tensor, period: Period) ->
 
 
 def days_since_epoch(dates: tf.Tensor) -> tf.Tensor:
-    """ISO dates as strings -> days since 1970-01-01 (Hinnant's days_from_civil), in-graph."""
+    """ISO dates as strings -> days since 1970-01-01, in-graph."""
     year, month, day = (tf.cast(part, tf.int64) for part in _date_parts(dates))
+    return tf.cast(days_from_civil(year, month, day), tf.float32)
+
+
+def days_from_civil(year: tf.Tensor, month: tf.Tensor, day: tf.Tensor) -> tf.Tensor:
+    """Int64 year, month, day -> days since 1970-01-01 (Hinnant's days_from_civil)."""
     after_february = tf.cast(month > 2, tf.int64)
     year = year - (1 - after_february)
     era = year // 400
@@ -99,7 +104,23 @@ def days_since_epoch(dates: tf.Tensor) -> tf.Tensor:
     month_from_march = month - 3 + 12 * (1 - after_february)
     day_of_year = (153 * month_from_march + 2) // 5 + day - 1
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return tf.cast(era * 146097 + day_of_era - 719468, tf.float32)
+    return era * 146097 + day_of_era - 719468
+
+
+def civil_date(days: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Int64 days since 1970-01-01 -> (year, month, day) (Hinnant's civil_from_days)."""
+    shifted = days + 719468
+    era = shifted // 146097
+    day_of_era = shifted - era * 146097
+    year_of_era = (
+        day_of_era - day_of_era // 1460 + day_of_era // 36524 - day_of_era // 146096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_from_march = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * month_from_march + 2) // 5 + 1
+    month = tf.where(month_from_march < 10, month_from_march + 3, month_from_march - 9)
+    year = year_of_era + era * 400 + tf.cast(month <= 2, tf.int64)
+    return year, month, day
 
 
 def _date_parts(dates: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

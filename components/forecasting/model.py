@@ -4,7 +4,7 @@ Scaling, covariate standardization, calendar features and category lookups are l
 model, built from the ``FeatureSpec`` fitted on training periods, so the exported SavedModel
 serves raw sales history. Inside, a (bi)recurrent encoder reads the lookback window; a direct head
 emits every horizon step at once, or a recurrent decoder walks the horizon fed with the
-known-future covariates.
+known-future covariates (and, with attention, reads every encoder state at each step).
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ import numpy as np
 import tensorflow as tf
 
 from components.errors import ConfigError, require_one_of
+from components.forecasting import KERAS_PACKAGE
+from components.forecasting.attention import attend
 from components.forecasting.calendar import period_of, yearly_phase
+from components.forecasting.holidays import HOLIDAYS, holiday_flags, require_supported
+from components.forecasting.losses import ObservedMeanAbsoluteError, PinballLoss
 from components.forecasting.windows import LOSS_WEIGHTINGS, FeatureSpec
 from components.recurrent import CELLS, RecurrentStackConfig, recurrent_stack
 
-ARCHITECTURES = ("direct", "encoder_decoder")
-PACKAGE = "components.forecast"
+ARCHITECTURES = ("direct", "encoder_decoder", "encoder_decoder_attention")
 
 
 @dataclasses.dataclass
@@ -34,7 +37,8 @@ class ForecastModelConfig(RecurrentStackConfig):
     """Dropout between stacked encoder layers and in the head (or after the decoder)."""
     architecture: str = "direct"
     """direct (one dense head for all steps) | encoder_decoder (a recurrent decoder over the
-    horizon, fed the known-future covariates)."""
+    horizon, fed the known-future covariates) | encoder_decoder_attention (the same decoder,
+    each step also attending over every encoder state: ``attention.py``)."""
     embedding_dim: int = 8
     """Largest embedding size for a categorical column (store, department, type)."""
     quantiles: list[float] | None = None
@@ -43,6 +47,11 @@ class ForecastModelConfig(RecurrentStackConfig):
     calendar_harmonics: int = 3
     """Sine/cosine pairs of the yearly cycle added as features (placed by each period's date);
     0: none. Needs a year of training history."""
+    holidays: list[str] = dataclasses.field(default_factory=list)
+    """Moving holidays flagged as known-future features, computed in the graph from each
+    period's date (``holidays.py``): any of easter, thanksgiving, christmas, super_bowl. Empty:
+    none (US holidays mean nothing to most other data; the Walmart configs list all four).
+    Weekly, daily and monthly frequencies only."""
     seasonal_residual: bool = True
     """Predict a correction to last season's same periods (the seasonal-naive forecast) rather
     than the level itself, so training starts from a strong forecast. Needs a lookback of at
@@ -60,11 +69,15 @@ class ForecastModelConfig(RecurrentStackConfig):
         require_one_of("model.loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
         if self.quantiles is not None and not all(0.0 < q < 1.0 for q in self.quantiles):
             raise ConfigError(f"model.quantiles={self.quantiles} must all lie in (0, 1)")
+        for holiday in self.holidays:
+            require_one_of("model.holidays[]", holiday, HOLIDAYS)
+        if len(set(self.holidays)) < len(self.holidays):
+            raise ConfigError(f"model.holidays={self.holidays} names a holiday twice")
         if self.embedding_dim < 1:
             raise ConfigError(f"model.embedding_dim={self.embedding_dim} must be >= 1")
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class SeriesScale(keras.layers.Layer):
     """Series ids and raw history -> (scale [B, 1], history / scale [B, lookback, 1]).
 
@@ -92,7 +105,7 @@ class SeriesScale(keras.layers.Layer):
         return {**super().get_config(), "keys": self.keys, "scales": self.scales}
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class Standardize(keras.layers.Layer):
     """(x - mean) / std on the last axis; missing values (NaN) become 0, the training mean."""
 
@@ -108,7 +121,7 @@ class Standardize(keras.layers.Layer):
         return {**super().get_config(), "mean": self.mean, "std": self.std}
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class CalendarFeatures(keras.layers.Layer):
     """First forecast date ("YYYY-MM-DD") -> yearly sine/cosine features for every window step,
     placed by the calendar date each step falls on (``calendar.yearly_phase``)."""
@@ -135,7 +148,31 @@ class CalendarFeatures(keras.layers.Layer):
         }
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
+class HolidayFlags(keras.layers.Layer):
+    """First forecast date ("YYYY-MM-DD") -> a 0/1 flag per holiday for every window step, so
+    training and serving compute them alike and a request needs no holiday column."""
+
+    def __init__(self, lookback: int, horizon: int, frequency: str, holidays: list, **kwargs):
+        super().__init__(**kwargs)
+        self.lookback, self.horizon = lookback, horizon
+        self.frequency, self.holidays = frequency, list(holidays)
+
+    def call(self, forecast_start):
+        steps = tf.range(-self.lookback, self.horizon)
+        return holiday_flags(forecast_start, steps, self.frequency, self.holidays)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "lookback": self.lookback,
+            "horizon": self.horizon,
+            "frequency": self.frequency,
+            "holidays": self.holidays,
+        }
+
+
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class ToOriginalUnits(keras.layers.Layer):
     """(Scaled forecast [B, H, outputs] + scaled baseline [B, H, 1] or 0) x series scale."""
 
@@ -143,48 +180,6 @@ class ToOriginalUnits(keras.layers.Layer):
         if baseline is not None:
             scaled = scaled + baseline
         return scaled * scale[:, :, None]
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class PinballLoss(keras.losses.Loss):
-    """Mean quantile (pinball) loss over observed horizon steps and quantiles: [B, H] vs
-    [B, H, Q]; NaN targets (periods ingest filled) are skipped."""
-
-    def __init__(self, quantiles: list[float], name: str = "pinball", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.quantiles = list(quantiles)
-
-    def call(self, y_true, y_pred):
-        y_true = tf.cast(y_true, y_pred.dtype)
-        observed = tf.math.logical_not(tf.math.is_nan(y_true))
-        error = tf.expand_dims(tf.where(observed, y_true, 0.0), -1) - y_pred
-        q = tf.constant(self.quantiles, y_pred.dtype)
-        loss = tf.reduce_mean(tf.maximum(q * error, (q - 1.0) * error), axis=2)
-        return _observed_mean(loss, observed)
-
-    def get_config(self):
-        return {**super().get_config(), "quantiles": self.quantiles}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class ObservedMeanAbsoluteError(keras.losses.Loss):
-    """Mean absolute error over the observed horizon steps: NaN targets (periods ingest filled
-    because the file had no value) are skipped, so a filled zero is never learned as a sale."""
-
-    def __init__(self, name: str = "mean_absolute_error", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def call(self, y_true, y_pred):
-        y_true = tf.cast(y_true, y_pred.dtype)
-        observed = tf.math.logical_not(tf.math.is_nan(y_true))
-        return _observed_mean(tf.abs(tf.where(observed, y_true, y_pred) - y_pred), observed)
-
-
-def _observed_mean(loss, observed):
-    """Per-window mean of ``loss`` [B, H] over its observed steps (0 for a window without any)."""
-    count = tf.reduce_sum(tf.cast(observed, loss.dtype), axis=1)
-    total = tf.reduce_sum(tf.where(observed, loss, 0.0), axis=1)
-    return tf.math.divide_no_nan(total, count)
 
 
 def model_inputs(spec: FeatureSpec) -> dict[str, keras.KerasTensor]:
@@ -206,20 +201,8 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
     scale, scaled = SeriesScale(spec.series_keys, spec.series_scales, name="series_scale")(
         [inputs[c] for c in spec.id_columns], inputs[spec.target]
     )
-    past_steps, future_steps = [scaled], []
-    if config.calendar_harmonics:
-        _require_a_year_of_history(config, spec)
-        calendar = CalendarFeatures(
-            lookback, horizon, spec.frequency, config.calendar_harmonics, name="calendar"
-        )(inputs["forecast_start"])
-        past_steps.append(_crop(calendar, 0, horizon))
-        future_steps.append(_crop(calendar, lookback, 0))
-    if spec.known_future:
-        known = _standardized(inputs, spec.known_future, spec, "known_future")
-        past_steps.append(_crop(known, 0, horizon))
-        future_steps.append(_crop(known, lookback, 0))
-    if spec.past_covariates:
-        past_steps.append(_standardized(inputs, spec.past_covariates, spec, "past_covariates"))
+    past_steps, future_steps = _covariate_steps(config, spec, inputs)
+    past_steps.insert(0, scaled)
     last_season = None
     season = spec.season_length
     if lookback >= season >= horizon and season > 1:
@@ -234,24 +217,25 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
         )
     static = _static_context(inputs, spec, config)
     encoder_input = _concat([*past_steps, keras.layers.RepeatVector(lookback)(static)])
-    encoded = encoder_input
-    for layer in recurrent_stack(config, return_sequences=False):
-        encoded = layer(encoded)
+    attending = config.architecture == "encoder_decoder_attention"
+    states = encoder_input
+    for layer in recurrent_stack(config, return_sequences=attending):
+        states = layer(states)
+    # With attention the encoder keeps every step's state; its summary is the last one.
+    encoded = keras.layers.Flatten()(_crop(states, lookback - 1, 0)) if attending else states
     context = _concat([encoded, static])
-    outputs = len(config.quantiles or [None])
     future = _concat(future_steps) if future_steps else None
+    outputs = len(config.quantiles or [None])
     if config.architecture == "direct":
-        hidden = context if future is None else _concat([context, keras.layers.Flatten()(future)])
-        hidden = keras.layers.Dense(config.units, activation="relu", name="head")(hidden)
-        hidden = keras.layers.Dropout(config.dropout, name="head_dropout")(hidden)
-        forecast = keras.layers.Dense(horizon * outputs, name="forecast_scaled")(hidden)
-        forecast = keras.layers.Reshape((horizon, outputs))(forecast)
+        forecast = _direct_head(config, context, future, horizon, outputs)
     else:
         repeated = keras.layers.RepeatVector(horizon)(context)
         decoder_input = repeated if future is None else _concat([future, repeated])
         decoded = CELLS[config.cell](config.units, return_sequences=True, name="decoder")(
             decoder_input
         )
+        if attending:
+            decoded = attend(decoded, states, config.units)
         decoded = keras.layers.Dropout(config.dropout, name="decoder_dropout")(decoded)
         forecast = keras.layers.Dense(outputs, name="forecast_scaled")(decoded)
     baseline = last_season if config.seasonal_residual else None
@@ -263,6 +247,43 @@ def build_forecaster(config: ForecastModelConfig, spec: FeatureSpec) -> keras.Mo
     direction = "bi" if config.bidirectional else ""
     name = f"{direction}{config.cell}_x{config.layers}_{config.architecture}_forecaster"
     return keras.Model(inputs, forecast, name=name)
+
+
+def _covariate_steps(config: ForecastModelConfig, spec: FeatureSpec, inputs: dict):
+    """Per-step features of the history [B, lookback, .] and of the horizon [B, horizon, .]:
+    calendar waves, holiday flags, known-future and past covariates (history only)."""
+    lookback, horizon = spec.lookback, spec.horizon
+    past_steps, future_steps = [], []
+    if config.calendar_harmonics:
+        _require_a_year_of_history(config, spec)
+        calendar = CalendarFeatures(
+            lookback, horizon, spec.frequency, config.calendar_harmonics, name="calendar"
+        )(inputs["forecast_start"])
+        past_steps.append(_crop(calendar, 0, horizon))
+        future_steps.append(_crop(calendar, lookback, 0))
+    if config.holidays:
+        require_supported(spec.frequency, config.holidays)
+        flags = HolidayFlags(lookback, horizon, spec.frequency, config.holidays, name="holidays")(
+            inputs["forecast_start"]
+        )
+        past_steps.append(_crop(flags, 0, horizon))
+        future_steps.append(_crop(flags, lookback, 0))
+    if spec.known_future:
+        known = _standardized(inputs, spec.known_future, spec, "known_future")
+        past_steps.append(_crop(known, 0, horizon))
+        future_steps.append(_crop(known, lookback, 0))
+    if spec.past_covariates:
+        past_steps.append(_standardized(inputs, spec.past_covariates, spec, "past_covariates"))
+    return past_steps, future_steps
+
+
+def _direct_head(config: ForecastModelConfig, context, future, horizon: int, outputs: int):
+    """One dense layer over the encoding and every future step's features -> [B, H, outputs]."""
+    hidden = context if future is None else _concat([context, keras.layers.Flatten()(future)])
+    hidden = keras.layers.Dense(config.units, activation="relu", name="head")(hidden)
+    hidden = keras.layers.Dropout(config.dropout, name="head_dropout")(hidden)
+    forecast = keras.layers.Dense(horizon * outputs, name="forecast_scaled")(hidden)
+    return keras.layers.Reshape((horizon, outputs))(forecast)
 
 
 def median_index(quantiles: list[float]) -> int:

@@ -2,7 +2,8 @@
 
 ingest (config-driven CSV reading, joins, regular weekly grid) -> preprocess (time-ordered split,
 scaling fitted on training weeks, lookback/horizon windows) -> [tune] -> train (recurrent encoder,
-direct or encoder-decoder head, MAE or quantile loss; or an ensemble of such members, averaged)
+direct, encoder-decoder or attention head, MAE or quantile loss; or an ensemble of such members,
+or seeds, averaged)
 -> evaluate (test block; naive, seasonal-naive, moving-average and ETS baselines on the same
 series) -> backtest (the same at earlier origins, retrained each time) -> bless (backtest bars, no
 worse than what serves) -> export (if blessed: SavedModel taking raw history, returning original
@@ -28,7 +29,15 @@ from components.artifacts import (
     TrainedModel,
 )
 from components.errors import ConfigError
-from components.forecasting import backtest, baselines, evaluate, ingest, requests, signatures
+from components.forecasting import (
+    backtest,
+    baselines,
+    evaluate,
+    holidays,
+    ingest,
+    requests,
+    signatures,
+)
 from components.forecasting import windows as series_windows
 from components.forecasting.csv_files import DATA_DIR_ENV
 from components.forecasting.ingest_config import SeriesIngestConfig
@@ -72,6 +81,7 @@ class SalesForecastConfig:
                 f"backtest.holiday_column={holiday!r} must be one of ingest.known_future "
                 f"{self.ingest.known_future} (or null)"
             )
+        holidays.require_supported(self.ingest.frequency, self.model.holidays)
         member_configs(self)  # a misspelt or disallowed member override fails before ingest
 
 
@@ -82,17 +92,20 @@ MEMBER_SECTIONS = ("model.", "train.")
 
 
 def member_configs(config: Config) -> list[Config]:
-    """The config of each ensemble member: the pipeline's with the member's overrides."""
+    """The config of each model the ensemble trains: the pipeline's with that member's overrides
+    (each member once per seed with ``ensemble.seeds``); empty for a single model."""
     configs = []
-    for i, overrides in enumerate(config.ensemble.members):
-        where = f"ensemble.members[{i}]"
+    seeds = config.ensemble.seeds
+    for i, overrides in enumerate(config.ensemble.member_overrides(config.train.seed)):
+        where = f"ensemble.members[{i // seeds}]"
         outside = [key for key in overrides if not key.startswith(MEMBER_SECTIONS)]
         if outside or "model.quantiles" in overrides:
             raise ConfigError(
                 f"{where} sets {outside or ['model.quantiles']}; a member may change model.* "
                 "and train.* keys except model.quantiles (set that for the whole ensemble)"
             )
-        configs.append(with_overrides(config, {**overrides, "ensemble.members": []}))
+        single = {"ensemble.members": [], "ensemble.seeds": 1}
+        configs.append(with_overrides(config, {**overrides, **single}))
     return configs
 
 
@@ -200,7 +213,8 @@ def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetu
 
 def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
     """One model, or each ensemble member in turn (own directory and MLflow run) and their mean."""
-    if not config.ensemble.members:
+    overrides = config.ensemble.member_overrides(config.train.seed)
+    if not overrides:
         return train.fit(config.train, config.model, training_setup(config, windows), out_dir)
     members = []
     for i, member in enumerate(member_configs(config)):
@@ -209,7 +223,7 @@ def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedMode
             members.append(TrainedModel(member_dir))
             continue
         with tracking.component_run(f"ensemble_member_{i}"):
-            tracking.log_params(config.ensemble.members[i])
+            tracking.log_params(overrides[i])
             setup = training_setup(member, windows)
             members.append(train.fit(member.train, member.model, setup, member_dir))
     names = [trained.summary()["model"].removesuffix("_forecaster") for trained in members]
@@ -275,9 +289,18 @@ SPEC = PipelineSpec(
     ),
     # A preset names one model, so it also clears the shipped config's ensemble.
     model_presets={
-        name: {"model.cell": cell, "model.architecture": architecture, "ensemble.members": []}
+        name: {
+            "model.cell": cell,
+            "model.architecture": architecture,
+            "ensemble.members": [],
+            "ensemble.seeds": 1,
+        }
         for cell, short in (("simple_rnn", "simplernn"), ("lstm", "lstm"), ("gru", "gru"))
-        for architecture, suffix in (("direct", ""), ("encoder_decoder", "-seq2seq"))
+        for architecture, suffix in (
+            ("direct", ""),
+            ("encoder_decoder", "-seq2seq"),
+            ("encoder_decoder_attention", "-attention"),
+        )
         for name in [f"{short}{suffix}"]
     },
     # Test-fold metrics the evaluate stage logs to MLflow.
@@ -298,6 +321,11 @@ SPEC = PipelineSpec(
             "lstm": BenchmarkRun("sales_forecast.yaml", "lstm"),
             "simplernn": BenchmarkRun("sales_forecast.yaml", "simplernn"),
             "gru-seq2seq": BenchmarkRun("sales_forecast.yaml", "gru-seq2seq"),
+            "gru-attention": BenchmarkRun("sales_forecast.yaml", "gru-attention"),
+            # The single GRU encoder-decoder trained with 3 seeds, averaged.
+            "gru-seq2seq-3-seeds": BenchmarkRun(
+                "sales_forecast.yaml", "gru-seq2seq", ("ensemble.seeds=3",)
+            ),
             "bigru": BenchmarkRun("sales_forecast.yaml", "gru", ("model.bidirectional=true",)),
             "gru-stacked": BenchmarkRun("sales_forecast.yaml", "gru", ("model.layers=2",)),
             "gru-quantiles": BenchmarkRun(

@@ -75,3 +75,27 @@ def test_members_with_different_output_shapes_are_refused_by_name(tmp_path):
 def test_ensemble_config_refuses_one_member_or_a_repeated_one(members, message):
     with pytest.raises(ConfigError, match=message):
         EnsembleConfig(members=members)
+
+
+def test_a_seed_ensemble_trains_each_member_once_per_seed():
+    assert EnsembleConfig().member_overrides(seed=42) == []  # a single model
+    assert EnsembleConfig(seeds=3).member_overrides(seed=42) == [
+        {"train.seed": 42},
+        {"train.seed": 43},
+        {"train.seed": 44},
+    ]
+    members = [{"model.cell": "gru"}, {"model.cell": "lstm", "train.seed": 7}]
+    assert EnsembleConfig(members=members, seeds=2).member_overrides(seed=42) == [
+        {"model.cell": "gru", "train.seed": 42},
+        {"model.cell": "gru", "train.seed": 43},
+        {"model.cell": "lstm", "train.seed": 7},
+        {"model.cell": "lstm", "train.seed": 8},
+    ]
+    assert EnsembleConfig(members=members).member_overrides(seed=42) == members
+    one = [{"model.cell": "lstm"}]  # one member is an ensemble once it has seeds
+    assert len(EnsembleConfig(members=one, seeds=2).member_overrides(seed=0)) == 2
+    with pytest.raises(ConfigError, match="ensemble.seeds=0 must be >= 1"):
+        EnsembleConfig(seeds=0)
+    close = EnsembleConfig(members=[{"train.seed": 1}, {"train.seed": 2}], seeds=2)
+    with pytest.raises(ConfigError, match=r"train \{'train.seed': 2\} twice"):
+        close.member_overrides(seed=0)

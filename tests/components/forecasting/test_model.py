@@ -2,6 +2,7 @@ import dataclasses
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -9,7 +10,9 @@ from components import train
 from components.errors import ConfigError
 from components.forecasting import ingest
 from components.forecasting import windows as series_windows
+from components.forecasting.holidays import HOLIDAYS
 from components.forecasting.model import (
+    ARCHITECTURES,
     ForecastModelConfig,
     build_forecaster,
     forecast_loss,
@@ -17,6 +20,7 @@ from components.forecasting.model import (
 from components.forecasting.windows import SeriesWindowConfig, load_spec
 from pipelines.config import load_config
 from pipelines.sales_forecast.pipeline import Config
+from tests.components.forecasting.test_holidays import reference_flags
 from tests.conftest import SHOP_INGEST, write_shop_sales
 
 
@@ -105,6 +109,31 @@ def test_unknown_cell_and_architecture_name_the_choices():
         ForecastModelConfig(architecture="wavenet")
 
 
+def test_the_holiday_flags_of_training_windows_are_those_of_their_dates(shop_windows):
+    spec = load_spec(shop_windows)
+    model = build_forecaster(ForecastModelConfig(units=4, holidays=list(HOLIDAYS)), spec)
+    flags_of = keras.Model(model.input, model.get_layer("holidays").output)
+    inputs, _, _ = next(iter(series_windows.make_dataset(shop_windows, "train", 100)))
+    flags = flags_of.predict(inputs, verbose=0)
+    grid = pd.DatetimeIndex(shop_windows.grid_dates())
+    expected = reference_flags(grid, "W-MON")  # pandas' weeks: Tuesday to Monday
+    window = np.arange(-spec.lookback + 1, spec.horizon + 1)
+    for flagged, origin in zip(flags, shop_windows.origins("train")[:100, 1], strict=True):
+        np.testing.assert_array_equal(flagged, expected[origin + window])
+    assert flags.sum(axis=(0, 1)).min() > 0  # every holiday shows up in these windows
+
+
+def test_holidays_need_a_frequency_with_a_holiday_period(shop_windows):
+    spec = dataclasses.replace(load_spec(shop_windows), frequency="B", season_length=5)
+    config = ForecastModelConfig(
+        units=4, holidays=["easter"], seasonal_residual=False, calendar_harmonics=0
+    )
+    with pytest.raises(ConfigError, match=r"model.holidays=\['easter'\] needs a weekly"):
+        build_forecaster(config, spec)
+    with pytest.raises(ConfigError, match="model.holidays"):
+        ForecastModelConfig(holidays=["diwali"])
+
+
 def test_seasonal_residual_needs_a_year_of_lookback(shop_windows):
     spec = load_spec(shop_windows)
     short = type(spec)(**{**spec.__dict__, "lookback": 26})
@@ -115,14 +144,17 @@ def test_seasonal_residual_needs_a_year_of_lookback(shop_windows):
 
 
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
-def test_every_cell_builds_both_heads(shop_windows, cell):
-    for architecture in ("direct", "encoder_decoder"):
-        config = ForecastModelConfig(cell=cell, architecture=architecture, units=4)
-        model = build_forecaster(config, load_spec(shop_windows))
-        assert model.output.shape == (None, 8)
+def test_every_cell_builds_every_head(shop_windows, cell):
+    for architecture in ARCHITECTURES:
+        for bidirectional in (False, True):
+            config = ForecastModelConfig(
+                cell=cell, architecture=architecture, units=4, bidirectional=bidirectional
+            )
+            model = build_forecaster(config, load_spec(shop_windows))
+            assert model.output.shape == (None, 8)
 
 
-@pytest.mark.parametrize("architecture", ["direct", "encoder_decoder"])
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_a_stacked_forecaster_builds_again_in_the_same_process(shop_windows, architecture):
     # The backtest rebuilds the model once per fold; an unnamed Dropout once took the name
     # "dropout_1" of the stack's own on the second build.

@@ -83,7 +83,10 @@ def shop_run(tmp_path_factory):
         "train.epochs": "2",
         "train.batch_size": "32",
         "backtest.folds": "2",
-        "ensemble.members": "[{model.architecture: direct}, {model.architecture: encoder_decoder}]",
+        "ensemble.members": (
+            "[{model.architecture: direct}, {model.architecture: encoder_decoder_attention}]"
+        ),
+        "model.holidays": "[easter, christmas]",  # computed in the exported graph too
         "blessing.thresholds": "[]",  # 2 epochs on 6 series cannot meet the Walmart bars
         "blessing.baseline": "ignore",
         "export.model_name": "shop",
@@ -125,17 +128,31 @@ def test_each_ensemble_member_trains_in_its_own_directory_and_mlflow_run(shop_ru
         assert (trained / member / "model.keras").is_file()
         assert (fold_1 / member / "model.keras").is_file()  # every fold retrains the members
     summary = json.loads((trained / "training.json").read_text())
-    assert summary["model"] == "ensemble_of_gru_x1_direct_and_gru_x1_encoder_decoder_forecaster"
+    attention = "gru_x1_encoder_decoder_attention"
+    assert summary["model"] == f"ensemble_of_gru_x1_direct_and_{attention}_forecaster"
     assert [member["model"] for member in summary["members"]] == [
         "gru_x1_direct_forecaster",
-        "gru_x1_encoder_decoder_forecaster",
+        f"{attention}_forecaster",
     ]
     backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
-    assert backtest["model_name"] == "ensemble_of_gru_x1_direct_and_gru_x1_encoder_decoder"
+    assert backtest["model_name"] == f"ensemble_of_gru_x1_direct_and_{attention}"
     runs = mlflow.search_runs(experiment_names=["sales_forecast"])
     members = runs[runs["tags.mlflow.runName"].str.startswith("ensemble_member_")]
     assert len(members) == 4  # two members on each of two folds
-    assert set(members["params.model.architecture"]) == {"direct", "encoder_decoder"}
+    assert set(members["params.model.architecture"]) == {"direct", "encoder_decoder_attention"}
+
+
+@pytest.mark.e2e
+def test_the_attention_members_weights_are_drawn_and_measured(shop_run):
+    _, run_dir = shop_run
+    evaluate = run_dir / "evaluate" / "metrics"
+    assert (evaluate / "attention.png").stat().st_size > 0
+    weights = np.array(json.loads((evaluate / "attention.json").read_text())["mean_weights"])
+    assert weights.shape == (8, 52)  # horizon steps x history weeks
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-4)
+    runs = mlflow.search_runs(experiment_names=["sales_forecast"])
+    lift = runs["metrics.attention_same_periods_last_season_lift"].dropna()
+    assert len(lift) == 2 and (lift > 0).all()  # the test fold's evaluate and backtest fold 1
 
 
 @pytest.mark.e2e
@@ -271,11 +288,30 @@ def test_a_bad_ensemble_member_fails_when_the_config_loads(members, message):
         resolve_config("sales_forecast", None, None, [f"ensemble.members={members}"])
 
 
+def test_holidays_on_a_frequency_without_a_holiday_period_fail_when_the_config_loads():
+    overrides = ["ingest.frequency=B", "ingest.season_length=5"]
+    with pytest.raises(ConfigError, match=r"model.holidays=.* needs a weekly"):
+        resolve_config("sales_forecast", None, None, overrides)
+    member = "ensemble.members=[{model.holidays: [easter]}, {train.seed: 1}]"
+    with pytest.raises(ConfigError, match=r"model.holidays=\['easter'\] needs a weekly"):
+        resolve_config("sales_forecast", None, None, [*overrides, "model.holidays=[]", member])
+
+
+def test_a_seed_ensemble_is_the_one_model_once_per_seed():
+    config = resolve_config("sales_forecast", None, "gru-attention", ["ensemble.seeds=3"])
+    members = sales_forecast.member_configs(config)
+    assert [member.train.seed for member in members] == [42, 43, 44]
+    assert {member.model.architecture for member in members} == {"encoder_decoder_attention"}
+    assert all(member.ensemble.seeds == 1 for member in members)  # each trains one model
+
+
 def test_a_model_preset_trains_that_one_model_not_the_shipped_ensemble():
     shipped = resolve_config("sales_forecast", CONFIGS / "sales_forecast.yaml", None, [])
     assert len(shipped.ensemble.members) == 2
     preset = resolve_config("sales_forecast", CONFIGS / "sales_forecast.yaml", "lstm", [])
     assert preset.ensemble.members == [] and preset.model.cell == "lstm"
+    attention = resolve_config("sales_forecast", None, "gru-attention", [])
+    assert attention.model.architecture == "encoder_decoder_attention"
 
 
 @pytest.mark.e2e
