@@ -61,6 +61,7 @@ class ModelStore:
         metrics: ServingMetrics | None = None,
     ):
         self.models_dir = Path(models_dir)
+        self._poller: threading.Thread | None = None
         self.config_file = Path(config_file) if config_file else None
         self.batching = batching
         """Batch concurrent requests with these parameters; None: run each request alone."""
@@ -101,11 +102,15 @@ class ModelStore:
                 except Exception:  # a bad poll (a file vanishing mid-scan) must not stop the next
                     log.exception("polling %s failed", self.models_dir)
 
-        threading.Thread(target=loop, name="model-poll", daemon=True).start()
+        self._poller = threading.Thread(target=loop, name="model-poll", daemon=True)
+        self._poller.start()
 
     def close(self) -> None:
+        """Stop polling and loading (a load under way finishes first), then every servable."""
         self._closed.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._poller is not None:
+            self._poller.join()
+        self._executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             for versions in self._available.values():
                 for servable in versions.values():

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -152,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         log.info("stopping")
     finally:
         server.stop()
-    return 0
+    # Stopped cleanly; leave without finalizing the interpreter, where TensorFlow's runtime can
+    # abort ("terminate called ...", exit -6) as a thread still inside it is unwound.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _parser() -> argparse.ArgumentParser:
