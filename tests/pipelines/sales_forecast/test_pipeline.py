@@ -291,7 +291,7 @@ def test_a_bad_ensemble_member_fails_when_the_config_loads(members, message):
 def test_holidays_on_a_frequency_without_a_holiday_period_fail_when_the_config_loads():
     overrides = ["ingest.frequency=B", "ingest.season_length=5"]
     with pytest.raises(ConfigError, match=r"model.holidays=.* needs a weekly"):
-        resolve_config("sales_forecast", None, None, overrides)
+        resolve_config("sales_forecast", None, None, [*overrides, "model.holidays=[christmas]"])
     member = "ensemble.members=[{model.holidays: [easter]}, {train.seed: 1}]"
     with pytest.raises(ConfigError, match=r"model.holidays=\['easter'\] needs a weekly"):
         resolve_config("sales_forecast", None, None, [*overrides, "model.holidays=[]", member])
