@@ -204,7 +204,9 @@ def _run(args) -> int:
             return 0
     print(f"\nrun {result.run_id} finished")
     print(f"  artifacts:  {result.run_dir}")
-    print(f"  MLflow run: {tracking.run_page_url(result.mlflow_run_id)} (`make mlflow-ui`)")
+    page = tracking.run_page_url(result.mlflow_run_id)
+    local = page.startswith(tracking.LOCAL_UI)
+    print(f"  MLflow run: {page}{' (`make mlflow-ui` serves it)' if local else ''}")
     if "export" in result.outputs:
         push = result.outputs["export"].load()
         print(f"  exported:   {push['path'] if push['pushed'] else 'nothing, ' + push['reason']}")
