@@ -127,11 +127,16 @@ predict: venv  ## ask the running server: TEXT= to classify, PROMPT= to generate
 lineage: venv  ## print the data, config, runs and metrics behind an artifact or served version
 	$(PY) -m pipelines lineage $(or $(ARTIFACT),$(error set ARTIFACT=serving/models/<name>/<version>))
 
-test: venv  ## run the test suite
-	$(PY) -m pytest
+# Tests run in TEST_WORKERS processes (pytest-xdist), a module's tests and the tests sharing the
+# exported models each in one process (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+test: venv  ## run the test suite (TEST_WORKERS=2 processes)
+	$(PYTEST)
 
 test-fast: venv  ## the test suite without the e2e tests (whole pipeline runs, data mirror)
-	$(PY) -m pytest -m "not e2e"
+	$(PYTEST) -m "not e2e"
 
 lint: venv  ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
