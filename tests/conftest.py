@@ -44,17 +44,10 @@ def write_acl_imdb(root: Path, per_split: int = 40, seed: int = 0) -> Path:
 def pytest_collection_modifyitems(items):
     """Mark e2e every test that needs ``exported_models`` (tests/serving/conftest.py), directly or
     through another fixture: building it runs the language-model and sales pipelines. A mark on
-    the fixture itself would do nothing, and one per test is easily forgotten.
-
-    For ``make test``'s parallel run (``pytest -n 2 --dist loadgroup``), each module is one group,
-    so its module fixtures are built once, and every test of ``exported_models`` joins one group,
-    so that fixture (about 100 s) is built on one worker only."""
+    the fixture itself would do nothing, and one per test is easily forgotten."""
     for item in items:
-        group = item.module.__name__
         if "exported_models" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
-            group = "exported_models"
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
