@@ -128,8 +128,8 @@ lineage: venv  ## print the data, config, runs and metrics behind an artifact or
 	$(PY) -m pipelines lineage $(or $(ARTIFACT),$(error set ARTIFACT=serving/models/<name>/<version>))
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), each module's tests in one of them, so its
-# module fixtures are built once (16.8 min here against about 25 in one process; loadgroup with the
-# tests sharing the exported models in one group measured 18.5).
+# module fixtures are built once (16.8 min for 652 tests on this 2-core machine; --dist loadgroup
+# with the tests sharing the exported models in one group took 18.5).
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
