@@ -38,7 +38,6 @@ TRAINING = [
     "model.embedding_dim=64",
     "model.dropout=0.0",  # no per-replica dropout noise: the two losses should agree
     "train.epochs=3",
-    "train.batch_size=64",
     "train.early_stopping_patience=10",
 ]
 TUNING = [
@@ -48,13 +47,16 @@ TUNING = [
     "tune.epochs_per_trial=1",
     "train.epochs=1",
 ]
+DEFAULT_MODEL_REVIEWS_PER_S = 172
+"""Training speed of the shipped BiGRU on this 2-core machine (BENCHMARKS.md, sentiment, bigru)."""
 QUIET = ["export.register=false", "blessing.baseline=warn", "blessing.thresholds=[]"]
 
 
-def run_variant(kind: str, workers: int, scratch: Path) -> dict:
+def run_variant(kind: str, workers: int, scratch: Path, batch_size: int = 64) -> dict:
     """One pinned run in its own scratch folder; what its train or tune stage recorded."""
     root = scratch / f"{kind}-{workers}"
-    settings = [*(TRAINING if kind == "training" else TUNING), *QUIET]
+    training = [*TRAINING, f"train.batch_size={batch_size}"]
+    settings = [*(training if kind == "training" else TUNING), *QUIET]
     settings.append(f"export.serving_dir={root / 'models'}")
     overrides = [item for setting in settings for item in ("--set", setting)]
     common = ["sentiment", "--config", str(SMOKE), "--artifacts-root", str(root / "runs")]
@@ -97,7 +99,9 @@ def default_model_parameters() -> int:
     return int(sum(int(weight.numpy().size) for weight in model.trainable_weights))
 
 
-def report(training: dict[int, dict], tuning: dict[int, dict], parameters: int) -> str:
+def report(
+    training: dict[int, dict], tuning: dict[int, dict], parameters: int, batch_size: int = 64
+) -> str:
     unit = next(key for key in training[1] if key.startswith("train_") and key.endswith("_per_s"))
     speed = training[2][unit] / training[1][unit]
     tune_speed = tuning[1]["tune_s"] / tuning[2]["tune_s"]
@@ -111,12 +115,13 @@ def report(training: dict[int, dict], tuning: dict[int, dict], parameters: int) 
         _row("tuning: best val_loss", tuning, "best_score", None, "{:.4f}"),
     ]
     size_mb = parameters * 4 / 1e6
+    steps = DEFAULT_MODEL_REVIEWS_PER_S / 64
     return "\n\n".join(
         [
             f"Machine: {machine_description()}",
             f"Measured {datetime.now(UTC):%Y-%m-%d} with `make bench-scale`: each worker process "
             "pinned to its own core (`taskset`), every variant from scratch. Training: "
-            f"`{' '.join(TRAINING)}` on the smoke config (IMDB slice), global batch 64. "
+            f"`{' '.join(TRAINING)}` on the smoke config (IMDB slice), global batch {batch_size}. "
             f"Tuning: `{' '.join(TUNING)}`.",
             markdown_table(rows),
             f"Training throughput ×{speed:.2f} with 2 workers (target ≥ ×{TARGET_RATIO}: "
@@ -127,10 +132,11 @@ def report(training: dict[int, dict], tuning: dict[int, dict], parameters: int) 
             f"{parameters:,} float32 values ({size_mb:.1f} MB) for the shipped sentiment model. "
             f"A ring all-reduce sends and receives about 2(N-1)/N of that per worker per step, "
             f"so N workers each doing s steps/s need about {2 * size_mb:.1f}·s MB/s each way: "
-            f"at this CPU's pace for that model (about 4 steps/s of 64 reviews on 2 cores, "
-            f"BENCHMARKS' sentiment rows) {8 * size_mb:.0f} MB/s, within a 1 Gbit/s link "
-            "(125 MB/s); accelerators stepping 10-100x faster make the network the limit unless "
-            "the gradients are compressed or the batch per worker grows.",
+            f"at this CPU's pace for that model ({DEFAULT_MODEL_REVIEWS_PER_S} reviews/s on 2 "
+            f"cores, BENCHMARKS' bigru row: {steps:.1f} steps/s of 64) "
+            f"{2 * size_mb * steps:.0f} MB/s, within a 1 Gbit/s link (125 MB/s); accelerators "
+            "stepping 10-100x faster make the network the limit unless the gradients are "
+            "compressed or the batch per worker grows.",
         ]
     )
 
@@ -147,13 +153,20 @@ def _row(name: str, results: dict[int, dict], key: str, ratio: float | None, sty
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.scale_bench", description=__doc__)
     parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--batch-size", type=int, default=64, help="global training batch")
+    parser.add_argument(
+        "--training-only", action="store_true", help="print the training rows, write nothing"
+    )
     args = parser.parse_args(argv)
     if len(os.sched_getaffinity(0)) < 2:
         parser.error("needs 2 CPU cores to pin 2 workers")
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
-        training = {n: run_variant("training", n, Path(scratch)) for n in (1, 2)}
+        training = {n: run_variant("training", n, Path(scratch), args.batch_size) for n in (1, 2)}
+        if args.training_only:
+            print(json.dumps(training, indent=2, default=str))
+            return 0
         tuning = {n: run_variant("tuning", n, Path(scratch)) for n in (1, 2)}
-    text = report(training, tuning, default_model_parameters())
+    text = report(training, tuning, default_model_parameters(), args.batch_size)
     print(text)
     write_section(args.output, SECTION, text)
     return 0
