@@ -6,6 +6,7 @@ import os
 import random
 from pathlib import Path
 
+import keras
 import mlflow
 import pytest
 
@@ -189,3 +190,15 @@ SHOP_INGEST = {
     "backtest.holiday_column": "null",
 }
 """``--set`` overrides that point the sales pipeline at ``shop.csv`` (plus ingest.data_dir)."""
+
+
+class InterruptAtEpoch(keras.callbacks.Callback):
+    """Stands in for a kill in training tests: the process dies as epoch ``at`` begins."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt

@@ -10,6 +10,7 @@ import tensorflow as tf
 from components import shards, train
 from components.errors import ConfigError
 from components.train import TrainConfig
+from tests.conftest import InterruptAtEpoch
 
 EXAMPLES, BATCH, SHARDS, EPOCHS = 96, 16, 4, 3
 CONFIG = TrainConfig(
@@ -71,18 +72,6 @@ def test_multi_worker_loop_on_one_worker_matches_fit(train_shards, tmp_path):
     assert not (trained.path / "backup").exists()
 
 
-class _Interrupt(keras.callbacks.Callback):
-    """Stands in for a kill: the process dies as epoch ``at`` begins."""
-
-    def __init__(self, at: int):
-        super().__init__()
-        self.at = at
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.at:
-            raise KeyboardInterrupt
-
-
 def test_loop_resumes_after_an_interruption_as_if_never_stopped(train_shards, tmp_path):
     validation = train_shards.worker_batches(ONE_WORKER, BATCH, seed=99)
     data = train.TrainingData(None, validation, EXAMPLES, train_shards=train_shards)
@@ -93,7 +82,7 @@ def test_loop_resumes_after_an_interruption_as_if_never_stopped(train_shards, tm
         )
 
     with pytest.raises(KeyboardInterrupt):
-        fit("resumed", [_Interrupt(at=2)])
+        fit("resumed", [InterruptAtEpoch(at=2)])
     resumed, uninterrupted = fit("resumed"), fit("uninterrupted")
     summary = json.loads((resumed.path / "training.json").read_text())
     assert summary["resumed_after_epoch"] == 2 and summary["epochs_run"] == EPOCHS

@@ -9,6 +9,7 @@ from components import train
 from components.errors import ConfigError
 from components.text_classification.vectorize import load_vectorizer
 from components.train import TrainConfig
+from tests.conftest import InterruptAtEpoch
 
 
 def test_trained_classifier_beats_chance_and_writes_its_artifacts(tiny_sentiment):
@@ -88,18 +89,6 @@ def test_config_rejects_bad_values(field, value, message):
         TrainConfig(**{field: value})
 
 
-class _Interrupt(tf.keras.callbacks.Callback):
-    """Stands in for a kill: the process dies as epoch ``at`` begins."""
-
-    def __init__(self, at: int):
-        super().__init__()
-        self.at = at
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.at:
-            raise KeyboardInterrupt
-
-
 def test_training_resumes_after_an_interruption_as_if_never_stopped(tmp_path):
     features = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
     labels = (features[:, 0] > 0).astype("float32")
@@ -114,7 +103,7 @@ def test_training_resumes_after_an_interruption_as_if_never_stopped(tmp_path):
         return train.run(config, build, data, "binary_crossentropy", [], tmp_path / out, callbacks)
 
     with pytest.raises(KeyboardInterrupt):
-        fit("resumed", [_Interrupt(at=2)])
+        fit("resumed", [InterruptAtEpoch(at=2)])
     assert len(pd.read_csv(tmp_path / "resumed" / train.EPOCH_LOG)) == 2
     resumed = fit("resumed")
     uninterrupted = fit("uninterrupted")
@@ -143,7 +132,7 @@ def _fit_logistic(out_dir, config, flip_validation=False, callbacks=()) -> train
 
 def _interrupted_then_resumed(out_dir, config, at: int, flip_validation=False):
     with pytest.raises(KeyboardInterrupt):
-        _fit_logistic(out_dir, config, flip_validation, [_Interrupt(at=at)])
+        _fit_logistic(out_dir, config, flip_validation, [InterruptAtEpoch(at=at)])
     assert len(pd.read_csv(out_dir / train.EPOCH_LOG)) == at
     return _fit_logistic(out_dir, config, flip_validation)
 
