@@ -28,6 +28,7 @@ from components import tracking
 from components.errors import PipelineError
 from pipelines import registry
 from pipelines.runner import load_outputs, new_run_id
+from pipelines.workers import stop, stop_on_sigterm
 
 log = logging.getLogger(__name__)
 ORACLE_HOST = "127.0.0.1"
@@ -61,7 +62,11 @@ def launch(
         core = cores[index % len(cores)] if pin_cores else None
         processes[tuner_id] = _start(worker_command, env, core)
     log.info("tuning with %d workers; oracle on %s:%d; run %s", workers, ORACLE_HOST, port, run_id)
-    return _wait(processes, log_dir)
+    try:
+        stop_on_sigterm()
+        return _wait(processes, log_dir)
+    finally:
+        stop(list(processes.values()))
 
 
 def _start(arguments: list[str], env: dict[str, str], core: int | None = None) -> subprocess.Popen:

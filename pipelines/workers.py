@@ -102,9 +102,10 @@ def launch(workers: int, run_arguments: list[str], pin_cores: bool = False) -> i
         processes.append(subprocess.Popen([*pinned, *command], env=env))
     log.info("started %d workers: pids %s", workers, [p.pid for p in processes])
     try:
+        stop_on_sigterm()
         return _wait(processes)
     finally:
-        _stop(processes)
+        stop(processes)
 
 
 def _wait(processes: list[subprocess.Popen]) -> int:
@@ -121,7 +122,13 @@ def _wait(processes: list[subprocess.Popen]) -> int:
         time.sleep(0.2)
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
+def stop_on_sigterm() -> None:
+    """SIGTERM ends a launcher as Ctrl-C does, through its ``finally``: its workers are stopped
+    with it rather than left running."""
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
     """Terminate the workers still running, and kill those that outlive ``GRACE_S``."""
     running = [process for process in processes if process.poll() is None]
     for process in running:

@@ -195,3 +195,25 @@ def is_worker(process: psutil.Process, index: int) -> bool:
     return (
         json.loads(process.environ().get("TF_CONFIG", "{}")).get("task", {}).get("index") == index
     )
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        ["-m", "pipelines.workers", "--workers", "2", "sentiment"],
+        ["-m", "pipelines", "run", "sentiment", "--tune", "--tune-workers", "2"],
+    ],
+    ids=["training", "tuning"],
+)
+def test_a_launcher_stopped_with_sigterm_stops_its_workers(launcher, tmp_path):
+    command = [sys.executable, *launcher, "--artifacts-root", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.DEVNULL)
+    launcher_process = psutil.Process(process.pid)
+    deadline = time.monotonic() + 60
+    while len(children := launcher_process.children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(children) >= 2, "the launcher started no workers"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) != 0
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"workers left running: {alive}"
