@@ -12,11 +12,11 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 from components.errors import PipelineError
+from pipelines.workers import free_port
 
 DEFAULT_BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "mlflow"
@@ -46,7 +46,7 @@ class Cluster:
         self._require_programs()
         if not (self.data_dir / "PG_VERSION").exists():
             self._create()
-        port = _free_port()
+        port = free_port()
         options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
         log_file = self.folder / "postgres.log"
         self._run("pg_ctl", "-D", self.data_dir, "-l", log_file, "-w", "-o", options, "start")
@@ -143,9 +143,3 @@ class Cluster:
 
     def _as_system_user(self, command: list[str]) -> list[str]:
         return ["runuser", "-u", SYSTEM_USER, "--", *command] if os.geteuid() == 0 else command
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -28,7 +28,7 @@ from components import tracking
 from components.errors import PipelineError
 from pipelines import registry
 from pipelines.runner import load_outputs, new_run_id
-from pipelines.workers import stop, stop_on_sigterm
+from pipelines.workers import free_port, on_core, stop, stop_on_sigterm
 
 log = logging.getLogger(__name__)
 ORACLE_HOST = "127.0.0.1"
@@ -47,20 +47,18 @@ def launch(
     or 1 when a worker failed (every process is stopped then)."""
     if workers < 1:
         raise PipelineError(f"--tune-workers {workers}: give at least one worker")
-    run_id, port = new_run_id(), _free_port()
+    run_id, port = new_run_id(), free_port(ORACLE_HOST)
     oracle = {"KERASTUNER_ORACLE_IP": ORACLE_HOST, "KERASTUNER_ORACLE_PORT": str(port)}
     common = [pipeline, *config_arguments, "--artifacts-root", str(artifacts_root)]
     chief_command = ["run", *common, "--tune", "--run-id", run_id]
     chief_command += [] if use_cache else ["--no-cache"]
     log_dir = Path(artifacts_root) / pipeline / run_id
     processes = {CHIEF: _start(chief_command, {**oracle, "KERASTUNER_TUNER_ID": CHIEF})}
-    cores = sorted(os.sched_getaffinity(0))
     for index in range(workers):
         tuner_id = f"tuner{index}"
         worker_command = ["tune-worker", *common, "--from-run", run_id]
         env = {**oracle, "KERASTUNER_TUNER_ID": tuner_id}
-        core = cores[index % len(cores)] if pin_cores else None
-        processes[tuner_id] = _start(worker_command, env, core)
+        processes[tuner_id] = _start(worker_command, env, index, pin_cores)
     log.info("tuning with %d workers; oracle on %s:%d; run %s", workers, ORACLE_HOST, port, run_id)
     try:
         stop_on_sigterm()
@@ -69,10 +67,10 @@ def launch(
         stop(list(processes.values()))
 
 
-def _start(arguments: list[str], env: dict[str, str], core: int | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "pipelines", *arguments]
-    if core is not None:  # one core each: the benchmark's measure of real parallelism
-        command = ["taskset", "-c", str(core), *command]
+def _start(
+    arguments: list[str], env: dict[str, str], index: int = 0, pin: bool = False
+) -> subprocess.Popen:
+    command = on_core([sys.executable, "-m", "pipelines", *arguments], index, pin)
     return subprocess.Popen(command, env={**os.environ, **env})
 
 
@@ -101,12 +99,6 @@ def _wait(processes: dict[str, subprocess.Popen], log_dir: Path, grace_s: float 
 
 def _failed(processes: dict[str, subprocess.Popen]) -> dict[str, int]:
     return {name: p.returncode for name, p in processes.items() if p.poll() not in (None, 0)}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((ORACLE_HOST, 0))
-        return probe.getsockname()[1]
 
 
 def run_worker(

@@ -88,18 +88,32 @@ def local_cluster(workers: int) -> list[dict]:
     ]
 
 
+def on_core(command: list[str], index: int, pin: bool) -> list[str]:
+    """``command`` run on CPU core ``index`` only (``taskset``; cycling over the usable cores) when
+    ``pin``, so that a measurement shows real parallelism; else as it is."""
+    if not pin:
+        return command
+    cores = sorted(os.sched_getaffinity(0))
+    return ["taskset", "-c", str(cores[index % len(cores)]), *command]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the caller binds it soon after)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def launch(workers: int, run_arguments: list[str], pin_cores: bool = False) -> int:
     """Run ``python -m pipelines run <run_arguments>`` as ``workers`` local workers; 0 when all
     succeed, else 1 once the first has failed and the rest are stopped. ``pin_cores``: worker i
     on CPU core i only (``taskset``), so a measurement shows real parallelism."""
     command = [sys.executable, "-m", "pipelines", "run", *run_arguments]
     command += ["--set", "train.distribution=multi_worker"]
-    cores = sorted(os.sched_getaffinity(0))
     processes = []
     for index, tf_config in enumerate(local_cluster(workers)):
-        pinned = ["taskset", "-c", str(cores[index % len(cores)])] if pin_cores else []
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
-        processes.append(subprocess.Popen([*pinned, *command], env=env))
+        processes.append(subprocess.Popen(on_core(command, index, pin_cores), env=env))
     log.info("started %d workers: pids %s", workers, [p.pid for p in processes])
     try:
         stop_on_sigterm()

@@ -217,3 +217,11 @@ def test_a_launcher_stopped_with_sigterm_stops_its_workers(launcher, tmp_path):
     assert process.wait(60) != 0
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"workers left running: {alive}"
+
+
+def test_pinned_commands_cycle_over_the_usable_cores():
+    cores = sorted(os.sched_getaffinity(0))
+    assert workers.on_core(["python"], 0, pin=False) == ["python"]
+    pinned = [workers.on_core(["python"], index, pin=True) for index in range(len(cores) + 1)]
+    assert [command[2] for command in pinned] == [str(core) for core in [*cores, cores[0]]]
+    assert all(command[:2] == ["taskset", "-c"] and command[3:] == ["python"] for command in pinned)
