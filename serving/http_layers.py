@@ -55,7 +55,8 @@ def save_tiny_model(path: Path) -> None:
 
 
 def asgi_app(api: RestApi):
-    """The REST API as an ASGI application: read the body, answer on a worker thread."""
+    """The REST API as an ASGI application: read the body, answer on a worker thread (without
+    the request timeout: the comparison is of what each layer costs a request)."""
 
     async def app(scope, receive, send):
         if scope["type"] != "http":

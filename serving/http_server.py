@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from serving.metrics import CONTENT_TYPE, PROMETHEUS_PATH, ServingMetrics
-from serving.rest_api import RestApi
+from serving.rest_api import Answer, RestApi
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 10 * 2**20
@@ -39,6 +39,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # The headers and the body go out in two writes; with Nagle's algorithm the body would wait
     # for the client's delayed ACK of the headers (40 ms on Linux) on every keep-alive request.
     disable_nagle_algorithm = True
+    # Buffered writes: the head and the body leave in one write (one packet, one wake-up of the
+    # client) when the request's handling flushes.
+    wbufsize = -1
     server: ModelServer
 
     def setup(self):
@@ -98,13 +101,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if method == "GET" and path == PROMETHEUS_PATH:
             self._reply(200, self.server.metrics.exposition().decode(), CONTENT_TYPE)
             return
-        answer = self.server.api.handle(method, path, body)
+        answer = self.server.api.handle(method, path, body, on_timeout=self._reply_late)
+        if answer is None:  # answered 504 by the watchdog, the connection closed
+            self.close_connection = True
+            return
         timing = (
             {}
             if answer.model_s is None
             else {"Server-Timing": f"model;dur={1e3 * answer.model_s:.3f}"}
         )
         self._reply(answer.status, answer.body, headers=timing)
+
+    def _reply_late(self, answer: Answer) -> None:
+        """The timeout's answer, sent from the watchdog thread while this connection's thread is
+        still in the abandoned work; the connection then closes, since a client may not send its
+        next request before that work would have answered."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._reply(answer.status, answer.body)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _read_body(self) -> bytes:
         limit = self.server.max_body_bytes
@@ -165,7 +181,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     def log_message(self, format, *args):  # noqa: A002 - the name BaseHTTPRequestHandler uses
-        log.debug("%s %s", self.address_string(), format % args)
+        if log.isEnabledFor(logging.DEBUG):  # formatted on every request otherwise
+            log.debug("%s %s", self.address_string(), format % args)
 
 
 class ModelServer(ThreadingHTTPServer):

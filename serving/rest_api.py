@@ -15,8 +15,7 @@ import json
 import logging
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import unquote
 
@@ -25,6 +24,7 @@ from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 
 from serving import classify_regress, json_request, json_response
+from serving.deadlines import Deadlines
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
 from serving.status import HTTP_STATUS, ServingError, from_exception, invalid_argument
@@ -39,7 +39,6 @@ API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 _PRINT_OPTIONS = {"always_print_fields_with_no_presence": True, "indent": 1}
 REST_API_TIMEOUT_S = 30.0
-_WORKERS = 64
 
 
 class Answer(NamedTuple):
@@ -64,36 +63,53 @@ class RestApi:
         self.metrics = metrics
         """Where predict, classify and regress calls are counted and timed."""
         self.timeout_s = timeout_s
-        self._workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="rest")
+        self._deadlines = Deadlines(timeout_s)
 
-    def handle(self, method: str, path: str, body: bytes) -> Answer:
-        """The answer to one request; ``path`` without the query string."""
+    def handle(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        on_timeout: Callable[[Answer], None] | None = None,
+    ) -> Answer | None:
+        """The answer to one request (``path`` without the query string), worked out on the
+        calling thread. With ``on_timeout``, a request still running after ``timeout_s`` gets its
+        504 answer through it, from the watchdog thread, and this returns None once the abandoned
+        work ends: the caller must then send nothing more."""
         if not API_PATH.fullmatch(path):
             return Answer(404, _error_json(f"Not found: {path} (the API is under /v1/models/)"))
         started = time.perf_counter()
-        model_s = None
-        try:
-            code, text, model_s = self._workers.submit(
-                self._timed_answer, method, path, body
-            ).result(self.timeout_s)
-        except FutureTimeout:
-            log.warning("%s %s: no answer within %.0f ms", method, path, 1000 * self.timeout_s)
-            code = "DEADLINE_EXCEEDED"
-            text = _error_json(f"Request timed out after {1000 * self.timeout_s:.0f} ms")
+        ticket = None
+        if on_timeout is not None:
+            ticket = self._deadlines.start(
+                lambda: self._time_out(method, path, started, on_timeout)
+            )
+        code, text, model_s = self._timed_answer(method, path, body)
+        if ticket is not None and not ticket.finish():
+            return None
+        self._observe(method, path, code, started)
+        return Answer(HTTP_STATUS.get(code, 500), text, model_s)
+
+    def close(self) -> None:
+        self._deadlines.close()
+
+    def _time_out(self, method: str, path: str, started: float, on_timeout) -> None:
+        log.warning("%s %s: no answer within %.0f ms", method, path, 1000 * self.timeout_s)
+        self._observe(method, path, "DEADLINE_EXCEEDED", started)
+        message = f"Request timed out after {1000 * self.timeout_s:.0f} ms"
+        on_timeout(Answer(HTTP_STATUS["DEADLINE_EXCEEDED"], _error_json(message)))
+
+    def _observe(self, method: str, path: str, code: str, started: float) -> None:
         inference = PREDICT_PATH.fullmatch(path) if method == "POST" else None
         if self.metrics is not None and inference:
             name, api = unquote(inference[1]), inference[4].lower()
             self.metrics.observe_request(name, api, "REST", code, time.perf_counter() - started)
-        return Answer(HTTP_STATUS.get(code, 500), text, model_s)
-
-    def close(self) -> None:
-        self._workers.shutdown(wait=False, cancel_futures=True)
 
     def _timed_answer(self, method: str, path: str, body: bytes) -> tuple[str, str, float | None]:
         """``_answer`` and the time its signature calls took on this thread, where measured."""
         if self.metrics is None:
             return *self._answer(method, path, body), None
-        self.metrics.take_thread_runtime()  # drop what an abandoned request left on this thread
+        self.metrics.take_thread_runtime()  # start from zero on this thread
         code, text = self._answer(method, path, body)
         return code, text, self.metrics.take_thread_runtime() or None
 
