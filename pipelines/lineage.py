@@ -54,7 +54,7 @@ def format_chain(chain: list[dict[str, Any]]) -> str:
             for section, values in manifest["config"].items():
                 settings = ", ".join(f"{k}={v}" for k, v in values.items() if v not in (None, []))
                 lines.append(f"  config {section}: {settings}")
-            lines += _outside_inputs(manifest.get("external_state", {}))
+        lines += _outside_inputs(manifest.get("external_state", {}))
         for name, summary in _summaries(Path(output["path"])).items():
             lines.append(f"  {name}: {summary}")
         blocks.append("\n".join(lines))
@@ -95,7 +95,8 @@ def _walk(manifest: dict, producers: dict[Path, dict], chain: list[dict]) -> Non
 
 
 def _outside_inputs(state: dict[str, Any]) -> list[str]:
-    """What a stage read from outside the artifacts: data files (path -> [size, mtime]) or else."""
+    """What a stage read from outside the artifacts: data files (path -> [size, mtime]), the
+    language model a classifier started from, the model serving when it was blessed..."""
     lines = []
     for key, value in state.items():
         if isinstance(value, list) and len(value) == 2:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -17,20 +18,29 @@ from components import tracking
 from components.artifacts import Corpus
 from components.errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class CorpusIngestConfig:
     validation_fraction: float = 0.05
     """Share of a single-text corpus cut (after train) for validation; unused for split corpora."""
     test_fraction: float = 0.05
-    """Share of a single-text corpus cut from its end for test."""
+    """Share of a single-text corpus cut from its end for test. 0: a two-way split whose test
+    split is the validation split, as nanoGPT cuts Tiny Shakespeare (first 90% train, last 10%
+    validation: ``validation_fraction: 0.1``); its "test" numbers are then validation numbers,
+    comparable with nanoGPT's, not held out from model selection (logged with a warning)."""
 
     def __post_init__(self):
         fractions = (self.validation_fraction, self.test_fraction)
-        if not all(0.0 < f < 1.0 for f in fractions) or sum(fractions) >= 1.0:
+        if (
+            not 0.0 < self.validation_fraction < 1.0
+            or not 0.0 <= self.test_fraction < 1.0
+            or sum(fractions) >= 1.0
+        ):
             raise ConfigError(
-                "ingest.validation_fraction and ingest.test_fraction must be in (0, 1) "
-                f"and leave room for train; got {fractions}"
+                "ingest.validation_fraction must be in (0, 1) and ingest.test_fraction in [0, 1) "
+                f"(0: test is the validation split), leaving room for train; got {fractions}"
             )
 
 
@@ -54,6 +64,12 @@ def run(config: CorpusIngestConfig, source: CorpusSource, out_dir: Path) -> Corp
     texts = {split: decoded(raw) for split, raw in source.texts.items()}
     if set(texts) == {"all"}:
         splits = _cut(texts["all"], config, source.texts["all"].origin)
+        if config.test_fraction == 0:
+            log.warning(
+                "ingest.test_fraction=0: the test split IS the validation split (two-way split); "
+                "test metrics are validation metrics, used for model selection too"
+            )
+            tracking.set_tags({"test_is_validation": "true"})
     elif set(texts) == set(Corpus.SPLITS):
         splits = texts
     else:
@@ -100,14 +116,15 @@ def _cut(text: str, config: CorpusIngestConfig, origin: str) -> dict[str, str]:
     validation_size = round(len(text) * config.validation_fraction)
     test_size = round(len(text) * config.test_fraction)
     train_size = len(text) - validation_size - test_size
-    if min(train_size, validation_size, test_size) < 1:
+    if min(train_size, validation_size, test_size or 1) < 1:
         raise DataError(
             f"{origin}: {len(text)} characters are too few to cut train/validation/test splits"
         )
+    validation = text[train_size : train_size + validation_size]
     return {
         "train": text[:train_size],
-        "validation": text[train_size : train_size + validation_size],
-        "test": text[train_size + validation_size :],
+        "validation": validation,
+        "test": text[train_size + validation_size :] if test_size else validation,
     }
 
 

@@ -42,6 +42,9 @@ class TextClassifierConfig(RecurrentStackConfig):
     dot product with the outputs themselves: one linear direction, fewer weights)."""
     attention_units: int = 64
     """Width of the additive scorer's tanh layer (unused by ``dot``)."""
+    init_from: str | None = None
+    """A word-level ``language_model`` pipeline run folder (``artifacts/language_model/<run>``)
+    whose embeddings and recurrent weights the classifier starts from (``pretrained.py``)."""
 
     def __post_init__(self):
         super().__post_init__()

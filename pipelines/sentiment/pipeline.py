@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components import bless, export, shards, train, tune
+from components import bless, export, shards, tracking, train, tune
 from components.artifacts import (
     Examples,
     Hyperparameters,
@@ -29,6 +29,7 @@ from components.text_classification import (
     evaluate,
     explanations,
     ingest,
+    pretrained,
     signatures,
     vectorize,
 )
@@ -75,6 +76,9 @@ def run_tune(config: SentimentConfig, inputs: dict, out_dir: Path) -> Hyperparam
 
 
 def run_train(config: SentimentConfig, inputs: dict, out_dir: Path) -> TrainedModel:
+    if config.model.init_from:
+        origin = pretrained.external_state(config.model.init_from)
+        tracking.set_tags({key: value for key, value in origin.items() if key != "init_from_model"})
     return train.fit(config.train, config.model, training_setup(config, inputs), out_dir)
 
 
@@ -99,10 +103,19 @@ def training_setup(config: SentimentConfig, inputs: dict) -> train.TrainingSetup
 
     classes = len(examples.statistics()["label_names"])
     loss, metrics = loss_and_metrics(classes)
-    return train.TrainingSetup(
-        build_model=lambda model_config: build_text_classifier(
+
+    def build_model(model_config: TextClassifierConfig) -> keras.Model:
+        classifier = build_text_classifier(
             model_config, vectorizer.vocabulary_size(), config.preprocess.sequence_length, classes
-        ),
+        )
+        if model_config.init_from:
+            language_model = pretrained.find(model_config.init_from)
+            copied = pretrained.initialize(classifier, language_model, vectorizer.get_vocabulary())
+            tracking.log_metrics(copied)
+        return classifier
+
+    return train.TrainingSetup(
+        build_model=build_model,
         data=train.TrainingData(
             batches("train"),
             batches("validation"),
@@ -205,6 +218,7 @@ SPEC = PipelineSpec(
             TrainedModel,
             ("ingest", "preprocess"),
             config_sections=TRAIN_SECTIONS,
+            external_state=lambda config: pretrained.external_state(config.model.init_from),
             resumable=True,
         ),
         Stage(

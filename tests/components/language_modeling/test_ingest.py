@@ -59,5 +59,20 @@ def test_too_short_text_cannot_be_split(tmp_path):
 
 
 def test_fractions_must_leave_room_for_train():
-    with pytest.raises(ConfigError, match="leave room for train"):
+    with pytest.raises(ConfigError, match="leaving room for train"):
         CorpusIngestConfig(validation_fraction=0.6, test_fraction=0.5)
+    with pytest.raises(ConfigError, match="validation_fraction must be in"):
+        CorpusIngestConfig(validation_fraction=0.0)
+
+
+def test_nanogpt_two_way_split_makes_test_the_validation_split(tmp_path, caplog):
+    # nanoGPT's Tiny Shakespeare: first 90% train, last 10% validation, no separate test.
+    text = "".join(chr(ord("a") + i % 26) for i in range(10_000))
+    config = CorpusIngestConfig(validation_fraction=0.1, test_fraction=0.0)
+    corpus = ingest.run(
+        config, CorpusSource("tiny", "memory://tiny", {"all": RawText("input.txt", text)}),
+        tmp_path / "corpus",
+    )  # fmt: skip
+    assert corpus.text("train") == text[:9_000]
+    assert corpus.text("validation") == corpus.text("test") == text[9_000:]
+    assert "test split IS the validation split" in caplog.text
