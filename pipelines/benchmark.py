@@ -16,7 +16,9 @@ from components.errors import ConfigError
 from components.reporting import machine_description, markdown_table, rows_in_section, write_section
 from pipelines import registry
 from pipelines.runner import run_pipeline
-from pipelines.spec import CONFIG_DIR, BenchmarkRun, PipelineSpec
+from pipelines.spec import CONFIG_DIR, UPSTREAM, BenchmarkRun, PipelineSpec
+
+BENCH_ROOT = Path("artifacts/bench")
 
 
 def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[str]) -> int:
@@ -56,22 +58,47 @@ def _measure(
 ) -> tuple[list[dict[str, str]], dict]:
     """The row's cells from each seed's run (one run without seeds), and the last run's metrics."""
     cells, metrics = [], {}
+    upstream_dir = None
+    for upstream in bench_run.upstream:
+        config = registry.resolve_config(
+            upstream.pipeline,
+            CONFIG_DIR / upstream.config_file,
+            None,
+            _filled(upstream.overrides, upstream_dir),
+        )
+        stages = _measured_stages(registry.get(upstream.pipeline), upstream.stages)
+        result = run_pipeline(upstream.pipeline, config, stages, BENCH_ROOT, use_cache=False)
+        upstream_dir = result.run_dir
     for seed in bench_run.seeds or (None,):
         seeded = [] if seed is None else [f"train.seed={seed}"]
         config = registry.resolve_config(
             spec.name,
             CONFIG_DIR / bench_run.config_file,
             bench_run.preset,
-            [*bench_run.overrides, *overrides, *seeded],
+            [*_filled(bench_run.overrides, upstream_dir), *overrides, *seeded],
         )
-        # A benchmark measures; it neither judges against nor replaces the model being served.
-        stages = [stage for stage in spec.stages if stage.name not in ("bless", "export")]
         # Never from the cache: a benchmark row is a measurement made now.
-        result = run_pipeline(spec.name, config, stages, Path("artifacts/bench"), use_cache=False)
+        result = run_pipeline(
+            spec.name, config, _measured_stages(spec), BENCH_ROOT, use_cache=False
+        )
         metrics = result.outputs[spec.benchmark.stage].load()
         training = _training_columns(result.outputs["train"].summary())
         cells.append({**spec.benchmark.columns(metrics), **training})
     return cells, metrics
+
+
+def _measured_stages(spec: PipelineSpec, names: tuple[str, ...] = ()) -> list:
+    """``names``, or every stage but bless and export: a benchmark measures; it neither judges
+    against nor replaces the model being served."""
+    if names:
+        return [stage for stage in spec.stages if stage.name in names]
+    return [stage for stage in spec.stages if stage.name not in ("bless", "export")]
+
+
+def _filled(overrides: tuple[str, ...], upstream_dir: Path | None) -> list[str]:
+    if upstream_dir is None:
+        return list(overrides)
+    return [override.replace(UPSTREAM, str(upstream_dir)) for override in overrides]
 
 
 def over_seeds(cells: list[dict[str, str]]) -> dict[str, str]:

@@ -40,6 +40,22 @@ HEADLINE_SEEDS = (42, 43, 44)
 """``train.seed`` of each run behind a headline row (42: the shipped configs' own seed)."""
 
 
+UPSTREAM = "{upstream}"
+"""In a benchmark run's overrides: the run folder of the upstream run made just before it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class UpstreamRun:
+    """A run of another pipeline that a benchmark row starts from (a pre-trained model), made
+    first; its run folder replaces ``{upstream}`` in the overrides of what follows it."""
+
+    pipeline: str
+    config_file: str
+    overrides: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
+    """Only these stages; empty: all but bless and export."""
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchmarkRun:
     """One row of a benchmark table: a shipped config, a model preset and extra overrides."""
@@ -53,6 +69,8 @@ class BenchmarkRun:
     seeds: tuple[int, ...] = ()
     """For headline rows: one run per ``train.seed``, cells reported as mean ± standard deviation
     (one seed says little about a model whose best epoch moves with its initialisation)."""
+    upstream: tuple[UpstreamRun, ...] = ()
+    """Runs made first, in order, each fed the previous one's run folder (``{upstream}``)."""
 
 
 @dataclasses.dataclass(frozen=True)

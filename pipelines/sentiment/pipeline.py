@@ -39,7 +39,15 @@ from components.text_classification.model import (
     loss_and_metrics,
 )
 from pipelines.sentiment import sources
-from pipelines.spec import HEADLINE_SEEDS, Benchmark, BenchmarkRun, PipelineSpec, Stage
+from pipelines.spec import (
+    HEADLINE_SEEDS,
+    UPSTREAM,
+    Benchmark,
+    BenchmarkRun,
+    PipelineSpec,
+    Stage,
+    UpstreamRun,
+)
 from pipelines.stages import bless_stage
 from serving import deployment
 
@@ -277,6 +285,18 @@ SPEC = PipelineSpec(
             "lstm-last": BenchmarkRun("sentiment.yaml", "lstm", ("model.pooling=last",)),
             "bigru-relu_max": BenchmarkRun("sentiment.yaml", "bigru", ("model.pooling=relu_max",)),
             "bigru-attention": BenchmarkRun("sentiment.yaml", "bigru-attention"),
+            # Pre-trained (Dai & Le 2015): a word LM of the training reviews, then fine-tuned.
+            "bigru-lm-init": BenchmarkRun(
+                "sentiment.yaml",
+                "bigru",
+                (f"model.init_from={UPSTREAM}",),
+                upstream=(
+                    UpstreamRun("sentiment", "sentiment.yaml", stages=("ingest",)),
+                    UpstreamRun(
+                        "language_model", "imdb_reviews_lm.yaml", (f"data.path={UPSTREAM}",)
+                    ),
+                ),
+            ),
             # A second public data set: Chinese reviews, read character by character.
             "chinese-reviews-bigru": BenchmarkRun("chinese_reviews.yaml", "bigru"),
         },

@@ -96,3 +96,43 @@ def test_a_row_over_seeds_is_mean_and_std_in_each_cells_format():
         "epochs": "6 (2) / 6 (2) / 5 (1)",
     }
     assert benchmark.over_seeds(cells[:1]) == cells[0]
+
+
+def test_upstream_runs_go_first_and_each_hands_its_run_folder_on(monkeypatch, tmp_path):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from pipelines.spec import UPSTREAM, BenchmarkRun, UpstreamRun
+
+    resolved, ran = [], []
+
+    def resolve_config(pipeline, config_file, preset, overrides):
+        resolved.append((pipeline, config_file.name, overrides))
+        return pipeline
+
+    def run_pipeline(pipeline, config, stages, root, use_cache):
+        ran.append((pipeline, [stage.name for stage in stages], use_cache))
+        training = {"epochs_run": 1, "best_epoch": 1, "train_wall_time_s": 60.0, "parameters": 1}
+        training["train_reviews_per_s"] = 100.0
+        artifact = SimpleNamespace(load=lambda: {"accuracy": 0.9}, summary=lambda: training)
+        outputs = {"train": artifact, "evaluate": artifact}
+        return SimpleNamespace(run_dir=tmp_path / pipeline / f"run{len(ran)}", outputs=outputs)
+
+    monkeypatch.setattr(benchmark.registry, "resolve_config", resolve_config)
+    monkeypatch.setattr(benchmark, "run_pipeline", run_pipeline)
+    row = BenchmarkRun(
+        "sentiment.yaml",
+        "bigru",
+        (f"model.init_from={UPSTREAM}",),
+        upstream=(
+            UpstreamRun("sentiment", "sentiment.yaml", stages=("ingest",)),
+            UpstreamRun("language_model", "imdb_reviews_lm.yaml", (f"data.path={UPSTREAM}",)),
+        ),
+    )
+    columns = dataclasses.replace(sentiment.SPEC.benchmark, columns=lambda metrics: {})
+    benchmark._measure(dataclasses.replace(sentiment.SPEC, benchmark=columns), row, [])
+
+    assert [pipeline for pipeline, _, _ in ran] == ["sentiment", "language_model", "sentiment"]
+    assert ran[0][1] == ["ingest"] and "export" not in ran[1][1] and not ran[2][2]
+    assert resolved[1][2] == [f"data.path={tmp_path / 'sentiment' / 'run1'}"]
+    assert resolved[2][2] == [f"model.init_from={tmp_path / 'language_model' / 'run2'}"]
