@@ -59,6 +59,9 @@ class TrainConfig:
     optimizer: str = "adam"
     """adam | adamw | rmsprop | sgd."""
     learning_rate: float = 1e-3
+    weight_decay: float | None = None
+    """Decoupled weight decay (Loshchilov & Hutter), per step times the learning rate; null:
+    none, or AdamW's own 0.004 with ``optimizer: adamw``."""
     clipnorm: float | None = 1.0
     """Clip each gradient to this L2 norm (recurrent nets explode without it); null disables."""
     global_clipnorm: float | None = None
@@ -90,6 +93,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr_decay={self.lr_decay} must be in (0, 1]")
         if self.reduce_lr_factor is not None and not 0.0 < self.reduce_lr_factor < 1.0:
             raise ConfigError(f"train.reduce_lr_factor={self.reduce_lr_factor} must be in (0, 1)")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay={self.weight_decay} must not be negative")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,11 +133,13 @@ def compiled(
 ) -> keras.Model:
     """``model`` compiled with the configured optimizer, learning rate and (with ``clip``)
     gradient clipping."""
+    decay = {} if config.weight_decay is None else {"weight_decay": config.weight_decay}
     model.compile(
         optimizer=OPTIMIZERS[config.optimizer](
             learning_rate=config.learning_rate,
             clipnorm=config.clipnorm if clip else None,
             global_clipnorm=config.global_clipnorm if clip else None,
+            **decay,
         ),
         loss=loss,
         metrics=metrics,

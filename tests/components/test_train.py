@@ -82,11 +82,26 @@ def test_mirrored_training_fits_as_without_a_strategy(tmp_path):
         ("epochs", 0, "must be positive"),
         ("reduce_lr_factor", 1.5, "must be in \\(0, 1\\)"),
         ("distribution", "horovod", "choose one of: none, mirrored, multi_worker"),
+        ("weight_decay", -0.1, "must not be negative"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_weight_decay_reaches_the_optimizer_and_shrinks_unused_weights(optimizer):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    config = TrainConfig(optimizer=optimizer, weight_decay=0.5, learning_rate=0.1, clipnorm=None)
+    train.compiled(config, model, "mse", [])
+    assert model.optimizer.weight_decay == 0.5
+    before = model.get_weights()[0].copy()
+    # A zero input gives a zero gradient: only the decay moves the weights, by lr * decay.
+    model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=1, batch_size=4, verbose=0)
+    np.testing.assert_allclose(model.get_weights()[0], before * (1 - 0.1 * 0.5), rtol=1e-5)
 
 
 def test_training_resumes_after_an_interruption_as_if_never_stopped(tmp_path):
