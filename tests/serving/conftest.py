@@ -9,7 +9,9 @@ a one-epoch sales pipeline run on ``write_shop_sales`` data (raw history in, ``f
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import time
 import urllib.error
@@ -71,11 +73,28 @@ def save_toy(path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def exported_models(tmp_path_factory, tiny_sentiment) -> Path:
+def exported_models(request, tmp_path_factory) -> Path:
     """``<root>/models/{sentiment,lm_char,shop,toy}/1``, never changed by a test (copy it first).
 
-    ``<root>/shop.csv`` is the sales history ``shop`` was trained on."""
-    root = tmp_path_factory.mktemp("served")
+    ``<root>/shop.csv`` is the sales history ``shop`` was trained on. Built once per test run:
+    with pytest-xdist the first process to need it builds it (a minute and a half of training)
+    under a file lock in the run's shared temporary folder, and the others wait and reuse it."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _build_exported_models(request, tmp_path_factory.mktemp("served"))
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's
+    root = shared / "served"
+    with open(shared / "served.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "built").is_file():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed build left
+            root.mkdir()
+            _build_exported_models(request, root)
+            (root / "built").touch()
+    return root / "models"
+
+
+def _build_exported_models(request, root: Path) -> Path:
+    tiny_sentiment = request.getfixturevalue("tiny_sentiment")
     models = root / "models"
     archive = signatures.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
     config = export.ExportConfig(model_name="sentiment", serving_dir=str(models), register=False)
