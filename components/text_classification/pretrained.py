@@ -150,8 +150,8 @@ def _copy_recurrent_layers(source: keras.Model, target: keras.Model, origin: Pat
             continue  # the classifier's stack is shallower, or another cell
         shapes = [weight.shape for weight in layer.get_weights()]
         wanted = [weight.shape for weight in receiver.get_weights()]
-        if shapes != wanted and receiver is not names.get(layer.name):
-            # A bidirectional layer above the first reads both directions of the one below.
+        if shapes != wanted and receiver is not names.get(layer.name) and shapes[1:] == wanted[1:]:
+            # Only the input kernel differs: a bidirectional layer below feeds both directions.
             log.warning("%s not initialized: the layer below feeds it both directions", layer.name)
             continue
         if shapes != wanted:

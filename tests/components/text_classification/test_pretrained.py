@@ -14,7 +14,9 @@ LM_VOCABULARY = ["<unk>", "the", "movie", "great", "awful", "<eos>"]
 CLASSIFIER_VOCABULARY = ["", "[UNK]", "movie", "the", "plot", "great"]
 
 
-def language_model_run(root, level="word", embedding_dim=8, units=8, vocabulary=LM_VOCABULARY):
+def language_model_run(
+    root, level="word", embedding_dim=8, units=8, vocabulary=LM_VOCABULARY, layers=1
+):
     """A language_model run folder as the runner writes it: manifests naming each output."""
     run_dir = root / "artifacts" / "language_model" / "20261201-000000-abcdef"
     tokenized, trained = run_dir / "tokenize" / "tokenized", run_dir / "train" / "trained_model"
@@ -22,7 +24,9 @@ def language_model_run(root, level="word", embedding_dim=8, units=8, vocabulary=
     trained.mkdir(parents=True)
     (tokenized / "tokenizer.json").write_text(json.dumps({"level": level}))
     (tokenized / "vocabulary.json").write_text(json.dumps(vocabulary))
-    config = LanguageModelConfig(cell="gru", layers=1, units=units, embedding_dim=embedding_dim)
+    config = LanguageModelConfig(
+        cell="gru", layers=layers, units=units, embedding_dim=embedding_dim
+    )
     build_language_model(config, len(vocabulary)).save(trained / "model.keras")
     for stage, output in (("tokenize", tokenized), ("train", trained)):
         manifest = {"pipeline": "language_model", "mlflow_run_id": f"mlflow-{stage}"}
@@ -31,10 +35,11 @@ def language_model_run(root, level="word", embedding_dim=8, units=8, vocabulary=
     return run_dir
 
 
-def classifier(bidirectional=False, embedding_dim=8, units=8, cell="gru"):
+def classifier(bidirectional=False, embedding_dim=8, units=8, cell="gru", layers=1):
     config = TextClassifierConfig(
-        cell=cell, bidirectional=bidirectional, units=units, embedding_dim=embedding_dim
-    )
+        cell=cell, bidirectional=bidirectional, units=units, embedding_dim=embedding_dim,
+        layers=layers,
+    )  # fmt: skip
     return build_text_classifier(config, len(CLASSIFIER_VOCABULARY), sequence_length=5)
 
 
@@ -70,6 +75,14 @@ def test_embeddings_are_copied_by_token_and_the_recurrent_layer_by_name(tmp_path
             np.testing.assert_array_equal(got, want)
 
 
+def test_a_second_bidirectional_layer_reading_both_directions_starts_fresh(tmp_path, caplog):
+    language_model = pretrained.find(language_model_run(tmp_path, layers=2))
+    model = classifier(bidirectional=True, layers=2)
+    copied = pretrained.initialize(model, language_model, CLASSIFIER_VOCABULARY)
+    assert copied["init_recurrent_layers"] == 1
+    assert "gru_1 not initialized: the layer below feeds it both directions" in caplog.text
+
+
 def test_a_mismatched_vocabulary_is_refused(tmp_path):
     language_model = pretrained.find(
         language_model_run(tmp_path, vocabulary=["<unk>", "le", "film", "génial"])
@@ -85,8 +98,11 @@ def test_other_sizes_or_cells_are_refused_with_the_setting_to_change(tmp_path):
             classifier(), pretrained.find(language_model_run(tmp_path / "b", embedding_dim=16)),
             CLASSIFIER_VOCABULARY,
         )  # fmt: skip
-    with pytest.raises(ConfigError, match="set model.units"):
-        pretrained.initialize(classifier(units=4), language_model, CLASSIFIER_VOCABULARY)
+    for bidirectional in (False, True):
+        with pytest.raises(ConfigError, match="set model.units"):
+            pretrained.initialize(
+                classifier(bidirectional, units=4), language_model, CLASSIFIER_VOCABULARY
+            )
     with pytest.raises(ConfigError, match="set model.cell"):
         pretrained.initialize(classifier(cell="lstm"), language_model, CLASSIFIER_VOCABULARY)
 
