@@ -144,13 +144,14 @@ def _copy_recurrent_layers(source: keras.Model, target: keras.Model, origin: Pat
         if not isinstance(layer, keras.layers.RNN):
             continue
         receiver = names.get(layer.name)
-        if receiver is None and f"bi{layer.name}" in names:
+        bidirectional = receiver is None and f"bi{layer.name}" in names
+        if bidirectional:
             receiver = names[f"bi{layer.name}"].forward_layer
         if receiver is None:
             continue  # the classifier's stack is shallower, or another cell
         shapes = [weight.shape for weight in layer.get_weights()]
         wanted = [weight.shape for weight in receiver.get_weights()]
-        if shapes != wanted and receiver is not names.get(layer.name) and shapes[1:] == wanted[1:]:
+        if shapes != wanted and bidirectional and shapes[1:] == wanted[1:]:
             # Only the input kernel differs: a bidirectional layer below feeds both directions.
             log.warning("%s not initialized: the layer below feeds it both directions", layer.name)
             continue

@@ -84,9 +84,6 @@ def run_tune(config: SentimentConfig, inputs: dict, out_dir: Path) -> Hyperparam
 
 
 def run_train(config: SentimentConfig, inputs: dict, out_dir: Path) -> TrainedModel:
-    if config.model.init_from:
-        origin = pretrained.external_state(config.model.init_from)
-        tracking.set_tags({key: value for key, value in origin.items() if key != "init_from_model"})
     return train.fit(config.train, config.model, training_setup(config, inputs), out_dir)
 
 
@@ -120,6 +117,12 @@ def training_setup(config: SentimentConfig, inputs: dict) -> train.TrainingSetup
             language_model = pretrained.find(model_config.init_from)
             copied = pretrained.initialize(classifier, language_model, vectorizer.get_vocabulary())
             tracking.log_metrics(copied)
+            tracking.set_tags(
+                {
+                    "init_from": str(language_model.run_dir),
+                    "init_from_mlflow_run": language_model.mlflow_run_id,
+                }
+            )
         return classifier
 
     return train.TrainingSetup(
