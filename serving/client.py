@@ -1,7 +1,8 @@
 """Command-line client for TF Serving's REST API: the local server (``make serve``) or the real one.
 
 ``python -m serving.client --model sentiment --text "A moving film."`` sends the reviews to the
-model's ``serving_default`` signature (row format) and prints one line per review;
+model's ``serving_default`` signature (row format) and prints one line per review (``--explain``:
+an attention model's ``explain`` signature, with the words that weighed most under each line);
 ``--prompt "ROMEO:" --length 200`` calls a language model's ``generate`` signature (columnar format,
 its inputs being scalars) and prints the text; ``--csv history.csv --model sales`` sends a sales
 history to a forecasting model (columnar format, built as ``python -m pipelines forecast`` builds
@@ -62,6 +63,22 @@ def model_path(model: str, version: int | None = None, label: str | None = None)
 def predict_texts(url: str, model: str, texts: list[str], **version) -> list:
     """One prediction per text from ``serving_default``: a dict of outputs, or a value."""
     return call(url, model_path(model, **version) + ":predict", {"instances": texts})["predictions"]
+
+
+def explain_texts(url: str, model: str, texts: list[str], **version) -> list[dict]:
+    """``serving_default``'s outputs plus ``tokens`` and their attention ``weights``, per text."""
+    payload = {"signature_name": "explain", "instances": texts}
+    return call(url, model_path(model, **version) + ":predict", payload)["predictions"]
+
+
+def top_tokens(explained: dict, count: int) -> list[tuple[str, float]]:
+    """The ``count`` tokens with the largest attention weights, largest first (padding left out)."""
+    pairs = [
+        (token, weight)
+        for token, weight in zip(explained["tokens"], explained["weights"], strict=True)
+        if token
+    ]
+    return sorted(pairs, key=lambda pair: -pair[1])[:count]
 
 
 def generate(
@@ -132,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
         elif args.csv is not None:
             return _forecast(args, version)
+        elif args.explain:
+            explained = explain_texts(args.url, args.model, args.text, **version)
+            for text, prediction in zip(args.text, explained, strict=True):
+                print(_prediction_line(text, prediction))
+                words = top_tokens(prediction, args.top_words)
+                print("\t" + ", ".join(f"{token} {weight:.3f}" for token, weight in words))
         else:
             predictions = predict_texts(args.url, args.model, args.text, **version)
             for text, prediction in zip(args.text, predictions, strict=True):
@@ -183,6 +206,13 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--status", action="store_true", help="print the model's version status")
     what.add_argument("--metadata", action="store_true", help="print the model's signatures")
     what.add_argument("--csv", type=Path, help="sales history CSV to forecast (sales models)")
+    texts = parser.add_argument_group("classification (with --text)")
+    texts.add_argument(
+        "--explain",
+        action="store_true",
+        help="call an attention model's explain signature: each text's most weighted words too",
+    )
+    texts.add_argument("--top-words", type=int, default=5, help="words shown with --explain")
     sales = parser.add_argument_group("forecasting (with --csv)")
     sales.add_argument(
         "--request-info",

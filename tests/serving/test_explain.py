@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from components import export
 from components.text_classification import signatures
+from serving import client
 from serving.server import LocalModelServer
 from tests.conftest import synthetic_review, write_blessing
 from tests.serving.conftest import call
@@ -71,3 +72,16 @@ def test_one_review_comes_back_without_padding_in_columnar_format(api):
     assert status == 200
     assert answer["outputs"]["tokens"] == [["dull", "and", "awful"]]
     assert sum(answer["outputs"]["weights"][0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_client_prints_each_texts_most_weighted_words(api, capsys):
+    url = api.split("/v1/models/")[0]
+    arguments = ["--url", url, "--model", "attention", "--explain", "--top-words", "2"]
+    assert client.main([*arguments, "--text", REVIEWS[0], "--text", REVIEWS[1]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[-1] for line in lines[::2]] == REVIEWS
+    explained = client.explain_texts(url, "attention", [REVIEWS[1]])[0]
+    expected = client.top_tokens(explained, 2)
+    printed = [item.split()[0] for item in lines[3].strip().split(", ")]
+    assert printed == [token for token, _ in expected]
+    assert {token for token, _ in expected} <= {"dull", "and", "awful"}  # never the padding
