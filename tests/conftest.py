@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import time
 from pathlib import Path
 
 import keras
@@ -40,6 +42,19 @@ def write_acl_imdb(root: Path, per_split: int = 40, seed: int = 0) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{index}_{8 if label else 2}.txt").write_text(text, encoding="utf-8")
     return root / "aclImdb"
+
+
+def wait_for_epochs(process: subprocess.Popen, pipeline_dir: Path, epochs: int) -> None:
+    """Block until the run's training attempt has logged (and so backed up) ``epochs`` epochs, so
+    a test can kill it mid-training."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before it could be killed"
+        for log in pipeline_dir.glob(".partial/train-*/trained_model/epochs.csv"):
+            if len(log.read_text().splitlines()) > epochs:  # a header line, then one per epoch
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"training logged fewer than {epochs} epochs in 300 s")
 
 
 def pytest_collection_modifyitems(items):

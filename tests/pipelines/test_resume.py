@@ -5,30 +5,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import mlflow
 import pytest
 
 from pipelines.__main__ import main
-from tests.conftest import CONFIGS, REPOSITORY
+from tests.conftest import CONFIGS, REPOSITORY, wait_for_epochs
 
 pytestmark = pytest.mark.e2e
 SMOKE_CONFIG = CONFIGS / "sentiment.smoke.yaml"
 EPOCHS = 12
-
-
-def wait_for_epochs(process: subprocess.Popen, pipeline_dir: Path, epochs: int) -> None:
-    """Block until the training attempt has logged ``epochs`` epochs (and so backed them up)."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the pipeline ended before it could be killed"
-        for log in pipeline_dir.glob(".partial/train-*/trained_model/epochs.csv"):
-            if len(log.read_text().splitlines()) > epochs:  # a header line, then one per epoch
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"training logged fewer than {epochs} epochs in 300 s")
 
 
 def test_sigkilled_run_resumes_training_and_reuses_finished_stages(

@@ -18,7 +18,7 @@ import pytest
 from components.errors import PipelineError
 from pipelines import registry, workers
 from pipelines.__main__ import main
-from tests.conftest import REPOSITORY, synthetic_reviews
+from tests.conftest import REPOSITORY, synthetic_reviews, wait_for_epochs
 
 # SGD, no dropout, and global batches made of the same examples for any worker count (block k
 # of every shard): one and two workers differ only in the order of float additions.
@@ -177,18 +177,6 @@ def test_a_killed_worker_fails_the_run_and_a_rerun_resumes(run_arguments, tmp_pa
     rerun = max(pipeline_dir.glob("2*"))
     summary = json.loads((rerun / "train" / "trained_model" / "training.json").read_text())
     assert summary["resumed_after_epoch"] >= 2 and summary["epochs_run"] == epochs
-
-
-def wait_for_epochs(process: subprocess.Popen, pipeline_dir: Path, epochs: int) -> None:
-    """Block until the chief has logged (and so backed up) ``epochs`` epochs."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the workers ended before one could be killed"
-        for log in pipeline_dir.glob(".partial/train-*/trained_model/epochs.csv"):
-            if len(log.read_text().splitlines()) > epochs:  # a header line, then one per epoch
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"training logged fewer than {epochs} epochs in 300 s")
 
 
 def is_worker(process: psutil.Process, index: int) -> bool:
