@@ -22,6 +22,9 @@ class LanguageModelConfig(RecurrentStackConfig):
     units: int = 200
     dropout: float = 0.0
     """Dropout on the embeddings, between layers and before the softmax (Zaremba et al. 2014)."""
+    variational_dropout: bool = False
+    """Draw ``dropout``'s mask once per window and feature, the same at every time step (Gal &
+    Ghahramani 2016); ``model.recurrent_dropout`` masks the recurrent state that way already."""
     embedding_dim: int = 200
     tie_embeddings: bool = False
     """Share the input embedding matrix with the output projection (Press & Wolf 2017)."""
@@ -72,7 +75,7 @@ def build_language_model(
     embedding = keras.layers.ReversibleEmbedding(
         vocabulary_size, config.embedding_dim, tie_weights=True, name="embedding"
     )
-    hidden = keras.layers.Dropout(config.dropout, name="embedding_dropout")(embedding(token_ids))
+    hidden = _dropout(config, "embedding_dropout")(embedding(token_ids))
     per_layer = len(states_in) // config.layers
     states_out = []
     for index in range(config.layers):
@@ -90,7 +93,7 @@ def build_language_model(
             states_out.extend(layer_states)
         else:
             hidden = layer(hidden)
-        hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+        hidden = _dropout(config, f"dropout_{index}")(hidden)
     if config.tie_embeddings:
         if config.units != config.embedding_dim:
             hidden = keras.layers.Dense(config.embedding_dim, name="tied_projection")(hidden)
@@ -101,6 +104,12 @@ def build_language_model(
     if explicit_states:
         return keras.Model([token_ids, *states_in], [logits, *states_out], name=name)
     return keras.Model(token_ids, logits, name=name)
+
+
+def _dropout(config: LanguageModelConfig, name: str) -> keras.layers.Dropout:
+    """Standard dropout, or variational: one mask over the time axis of (batch, time, features)."""
+    noise_shape = (None, 1, None) if config.variational_dropout else None
+    return keras.layers.Dropout(config.dropout, noise_shape=noise_shape, name=name)
 
 
 def copy_weights(source: keras.Model, target: keras.Model) -> None:

@@ -4,12 +4,6 @@ import pytest
 import tensorflow as tf
 
 from components.errors import ConfigError
-from components.language_modeling.model import (
-    LanguageModelConfig,
-    build_language_model,
-    copy_weights,
-    state_sizes,
-)
 from components.recurrent import CELLS
 from components.text_classification.model import (
     AttentionPooling,
@@ -143,26 +137,3 @@ def test_padding_does_not_change_the_prediction_when_masked(pooling):
         long.predict(np.array([[5, 6, 7, 0, 0, 0, 0, 0, 0]]), verbose=0),
         rtol=1e-5,
     )
-
-
-@pytest.mark.parametrize("cell", list(CELLS))
-@pytest.mark.parametrize("tie_embeddings", [False, True])
-def test_stateful_and_explicit_state_language_models_agree(cell, tie_embeddings):
-    config = LanguageModelConfig(
-        cell=cell, layers=2, units=6, embedding_dim=4, tie_embeddings=tie_embeddings
-    )
-    stateful = build_language_model(config, 11, batch_size=1, stateful=True)
-    stepper = build_language_model(config, 11, batch_size=1, explicit_states=True)
-    copy_weights(stateful, stepper)
-    ids = tf.constant(np.random.default_rng(0).integers(0, 11, size=(1, 8)), tf.int32)
-    # Two windows through the stateful model == one pass with explicit state carried between them.
-    stateful_logits = np.concatenate([stateful(ids[:, :4]), stateful(ids[:, 4:])], axis=1)
-    states = [tf.zeros((1, size)) for size in state_sizes(config)]
-    first, *states = stepper([ids[:, :4], *states])
-    second, *_ = stepper([ids[:, 4:], *states])
-    np.testing.assert_allclose(
-        stateful_logits, np.concatenate([first, second], axis=1), rtol=1e-4, atol=1e-5
-    )
-    assert stateful_logits.shape == (1, 8, 11)
-    if tie_embeddings:
-        assert "logits" not in [layer.name for layer in stateful.layers]
