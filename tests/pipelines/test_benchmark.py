@@ -2,7 +2,7 @@ import pytest
 
 from components.errors import ConfigError
 from components.reporting import markdown_table
-from pipelines import benchmark
+from pipelines import benchmark, registry
 from pipelines.language_model import pipeline as language_model
 from pipelines.sentiment import pipeline as sentiment
 
@@ -136,3 +136,22 @@ def test_upstream_runs_go_first_and_each_hands_its_run_folder_on(monkeypatch, tm
     assert ran[0][1] == ["ingest"] and "export" not in ran[1][1] and not ran[2][2]
     assert resolved[1][2] == [f"data.path={tmp_path / 'sentiment' / 'run1'}"]
     assert resolved[2][2] == [f"model.init_from={tmp_path / 'language_model' / 'run2'}"]
+
+
+@pytest.mark.parametrize("pipeline", list(registry.PIPELINES))
+def test_every_benchmark_row_resolves_to_a_valid_config(pipeline, tmp_path):
+    """A misspelt override in a row would otherwise surface an hour into ``make bench-*``."""
+    spec = registry.get(pipeline)
+    for name, row in spec.benchmark.runs.items():
+        for upstream in row.upstream:
+            filled = benchmark._filled(upstream.overrides, tmp_path)
+            registry.resolve_config(
+                upstream.pipeline, benchmark.CONFIG_DIR / upstream.config_file, None, filled
+            )
+        overrides = benchmark._filled(row.overrides, tmp_path if row.upstream else None)
+        try:
+            registry.resolve_config(
+                pipeline, benchmark.CONFIG_DIR / row.config_file, row.preset, overrides
+            )
+        except ConfigError as error:
+            pytest.fail(f"benchmark row {name!r}: {error}")
