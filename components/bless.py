@@ -146,7 +146,8 @@ def run(
         reasons.append(reason)
     for threshold in config.thresholds:
         values[threshold.metric] = _value(metrics, threshold.metric, required=True)
-        for ok, reason in _checks(threshold, values[threshold.metric], baseline):
+        shown = _filled_in(metrics, threshold.metric) or threshold.metric
+        for ok, reason in _checks(threshold, values[threshold.metric], baseline, shown):
             if ok is not None:
                 passed.append(ok)
                 reason = f"{reason}: {'pass' if ok else 'FAIL'}"
@@ -253,10 +254,10 @@ def _summary(baseline: dict, metrics: list[str]) -> dict[str, Any]:
 
 
 def _checks(
-    threshold: ThresholdConfig, value: float | None, baseline: dict | None
+    threshold: ThresholdConfig, value: float | None, baseline: dict | None, name: str
 ) -> list[tuple[bool | None, str]]:
-    """``(passed, reason)`` for each check the threshold sets; passed is None for a skipped one."""
-    name = threshold.metric
+    """``(passed, reason)`` for each check the threshold sets, naming the metric ``name``;
+    passed is None for a skipped one."""
     if value is None or not math.isfinite(value):
         return [(False, f"{name} is {value}, not a finite number")]
     checks = []
@@ -271,7 +272,7 @@ def _checks(
         return checks
     if baseline is None:
         return [*checks, (None, f"{name}: no model is served yet, change checks skipped")]
-    reference = _value(baseline["metrics"] or {}, name)
+    reference = _value(baseline["metrics"] or {}, threshold.metric)
     if reference is None:
         skipped = f"version {baseline['version']} has no recorded {name} to compare with"
         return [*checks, (None, f"{skipped}, change checks skipped")]
@@ -295,19 +296,29 @@ def _at_most(difference: float, limit: float) -> bool:
     return difference <= limit or math.isclose(difference, limit)
 
 
+def _filled_in(metrics: dict, metric: str) -> str | None:
+    """``test.nats_per_{unit}`` -> ``test.nats_per_char`` from metrics.json's top-level strings;
+    None when one is missing."""
+    strings = {key: value for key, value in metrics.items() if isinstance(value, str)}
+    try:
+        return re.sub(r"\{(\w+)\}", lambda match: strings[match.group(1)], metric)
+    except KeyError:
+        return None
+
+
 def _value(metrics: dict, metric: str, required: bool = False) -> float | None:
     """The number at ``metric``'s dotted path; a missing path is a ConfigError when ``required``
     (the candidate) and None otherwise (a baseline scored before the metric existed)."""
-    strings = {key: value for key, value in metrics.items() if isinstance(value, str)}
-    try:
-        path = re.sub(r"\{(\w+)\}", lambda match: strings[match.group(1)], metric)
-    except KeyError as error:
+    path = _filled_in(metrics, metric)
+    if path is None:
         if not required:
             return None
+        strings = sorted(key for key, value in metrics.items() if isinstance(value, str))
+        missing = next(name for name in re.findall(r"\{(\w+)\}", metric) if name not in strings)
         raise ConfigError(
-            f"blessing.thresholds metric {metric!r}: {{{error.args[0]}}} is not a top-level string "
-            f"of metrics.json; those are {sorted(strings)}"
-        ) from None
+            f"blessing.thresholds metric {metric!r}: {{{missing}}} is not a top-level string "
+            f"of metrics.json; those are {strings}"
+        )
     node: Any = metrics
     for depth, key in enumerate(path.split(".")):
         if not isinstance(node, dict) or key not in node:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,10 +124,15 @@ def _window_nats(step_model, inputs, targets, states):
 
 
 def summarize(nats: float, tokens: int, unit: str) -> dict[str, float]:
+    """Nats, bits and perplexity per token; a diverged model's perplexity past float range is
+    ``inf`` (it fails every blessing bound) instead of an OverflowError."""
     mean = nats / tokens
     return {
         "tokens": tokens,
         f"nats_per_{unit}": round(mean, 5),
         f"bits_per_{unit}": round(mean / math.log(2), 5),
-        "perplexity": round(math.exp(mean), 4),
+        "perplexity": round(math.exp(mean), 4) if mean < _LARGEST_EXPONENT else math.inf,
     }
+
+
+_LARGEST_EXPONENT = math.log(sys.float_info.max)

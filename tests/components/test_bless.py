@@ -285,3 +285,10 @@ def test_blessing_settings_are_validated():
         BlessingConfig(baseline="maybe")
     with pytest.raises(ConfigError, match="champion_tolerance=-0.1 must be >= 0"):
         BlessingConfig(champion_tolerance=-0.1)
+
+
+def test_a_templated_metric_is_named_filled_in_in_the_reasons(tmp_path):
+    scores = {"unit": "char", "test": {"nats_per_char": 1107.5}}
+    verdict = judge(tmp_path, scores, ThresholdConfig("test.nats_per_{unit}", upper_bound=3.5))
+    assert not verdict["blessed"]
+    assert "test.nats_per_char 1107.5 <= upper bound 3.5: FAIL" in verdict["reasons"]

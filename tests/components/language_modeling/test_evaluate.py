@@ -47,3 +47,8 @@ def test_summary_converts_nats_to_bits_and_perplexity():
     assert numbers["bits_per_char"] == pytest.approx(2.0) and numbers[
         "perplexity"
     ] == pytest.approx(4.0)
+
+
+def test_a_diverged_models_perplexity_is_infinite_not_an_overflow():
+    numbers = summarize(nats=1286.6 * 10, tokens=10, unit="char")
+    assert numbers["perplexity"] == math.inf and numbers["nats_per_char"] == pytest.approx(1286.6)
