@@ -190,6 +190,8 @@ def benchmark_reference_rows(metrics: dict) -> list[dict[str, str]]:
 
 SHORT_CHAR_RUN = ("train.epochs=3", "model.layers=1", "train.early_stopping_patience=3")
 """The gradient-clipping and BPTT rows: short runs, compared with each other, not the headline."""
+SHORT_PTB_RUN = ("train.epochs=2", "model.layers=1", "train.early_stopping_patience=2")
+"""The PTB clipping rows: two epochs of one layer under ptb.yaml's plain SGD."""
 
 SPEC = PipelineSpec(
     name="language_model",
@@ -275,7 +277,7 @@ SPEC = PipelineSpec(
                 ("ingest.validation_fraction=0.1", "ingest.test_fraction=0"),
                 "char",
             ),
-            # Exploding gradients shown, not told: 3 epochs of one layer, the largest step norm
+            # Clipping under the char config's Adam: 3 epochs of one layer, the largest step norm
             # (before clipping) beside the loss, with global clipping off and at 5.
             **{
                 f"char-{preset}-clip-{clip}": BenchmarkRun(
@@ -286,6 +288,19 @@ SPEC = PipelineSpec(
                 )
                 for preset in ("simplernn", "lstm")
                 for clip in ("null", "5.0")
+            },
+            # Under Adam (above) the step is normalised and the norm stayed under 5; plain SGD at
+            # Zaremba's rate is where clipping matters: off vs ptb.yaml's global norm 0.25.
+            **{
+                f"ptb-{preset}-clip-{clip}": BenchmarkRun(
+                    "ptb.yaml",
+                    preset,
+                    (f"train.learning_rate={rate}", f"train.global_clipnorm={clip}")
+                    + SHORT_PTB_RUN,
+                    "ptb",
+                )
+                for preset, rate in (("simplernn", 5.0), ("lstm", 20.0))
+                for clip in ("0.25", "null")
             },
             # Truncated backpropagation through time: what the window length costs and gains.
             **{
