@@ -60,10 +60,16 @@ def wait_for_epochs(process: subprocess.Popen, pipeline_dir: Path, epochs: int) 
 def pytest_collection_modifyitems(items):
     """Mark e2e every test that needs ``exported_models`` (tests/serving/conftest.py), directly or
     through another fixture: building it runs the language-model and sales pipelines. A mark on
-    the fixture itself would do nothing, and one per test is easily forgotten."""
+    the fixture itself would do nothing, and one per test is easily forgotten.
+
+    Then run the files with e2e tests first: pytest-xdist hands out test files in this order as its
+    processes free up, so the long files start early and the short ones fill the end, instead of
+    one process finishing a long file while the other has nothing left."""
     for item in items:
         if "exported_models" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
+    long_files = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in long_files)  # stable: each file stays whole
 
 
 @pytest.fixture
