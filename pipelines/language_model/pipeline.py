@@ -160,7 +160,8 @@ def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
 def headline(metrics: dict) -> str:
     test, unit = metrics["test"], metrics["unit"]
     line = (
-        f"perplexity {test['perplexity']:.2f}, {test[f'nats_per_{unit}']:.4f} nats/{unit}, "
+        f"perplexity {perplexity_text(test['perplexity'])}, "
+        f"{test[f'nats_per_{unit}']:.4f} nats/{unit}, "
         f"{test[f'bits_per_{unit}']:.4f} bits/{unit} over {test['tokens']:,} {unit}s"
     )
     comparison = metrics.get("baseline_comparison") or {}
@@ -169,12 +170,17 @@ def headline(metrics: dict) -> str:
     return line
 
 
+def perplexity_text(value: float) -> str:
+    """Two decimals; a diverged model's astronomic perplexity in scientific notation."""
+    return f"{value:.2f}" if value < 1e6 else f"{value:.3g}"
+
+
 def benchmark_columns(metrics: dict) -> dict[str, str]:
     unit = metrics["unit"]
     validation, test = metrics["validation"], metrics["test"]
     return {
-        "valid perplexity": f"{validation['perplexity']:.2f}",
-        "test perplexity": f"**{test['perplexity']:.2f}**",
+        "valid perplexity": perplexity_text(validation["perplexity"]),
+        "test perplexity": f"**{perplexity_text(test['perplexity'])}**",
         f"valid nats/{unit}": f"{validation[f'nats_per_{unit}']:.4f}",
         f"test bits/{unit}": f"{test[f'bits_per_{unit}']:.4f}",
     }

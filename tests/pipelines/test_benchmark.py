@@ -41,6 +41,11 @@ def test_pipeline_columns_and_table():
     assert lm_row["test perplexity"] == "**115.94**"
     table = markdown_table([{"run": "a", **lm_row}, {"run": "b", **lm_row}]).splitlines()
     assert table[0].startswith("| run | valid perplexity |") and len(table) == 4
+    diverged = {**split, "perplexity": 8.31e122, "nats_per_token": 282.0}
+    diverged_row = language_model.benchmark_columns(
+        {"unit": "token", "validation": split, "test": diverged}
+    )
+    assert diverged_row["test perplexity"] == "**8.31e+122**"  # not 123 digits
 
 
 def test_unknown_benchmark_run_lists_the_valid_ones(tmp_path):
