@@ -149,16 +149,14 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
         elif args.csv is not None:
             return _forecast(args, version)
-        elif args.explain:
-            explained = explain_texts(args.url, args.model, args.text, **version)
-            for text, prediction in zip(args.text, explained, strict=True):
-                print(_prediction_line(text, prediction))
-                words = top_tokens(prediction, args.top_words)
-                print("\t" + ", ".join(f"{token} {weight:.3f}" for token, weight in words))
         else:
-            predictions = predict_texts(args.url, args.model, args.text, **version)
+            ask = explain_texts if args.explain else predict_texts
+            predictions = ask(args.url, args.model, args.text, **version)
             for text, prediction in zip(args.text, predictions, strict=True):
                 print(_prediction_line(text, prediction))
+                if args.explain:
+                    words = top_tokens(prediction, args.top_words)
+                    print("\t" + ", ".join(f"{token} {weight:.3f}" for token, weight in words))
     except ServingClientError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

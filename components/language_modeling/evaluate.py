@@ -123,6 +123,9 @@ def _window_nats(step_model, inputs, targets, states):
     return tf.reduce_sum(losses), states
 
 
+_LARGEST_EXPONENT = math.log(sys.float_info.max)
+
+
 def summarize(nats: float, tokens: int, unit: str) -> dict[str, float]:
     """Nats, bits and perplexity per token; a diverged model's perplexity past float range is
     ``inf`` (it fails every blessing bound) instead of an OverflowError."""
@@ -133,6 +136,3 @@ def summarize(nats: float, tokens: int, unit: str) -> dict[str, float]:
         f"bits_per_{unit}": round(mean / math.log(2), 5),
         "perplexity": round(math.exp(mean), 4) if mean < _LARGEST_EXPONENT else math.inf,
     }
-
-
-_LARGEST_EXPONENT = math.log(sys.float_info.max)
