@@ -313,7 +313,9 @@ SPEC = PipelineSpec(
                 ),
             ),
             # A second public data set: Chinese reviews, read character by character.
-            "chinese-reviews-bigru": BenchmarkRun("chinese_reviews.yaml", "bigru"),
+            "chinese-reviews-bigru": BenchmarkRun(
+                "chinese_reviews.yaml", "bigru", dataset="chinese-reviews"
+            ),
         },
         columns=benchmark_columns,
     ),

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from components.errors import ConfigError
@@ -104,7 +106,6 @@ def test_a_row_over_seeds_is_mean_and_std_in_each_cells_format():
 
 
 def test_upstream_runs_go_first_and_each_hands_its_run_folder_on(monkeypatch, tmp_path):
-    import dataclasses
     from types import SimpleNamespace
 
     from pipelines.spec import UPSTREAM, BenchmarkRun, UpstreamRun
@@ -160,3 +161,23 @@ def test_every_benchmark_row_resolves_to_a_valid_config(pipeline, tmp_path):
             )
         except ConfigError as error:
             pytest.fail(f"benchmark row {name!r}: {error}")
+
+
+@pytest.mark.parametrize("pipeline", list(registry.PIPELINES))
+def test_rows_that_share_reference_rows_read_the_same_data(pipeline, tmp_path):
+    """Reference rows (baselines) are named by the row's ``dataset``, the last run's overwriting
+    the others': two rows under one name must ingest the same data, or the table would show one
+    split's baselines beside another split's model."""
+    spec = registry.get(pipeline)
+    ingest_sections = spec.stages[0].config_sections
+    seen: dict[str, tuple[str, dict]] = {}
+    for name, row in spec.benchmark.runs.items():
+        overrides = benchmark._filled(row.overrides, tmp_path if row.upstream else None)
+        config = registry.resolve_config(
+            pipeline, benchmark.CONFIG_DIR / row.config_file, row.preset, overrides
+        )
+        data = {
+            section: dataclasses.asdict(getattr(config, section)) for section in ingest_sections
+        }
+        first, first_data = seen.setdefault(row.dataset, (name, data))
+        assert data == first_data, f"rows {first!r} and {name!r} share dataset {row.dataset!r}"
