@@ -65,7 +65,8 @@ class BenchmarkRun:
     overrides: tuple[str, ...] = ()
     dataset: str = ""
     """Set for a data set other than the pipeline's default: names its reference rows
-    (``stores baseline: naive``), so the baselines of two data sets share one table."""
+    (``stores baseline: naive``), so the baselines of two data sets share one table. Another
+    split of the same file is another data set here: rows under one name must ingest the same."""
     seeds: tuple[int, ...] = ()
     """For headline rows: one run per ``train.seed``, cells reported as mean ± standard deviation
     (one seed says little about a model whose best epoch moves with its initialisation)."""
