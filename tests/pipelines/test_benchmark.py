@@ -154,11 +154,8 @@ def test_every_benchmark_row_resolves_to_a_valid_config(pipeline, tmp_path):
             registry.resolve_config(
                 upstream.pipeline, benchmark.CONFIG_DIR / upstream.config_file, None, filled
             )
-        overrides = benchmark._filled(row.overrides, tmp_path if row.upstream else None)
         try:
-            registry.resolve_config(
-                pipeline, benchmark.CONFIG_DIR / row.config_file, row.preset, overrides
-            )
+            _row_config(pipeline, row, tmp_path)
         except ConfigError as error:
             pytest.fail(f"benchmark row {name!r}: {error}")
 
@@ -172,12 +169,17 @@ def test_rows_that_share_reference_rows_read_the_same_data(pipeline, tmp_path):
     ingest_sections = spec.stages[0].config_sections
     seen: dict[str, tuple[str, dict]] = {}
     for name, row in spec.benchmark.runs.items():
-        overrides = benchmark._filled(row.overrides, tmp_path if row.upstream else None)
-        config = registry.resolve_config(
-            pipeline, benchmark.CONFIG_DIR / row.config_file, row.preset, overrides
-        )
+        config = _row_config(pipeline, row, tmp_path)
         data = {
             section: dataclasses.asdict(getattr(config, section)) for section in ingest_sections
         }
         first, first_data = seen.setdefault(row.dataset, (name, data))
         assert data == first_data, f"rows {first!r} and {name!r} share dataset {row.dataset!r}"
+
+
+def _row_config(pipeline, row, upstream_dir):
+    """A benchmark row's resolved config, ``{upstream}`` filled with ``upstream_dir``."""
+    overrides = benchmark._filled(row.overrides, upstream_dir if row.upstream else None)
+    return registry.resolve_config(
+        pipeline, benchmark.CONFIG_DIR / row.config_file, row.preset, overrides
+    )
