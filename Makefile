@@ -128,10 +128,10 @@ lineage: venv  ## print the data, config, runs and metrics behind an artifact or
 	$(PY) -m pipelines lineage $(or $(ARTIFACT),$(error set ARTIFACT=serving/models/<name>/<version>))
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), each module's tests in one of them, so its
-# module fixtures are built once (16.8 min for 652 tests on this 2-core machine; --dist loadgroup
-# with the tests sharing the exported models in one group took 18.5).
+# module fixtures are built once; in the order tests/conftest.py gives the files (long ones
+# first), not xdist's own (most tests first).
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: venv  ## run the test suite (TEST_WORKERS=2 processes)
 	$(PYTEST)

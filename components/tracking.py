@@ -1,4 +1,5 @@
-"""The one module that talks to MLflow.
+"""The one module that talks to MLflow (but for the per-epoch Keras callback, which lives with
+training in components/train.py so that this module needs no TensorFlow).
 
 The runner opens one parent run per pipeline run and a nested run per component; components log
 through the helpers below, which do nothing when no run is active, so a component stays a plain
@@ -160,14 +161,6 @@ def log_dataset(frame, name: str, source: str, context: str, targets: str | None
             _again_if_raced(mlflow.log_input, dataset, context)
 
 
-class _EpochMetrics(mlflow.keras.MlflowCallback):
-    """MLflow's Keras callback without its second copy of the validation metrics: it logs
-    ``validation_*`` after every evaluation beside the ``val_*`` each epoch already logs."""
-
-    def on_test_end(self, logs=None):
-        pass
-
-
 def link_datasets(from_run: str, to_run: str) -> None:
     """Record ``from_run``'s dataset inputs (ingest's splits) as inputs of ``to_run`` too, so the
     runs that train and score on them (and the pipeline's run) show the data they used."""
@@ -177,11 +170,6 @@ def link_datasets(from_run: str, to_run: str) -> None:
     inputs = client.get_run(from_run).inputs
     if inputs and inputs.dataset_inputs:
         client.log_inputs(to_run, datasets=inputs.dataset_inputs)
-
-
-def keras_callback():
-    """Per-epoch training and validation metrics, logged into the active run."""
-    return _EpochMetrics(log_every_epoch=True)
 
 
 # Tuning trials, and reports that read earlier pipeline runs back.

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import mlflow
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -321,8 +322,18 @@ def _schedule_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
     if config.lr_decay:
         callbacks.append(keras.callbacks.LearningRateScheduler(_decayed(config)))
     if tracking.active():
-        callbacks.append(tracking.keras_callback())
+        callbacks.append(_EpochMetrics(log_every_epoch=True))
     return callbacks
+
+
+class _EpochMetrics(mlflow.keras.MlflowCallback):
+    """MLflow's Keras callback without its second copy of the validation metrics: it logs
+    ``validation_*`` after every evaluation beside the ``val_*`` each epoch already logs.
+    (Here, not in components/tracking.py, which stays free of Keras: processes that only track,
+    such as reports, need not import TensorFlow.)"""
+
+    def on_test_end(self, logs=None):
+        pass
 
 
 def _decayed(config: TrainConfig):

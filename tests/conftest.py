@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
-import keras
 import mlflow
 import pytest
 
@@ -62,21 +63,49 @@ def pytest_collection_modifyitems(items):
     through another fixture: building it runs the language-model and sales pipelines. A mark on
     the fixture itself would do nothing, and one per test is easily forgotten.
 
-    Then run the files with e2e tests first: pytest-xdist hands out test files in this order as its
-    processes free up, so the long files start early and the short ones fill the end, instead of
-    one process finishing a long file while the other has nothing left."""
+    Then order the files for pytest-xdist, which hands them out in this order as its processes
+    free up (with ``--no-loadscope-reorder``, as the Makefile runs it): the long files (those with
+    e2e tests) first and the short ones to fill the end. Of the files that need
+    ``exported_models``, one goes first and the others after every other long file: the first
+    process builds the models while the second runs a long file of its own, instead of waiting
+    for the build."""
+    served = []
     for item in items:
         if "exported_models" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
+            served.append(item.path)
     long_files = {item.path for item in items if item.get_closest_marker("e2e")}
-    items.sort(key=lambda item: item.path not in long_files)  # stable: each file stays whole
+    builder = served[0] if served else None
+    items.sort(  # stable: each file stays whole
+        key=lambda item: (item.path != builder, item.path not in long_files, item.path in served)
+    )
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory) -> Path:
+    """A SQLite MLflow store with its schema migrated and no experiment in it, for tests to copy:
+    migrating a new store takes MLflow seconds, copying the file none. Without experiment 0, each
+    copy creates its own Default experiment, with artifacts under the working directory it is
+    first opened from."""
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()  # creates and migrates it
+    with sqlite3.connect(path) as database:
+        database.execute("DELETE FROM experiment_tags")
+        database.execute("DELETE FROM experiments")
+    return path
+
+
+def new_mlflow_store(empty_mlflow_db: Path, folder: Path) -> str:
+    """The URI of a fresh store at ``folder/mlflow.db``, copied from ``empty_mlflow_db``."""
+    shutil.copyfile(empty_mlflow_db, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 @pytest.fixture
-def mlflow_store(tmp_path, monkeypatch) -> str:
+def mlflow_store(tmp_path, monkeypatch, empty_mlflow_db) -> str:
     """A fresh SQLite MLflow store; the working directory moves to tmp so mlruns/ lands there."""
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(empty_mlflow_db, tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     # Forget the experiment an earlier test made active: its id does not exist in this store.
@@ -211,15 +240,3 @@ SHOP_INGEST = {
     "backtest.holiday_column": "null",
 }
 """``--set`` overrides that point the sales pipeline at ``shop.csv`` (plus ingest.data_dir)."""
-
-
-class InterruptAtEpoch(keras.callbacks.Callback):
-    """Stands in for a kill in training tests: the process dies as epoch ``at`` begins."""
-
-    def __init__(self, at: int):
-        super().__init__()
-        self.at = at
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.at:
-            raise KeyboardInterrupt

@@ -10,7 +10,7 @@ import tensorflow as tf
 from components import shards, train
 from components.errors import ConfigError
 from components.train import TrainConfig
-from tests.conftest import InterruptAtEpoch
+from tests.components.interruption import InterruptAtEpoch
 
 EXAMPLES, BATCH, SHARDS, EPOCHS = 96, 16, 4, 3
 CONFIG = TrainConfig(

@@ -9,7 +9,7 @@ from components import train
 from components.errors import ConfigError
 from components.text_classification.vectorize import load_vectorizer
 from components.train import TrainConfig
-from tests.conftest import InterruptAtEpoch
+from tests.components.interruption import InterruptAtEpoch
 
 
 def test_trained_classifier_beats_chance_and_writes_its_artifacts(tiny_sentiment):
