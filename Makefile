@@ -173,17 +173,19 @@ data-chinese-reviews: $(CHINESE_REVIEWS)/pos.txt  ## fetch the second text data 
 chinese-reviews: data-chinese-reviews  ## the text classifier on Chinese reviews, character level
 	$(PY) -m pipelines run sentiment --config pipelines/configs/chinese_reviews.yaml $(PIPELINE_ARGS)
 
+# make bench-lm MODELS=ptb-lstm SEEDS=43: one of a headline row's seeds, the others kept from
+# earlier runs of the same command (BENCHMARKS.seeds.json); the row shows the seeds done so far.
 bench-sentiment: venv data-chinese-reviews  ## full-data benchmark of every cell type -> BENCHMARKS.md
-	$(PY) -m pipelines bench sentiment $(if $(MODELS),--models $(MODELS)) $(if $(SET),--overrides "$(SET)")
+	$(PY) -m pipelines bench sentiment $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SET),--overrides "$(SET)")
 
 bench-lm: venv  ## PTB word-level and Tiny Shakespeare char-level benchmarks -> BENCHMARKS.md
-	$(PY) -m pipelines bench language_model $(if $(MODELS),--models $(MODELS)) $(if $(SET),--overrides "$(SET)")
+	$(PY) -m pipelines bench language_model $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SET),--overrides "$(SET)")
 
 bench-scale: venv  ## 1 vs 2 pinned workers: training throughput and tuning wall time -> BENCHMARKS.md
 	$(PY) -m pipelines.scale_bench
 
 bench-sales: venv  ## full Walmart backtest of each model and baseline -> BENCHMARKS.md
-	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS)) $(if $(SET),--overrides "$(SET)")
+	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SET),--overrides "$(SET)")
 
 # make bench-serving [REQUESTS=2000 BATCHING=off|on]: starts its own server on a free port, without
 # and then with batching; stop `make serve` first for steady numbers. Uses serving/models/sentiment,

@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--models", nargs="+", help="benchmark runs to do, e.g. bigru simplernn-last (default: all)"
     )
+    bench.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        help="only these of a headline row's seeds; the others' results are kept from earlier runs",
+    )
     bench.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     _add_override_arguments(bench)
     bench.set_defaults(handler=_bench)
@@ -325,7 +331,7 @@ def _rollback(args) -> int:
 def _bench(args) -> int:
     from pipelines import benchmark
 
-    return benchmark.run(args.pipeline, args.models, args.output, args.overrides)
+    return benchmark.run(args.pipeline, args.models, args.output, args.overrides, args.seeds)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ targets give. Each pipeline's spec lists its runs and formats its metric columns
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 from datetime import UTC, datetime
@@ -21,19 +22,38 @@ from pipelines.spec import CONFIG_DIR, UPSTREAM, BenchmarkRun, PipelineSpec
 BENCH_ROOT = Path("artifacts/bench")
 
 
-def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[str]) -> int:
+def run(
+    pipeline: str,
+    names: list[str] | None,
+    output: Path,
+    overrides: list[str],
+    seeds: list[int] | None = None,
+) -> int:
+    """Measure the rows ``names`` (default: all) and rewrite the pipeline's table in ``output``.
+
+    ``seeds``: only these of a headline row's seeds, the others kept from earlier runs of the same
+    command (in ``<output>.seeds.json``): a three-seed row of 45-minute runs can be measured one
+    seed per sitting, and the row shows the seeds measured so far."""
     spec = registry.get(pipeline)
     runs = spec.benchmark.runs
     unknown = sorted(set(names or ()) - set(runs))
     if unknown:
         raise ConfigError(f"unknown benchmark run(s) {unknown}; choose from: {', '.join(runs)}")
+    for name in names or runs:
+        _check_seeds(name, runs[name], seeds)
+    store = output.with_suffix(".seeds.json")
     rows = []
     for name in names or runs:
         bench_run = runs[name]
-        cells, metrics = _measure(spec, bench_run, overrides)
-        measured = f"{datetime.now(UTC):%Y-%m-%d}, `{_command(spec, name, overrides)}`"
+        command = _command(spec, name, overrides)
+        measured_now, metrics = _measure(spec, bench_run, overrides, seeds or bench_run.seeds)
+        today = f"{datetime.now(UTC):%Y-%m-%d}"
         if bench_run.seeds:
-            measured += f", mean ± std over seeds {', '.join(map(str, bench_run.seeds))}"
+            by_seed = _seed_runs(store, pipeline, name, command, measured_now, today)
+            cells = [by_seed[seed]["cells"] for seed in bench_run.seeds if seed in by_seed]
+            measured = f"{_date_range(by_seed)}, `{command}`, {_seeds_note(bench_run, by_seed)}"
+        else:
+            cells, measured = list(measured_now.values()), f"{today}, `{command}`"
         rows.append({"run": name, **over_seeds(cells), "measured": measured})
         # Reference rows (e.g. forecasting baselines) scored in the same run, once per table.
         for reference in spec.benchmark.reference_rows(metrics):
@@ -53,11 +73,56 @@ def run(pipeline: str, names: list[str] | None, output: Path, overrides: list[st
     return 0
 
 
+def _check_seeds(name: str, bench_run: BenchmarkRun, seeds: list[int] | None) -> None:
+    """Before anything runs: ``seeds`` must be among the row's own."""
+    if not seeds:
+        return
+    if not bench_run.seeds:
+        raise ConfigError(f"benchmark run {name!r} is measured once, not over seeds: drop SEEDS")
+    if outside := sorted(set(seeds) - set(bench_run.seeds)):
+        allowed = ", ".join(map(str, bench_run.seeds))
+        raise ConfigError(f"benchmark run {name!r} has no seed(s) {outside}; its seeds: {allowed}")
+
+
+def _seed_runs(
+    store: Path, pipeline: str, name: str, command: str, measured: dict, date: str
+) -> dict[int, dict]:
+    """Seed -> ``{"date", "cells"}`` for the row: the earlier runs of the same command kept in
+    ``store``, this run's added (another command, e.g. other overrides, starts the row afresh).
+    The store is written beside and renamed, like BENCHMARKS.md."""
+    saved = json.loads(store.read_text()) if store.exists() else {}
+    row = saved.setdefault(pipeline, {}).get(name, {})
+    seeds = row.get("seeds", {}) if row.get("command") == command else {}
+    seeds.update({str(seed): {"date": date, "cells": cells} for seed, cells in measured.items()})
+    saved[pipeline][name] = {"command": command, "seeds": seeds}
+    temporary = store.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n")
+    temporary.replace(store)
+    return {int(seed): record for seed, record in seeds.items()}
+
+
+def _date_range(by_seed: dict[int, dict]) -> str:
+    dates = sorted(record["date"] for record in by_seed.values())
+    return dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+
+
+def _seeds_note(bench_run: BenchmarkRun, by_seed: dict[int, dict]) -> str:
+    done = [seed for seed in bench_run.seeds if seed in by_seed]
+    missing = [seed for seed in bench_run.seeds if seed not in by_seed]
+    if not missing:
+        return f"mean ± std over seeds {', '.join(map(str, done))}"
+    return (
+        f"seed(s) {', '.join(map(str, done))} of {', '.join(map(str, bench_run.seeds))} so far "
+        f"(SEEDS='{' '.join(map(str, missing))}' measures the rest)"
+    )
+
+
 def _measure(
-    spec: PipelineSpec, bench_run: BenchmarkRun, overrides: list[str]
-) -> tuple[list[dict[str, str]], dict]:
-    """The row's cells from each seed's run (one run without seeds), and the last run's metrics."""
-    cells, metrics = [], {}
+    spec: PipelineSpec, bench_run: BenchmarkRun, overrides: list[str], seeds: tuple | list = ()
+) -> tuple[dict[int | None, dict[str, str]], dict]:
+    """The row's cells from each seed's run (``seeds``; one run, keyed None, without), and the
+    last run's metrics."""
+    cells, metrics = {}, {}
     upstream_dir = None
     for upstream in bench_run.upstream:
         config = registry.resolve_config(
@@ -69,7 +134,7 @@ def _measure(
         stages = _measured_stages(registry.get(upstream.pipeline), upstream.stages)
         result = run_pipeline(upstream.pipeline, config, stages, BENCH_ROOT, use_cache=False)
         upstream_dir = result.run_dir
-    for seed in bench_run.seeds or (None,):
+    for seed in seeds or (None,):
         seeded = [] if seed is None else [f"train.seed={seed}"]
         config = registry.resolve_config(
             spec.name,
@@ -83,7 +148,7 @@ def _measure(
         )
         metrics = result.outputs[spec.benchmark.stage].load()
         training = _training_columns(result.outputs["train"].summary())
-        cells.append({**spec.benchmark.columns(metrics), **training})
+        cells[seed] = {**spec.benchmark.columns(metrics), **training}
     return cells, metrics
 
 

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from components.errors import ConfigError
-from components.reporting import markdown_table
+from components.reporting import markdown_table, rows_in_section
 from pipelines import benchmark, registry
 from pipelines.language_model import pipeline as language_model
 from pipelines.sentiment import pipeline as sentiment
@@ -142,6 +142,57 @@ def test_upstream_runs_go_first_and_each_hands_its_run_folder_on(monkeypatch, tm
     assert ran[0][1] == ["ingest"] and "export" not in ran[1][1] and not ran[2][2]
     assert resolved[1][2] == [f"data.path={tmp_path / 'sentiment' / 'run1'}"]
     assert resolved[2][2] == [f"model.init_from={tmp_path / 'language_model' / 'run2'}"]
+
+
+def test_a_headline_row_can_be_measured_one_seed_at_a_time(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    seeds_run = []
+
+    def run_pipeline(pipeline, config, stages, root, use_cache):
+        seed = int(config[-1].removeprefix("train.seed="))
+        seeds_run.append(seed)
+        training = {"epochs_run": 1, "best_epoch": 1, "train_wall_time_s": 60.0, "parameters": 1}
+        training["train_reviews_per_s"] = 100.0
+        accuracy = {"accuracy": 0.8 + (seed - 42) / 100}
+        artifact = SimpleNamespace(load=lambda: accuracy, summary=lambda: training)
+        return SimpleNamespace(run_dir=tmp_path, outputs={"train": artifact, "evaluate": artifact})
+
+    monkeypatch.setattr(
+        benchmark.registry, "resolve_config", lambda pipeline, file, preset, overrides: overrides
+    )
+    monkeypatch.setattr(benchmark, "run_pipeline", run_pipeline)
+    columns = dataclasses.replace(
+        sentiment.SPEC.benchmark,
+        columns=lambda metrics: {"test accuracy": f"{metrics['accuracy']:.4f}"},
+    )
+    spec = dataclasses.replace(sentiment.SPEC, benchmark=columns)
+    monkeypatch.setattr(benchmark.registry, "get", lambda pipeline: spec)
+    output = tmp_path / "BENCHMARKS.md"
+
+    def bigru_row(seeds):
+        benchmark.run("sentiment", ["bigru"], output, [], seeds)
+        (row,) = [row for row in rows_in_section(output, "sentiment") if row["run"] == "bigru"]
+        return row
+
+    row = bigru_row([43])
+    assert seeds_run == [43] and row["test accuracy"] == "0.8100"
+    assert "seed(s) 43 of 42, 43, 44 so far (SEEDS='42 44' measures the rest)" in row["measured"]
+    row = bigru_row([44, 42])
+    assert seeds_run == [43, 44, 42] and row["test accuracy"] == "0.8100 ± 0.0100"
+    assert row["measured"].endswith(
+        "`make bench-sentiment MODELS=bigru`, mean ± std over seeds 42, 43, 44"
+    )
+    # Another command (other overrides) is another measurement: its seeds start afresh.
+    benchmark.run("sentiment", ["bigru"], output, ["train.epochs=1"], [42])
+    (row,) = [row for row in rows_in_section(output, "sentiment") if row["run"] == "bigru"]
+    assert row["test accuracy"] == "0.8000" and "seed(s) 42 of 42, 43, 44 so far" in row["measured"]
+
+    with pytest.raises(ConfigError, match=r"no seed\(s\) \[7\]; its seeds: 42, 43, 44"):
+        benchmark.run("sentiment", ["bigru"], output, [], [7])
+    with pytest.raises(ConfigError, match="'gru' is measured once, not over seeds"):
+        benchmark.run("sentiment", ["bigru", "gru"], output, [], [42])
+    assert len(seeds_run) == 4  # a bad request runs nothing
 
 
 @pytest.mark.parametrize("pipeline", list(registry.PIPELINES))
