@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -99,6 +100,20 @@ def new_mlflow_store(empty_mlflow_db: Path, folder: Path) -> str:
     """The URI of a fresh store at ``folder/mlflow.db``, copied from ``empty_mlflow_db``."""
     shutil.copyfile(empty_mlflow_db, folder / "mlflow.db")
     return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def module_mlflow_store(tmp_path_factory, empty_mlflow_db) -> Iterator[Path]:
+    """As ``mlflow_store``, for a pipeline run that a module's tests share: a fresh store in a
+    folder of the module's own (yielded), the working directory while they run."""
+    root = tmp_path_factory.mktemp("module_store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        uri = new_mlflow_store(empty_mlflow_db, root)
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment("Default")
+        yield root
 
 
 @pytest.fixture

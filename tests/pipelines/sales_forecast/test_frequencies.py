@@ -69,9 +69,25 @@ def settings(data, **more):
     }
 
 
-def test_monthly_data_gets_a_12_month_season_everywhere(tmp_path, mlflow_store):
-    table = write_monthly(tmp_path / "data")
-    run_dir = run_pipeline(tmp_path, None, settings(tmp_path / "data"))
+MARKED_MISSING = {("S1", "2019-08-01"), ("S1", "2019-09-01")}  # inside the test months of S1
+
+
+@pytest.fixture(scope="module")
+def monthly_run(module_mlflow_store):
+    """One run on 60 months of three stores, two of S1's test months marked ``*`` (missing)."""
+    root = module_mlflow_store
+    table = write_monthly(root / "data")
+    text = (root / "data" / "monthly.csv").read_text().splitlines()
+    for number, line in enumerate(text):
+        store, month, _ = line.split(",")
+        if (store, month) in MARKED_MISSING:
+            text[number] = f"{store},{month},*"
+    (root / "data" / "monthly.csv").write_text("\n".join(text) + "\n")
+    return table, run_pipeline(root, None, settings(root / "data", **{"ingest.na_values": "['*']"}))
+
+
+def test_monthly_data_gets_a_12_month_season_everywhere(monthly_run):
+    table, run_dir = monthly_run
     metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
     assert metrics["season_length"] == 12
     assert metrics["baseline_fallbacks"]["seasonal_naive"] == 0
@@ -115,23 +131,14 @@ def test_the_shipped_config_takes_its_season_from_the_frequency_it_is_given():
         resolve_config("sales_forecast", None, None, ["ingest.season_length=0"])
 
 
-def test_months_marked_missing_are_filled_but_never_scored(tmp_path, mlflow_store):
+def test_months_marked_missing_are_filled_but_never_scored(monthly_run):
     """Issue 14: zero-filled months were scored as sales of 0 against forecasts of 68 and 61."""
-    table = write_monthly(tmp_path / "data")
-    text = (tmp_path / "data" / "monthly.csv").read_text().splitlines()
-    marked = {("S1", "2019-08-01"), ("S1", "2019-09-01")}  # inside the test months of S1
-    for number, line in enumerate(text):
-        store, month, _ = line.split(",")
-        if (store, month) in marked:
-            text[number] = f"{store},{month},*"
-    (tmp_path / "data" / "monthly.csv").write_text("\n".join(text) + "\n")
-    run_dir = run_pipeline(
-        tmp_path, None, settings(tmp_path / "data", **{"ingest.na_values": "['*']"})
-    )
+    table, run_dir = monthly_run
     metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
     assert metrics["filled_not_scored"] == 2
     scored = pd.read_parquet(run_dir / "evaluate" / "metrics" / "forecasts.parquet")
     unscored = scored[(scored["series"] == "S1") & scored["actual"].isna()]
-    assert sorted(f"{date:%Y-%m-%d}" for date in unscored["date"]) == sorted(m for _, m in marked)
+    expected = sorted(month for _, month in MARKED_MISSING)
+    assert sorted(f"{date:%Y-%m-%d}" for date in unscored["date"]) == expected
     assert len(scored) == 3 * 6 and scored["actual"].notna().sum() == 16
     assert table["sales"].gt(0).all()  # the filled zeros would have been the only zero actuals

@@ -18,13 +18,7 @@ from pipelines.__main__ import main
 from pipelines.config import load_config
 from pipelines.registry import resolve_config
 from pipelines.sales_forecast import pipeline as sales_forecast
-from tests.conftest import (
-    CONFIGS,
-    SHARED_DATA,
-    SHOP_INGEST,
-    new_mlflow_store,
-    write_shop_sales,
-)
+from tests.conftest import CONFIGS, SHARED_DATA, SHOP_INGEST, write_shop_sales
 
 
 def run_pipeline(tmp_path, config: Path | None, settings: dict[str, str]) -> Path:
@@ -72,17 +66,12 @@ def scored_forecasts(folder: Path, series: str | None = None) -> tuple[pd.DataFr
 
 
 @pytest.fixture(scope="module")
-def shop_run(tmp_path_factory, empty_mlflow_db):
+def shop_run(module_mlflow_store):
     """The whole pipeline on ``shop.csv`` (config only, no code), with an isolated MLflow store:
     an ensemble of a direct and an attention member, holiday flags and quantiles, all at once."""
-    root = tmp_path_factory.mktemp("shop_run")
+    root = module_mlflow_store
     data = root / "data"
     write_shop_sales(data, series=6, weeks=130)
-    patch = pytest.MonkeyPatch()
-    patch.chdir(root)
-    uri = new_mlflow_store(empty_mlflow_db, root)
-    patch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
     settings = {
         **SHOP_INGEST,
         "ingest.data_dir": str(data),
@@ -99,8 +88,7 @@ def shop_run(tmp_path_factory, empty_mlflow_db):
         "blessing.baseline": "ignore",
         "export.model_name": "shop",
     }
-    yield root, run_pipeline(root, None, settings)
-    patch.undo()
+    return root, run_pipeline(root, None, settings)
 
 
 @pytest.mark.e2e
