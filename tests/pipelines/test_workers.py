@@ -150,7 +150,7 @@ def test_two_workers_train_as_one_does_and_only_the_chief_keeps_anything(run_arg
 
 @pytest.mark.e2e
 def test_a_killed_worker_fails_the_run_and_a_rerun_resumes(run_arguments, tmp_path):
-    epochs = 7
+    epochs = 5
     arguments = run_arguments(
         "runs", f"train.epochs={epochs}", f"train.early_stopping_patience={epochs}"
     )

@@ -58,13 +58,13 @@ def fit(windows, config: ForecastModelConfig, epochs: int, out_dir) -> keras.Mod
 def test_a_trained_forecaster_learns_the_season_better_than_naive(shop_windows, tmp_path):
     # No seasonal-naive shortcut: the network itself must learn the yearly cycle.
     config = ForecastModelConfig(units=16, dropout=0.0, seasonal_residual=False)
-    model = fit(shop_windows, config, epochs=25, out_dir=tmp_path)
+    model = fit(shop_windows, config, epochs=12, out_dir=tmp_path)
     inputs, actual, _ = next(iter(series_windows.make_dataset(shop_windows, "test", 64)))
     forecast = model.predict(inputs, verbose=0)
     naive = np.repeat(inputs["units"].numpy()[:, -1:], 8, axis=1)
     model_error = np.abs(forecast - actual.numpy()).mean()
     naive_error = np.abs(naive - actual.numpy()).mean()
-    assert model_error < 0.8 * naive_error
+    assert model_error < 0.5 * naive_error  # measured: 0.32 after 12 epochs, 0.63 after 8
 
 
 def test_raw_inputs_in_original_units_out_and_a_saved_model_reloads(shop_windows, tmp_path):
