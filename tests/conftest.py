@@ -96,10 +96,17 @@ def empty_mlflow_db(tmp_path_factory) -> Path:
     return path
 
 
-def new_mlflow_store(empty_mlflow_db: Path, folder: Path) -> str:
-    """The URI of a fresh store at ``folder/mlflow.db``, copied from ``empty_mlflow_db``."""
+def use_fresh_mlflow_store(patch: pytest.MonkeyPatch, empty_mlflow_db: Path, folder: Path) -> str:
+    """Copy ``empty_mlflow_db`` into ``folder``, make it the tracking store and ``folder`` the
+    working directory (so mlruns/ lands there); its URI. ``patch`` undoes all but the store."""
+    patch.chdir(folder)
     shutil.copyfile(empty_mlflow_db, folder / "mlflow.db")
-    return f"sqlite:///{folder / 'mlflow.db'}"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    patch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    # Forget the experiment an earlier test made active: its id does not exist in this store.
+    mlflow.set_experiment("Default")
+    return uri
 
 
 @pytest.fixture(scope="module")
@@ -108,24 +115,14 @@ def module_mlflow_store(tmp_path_factory, empty_mlflow_db) -> Iterator[Path]:
     folder of the module's own (yielded), the working directory while they run."""
     root = tmp_path_factory.mktemp("module_store")
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        uri = new_mlflow_store(empty_mlflow_db, root)
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment("Default")
+        use_fresh_mlflow_store(patch, empty_mlflow_db, root)
         yield root
 
 
 @pytest.fixture
 def mlflow_store(tmp_path, monkeypatch, empty_mlflow_db) -> str:
-    """A fresh SQLite MLflow store; the working directory moves to tmp so mlruns/ lands there."""
-    monkeypatch.chdir(tmp_path)
-    uri = new_mlflow_store(empty_mlflow_db, tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    # Forget the experiment an earlier test made active: its id does not exist in this store.
-    mlflow.set_experiment("Default")
-    yield uri
+    """A fresh SQLite MLflow store in tmp, also the working directory."""
+    yield use_fresh_mlflow_store(monkeypatch, empty_mlflow_db, tmp_path)
     while mlflow.active_run():
         mlflow.end_run()
 
