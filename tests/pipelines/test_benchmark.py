@@ -1,4 +1,5 @@
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 
@@ -105,9 +106,15 @@ def test_a_row_over_seeds_is_mean_and_std_in_each_cells_format():
     assert benchmark.over_seeds(cells[:1]) == cells[0]
 
 
-def test_upstream_runs_go_first_and_each_hands_its_run_folder_on(monkeypatch, tmp_path):
-    from types import SimpleNamespace
+def finished_run(run_dir, metrics: dict) -> SimpleNamespace:
+    """What ``run_pipeline`` returns for a sentiment run whose evaluation scored ``metrics``."""
+    training = {"epochs_run": 1, "best_epoch": 1, "train_wall_time_s": 60.0, "parameters": 1}
+    training["train_reviews_per_s"] = 100.0
+    artifact = SimpleNamespace(load=lambda: metrics, summary=lambda: training)
+    return SimpleNamespace(run_dir=run_dir, outputs={"train": artifact, "evaluate": artifact})
 
+
+def test_upstream_runs_go_first_and_each_hands_its_run_folder_on(monkeypatch, tmp_path):
     from pipelines.spec import UPSTREAM, BenchmarkRun, UpstreamRun
 
     resolved, ran = [], []
@@ -118,11 +125,7 @@ def test_upstream_runs_go_first_and_each_hands_its_run_folder_on(monkeypatch, tm
 
     def run_pipeline(pipeline, config, stages, root, use_cache):
         ran.append((pipeline, [stage.name for stage in stages], use_cache))
-        training = {"epochs_run": 1, "best_epoch": 1, "train_wall_time_s": 60.0, "parameters": 1}
-        training["train_reviews_per_s"] = 100.0
-        artifact = SimpleNamespace(load=lambda: {"accuracy": 0.9}, summary=lambda: training)
-        outputs = {"train": artifact, "evaluate": artifact}
-        return SimpleNamespace(run_dir=tmp_path / pipeline / f"run{len(ran)}", outputs=outputs)
+        return finished_run(tmp_path / pipeline / f"run{len(ran)}", {"accuracy": 0.9})
 
     monkeypatch.setattr(benchmark.registry, "resolve_config", resolve_config)
     monkeypatch.setattr(benchmark, "run_pipeline", run_pipeline)
@@ -145,18 +148,12 @@ def test_upstream_runs_go_first_and_each_hands_its_run_folder_on(monkeypatch, tm
 
 
 def test_a_headline_row_can_be_measured_one_seed_at_a_time(monkeypatch, tmp_path):
-    from types import SimpleNamespace
-
     seeds_run = []
 
     def run_pipeline(pipeline, config, stages, root, use_cache):
         seed = int(config[-1].removeprefix("train.seed="))
         seeds_run.append(seed)
-        training = {"epochs_run": 1, "best_epoch": 1, "train_wall_time_s": 60.0, "parameters": 1}
-        training["train_reviews_per_s"] = 100.0
-        accuracy = {"accuracy": 0.8 + (seed - 42) / 100}
-        artifact = SimpleNamespace(load=lambda: accuracy, summary=lambda: training)
-        return SimpleNamespace(run_dir=tmp_path, outputs={"train": artifact, "evaluate": artifact})
+        return finished_run(tmp_path, {"accuracy": 0.8 + (seed - 42) / 100})
 
     monkeypatch.setattr(
         benchmark.registry, "resolve_config", lambda pipeline, file, preset, overrides: overrides
