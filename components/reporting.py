@@ -55,8 +55,7 @@ def rows_in_section(path: Path, section: str) -> list[dict[str, str]]:
 
 
 def write_section(path: Path, section: str, body: str) -> None:
-    """Replace ``section``'s generated part of the file (or append it), keep the rest; the file
-    is written beside and renamed, so an interrupted write leaves the old one whole."""
+    """Replace ``section``'s generated part of the file (or append it), keep the rest."""
     start, end = _markers(section)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     generated = f"{start}\n{body}\n{end}"
@@ -64,10 +63,16 @@ def write_section(path: Path, section: str, body: str) -> None:
         text = text[: text.index(start)] + generated + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + f"\n\n## {section}\n\n{generated}\n"
-    temporary = path.with_suffix(".md.tmp")
+    write_whole(path, text)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path`` and rename it there: an interrupted write leaves the old
+    file whole."""
+    temporary = path.with_name(f"{path.name}.tmp")
     temporary.write_text(text)
     temporary.replace(path)
-    print(f"wrote {path}", file=sys.stderr)
 
 
 def _markers(section: str) -> tuple[str, str]:

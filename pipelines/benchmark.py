@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from components.errors import ConfigError
-from components.reporting import machine_description, markdown_table, rows_in_section, write_section
+from components.reporting import (
+    machine_description,
+    markdown_table,
+    rows_in_section,
+    write_section,
+    write_whole,
+)
 from pipelines import registry
 from pipelines.runner import run_pipeline
 from pipelines.spec import CONFIG_DIR, UPSTREAM, BenchmarkRun, PipelineSpec
@@ -89,15 +95,13 @@ def _seed_runs(
 ) -> dict[int, dict]:
     """Seed -> ``{"date", "cells"}`` for the row: the earlier runs of the same command kept in
     ``store``, this run's added (another command, e.g. other overrides, starts the row afresh).
-    The store is written beside and renamed, like BENCHMARKS.md."""
+    The store is written whole or not at all, like BENCHMARKS.md."""
     saved = json.loads(store.read_text()) if store.exists() else {}
     row = saved.setdefault(pipeline, {}).get(name, {})
     seeds = row.get("seeds", {}) if row.get("command") == command else {}
     seeds.update({str(seed): {"date": date, "cells": cells} for seed, cells in measured.items()})
     saved[pipeline][name] = {"command": command, "seeds": seeds}
-    temporary = store.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n")
-    temporary.replace(store)
+    write_whole(store, json.dumps(saved, indent=1, ensure_ascii=False) + "\n")
     return {int(seed): record for seed, record in seeds.items()}
 
 
