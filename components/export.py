@@ -1,10 +1,12 @@
 """Export (Pusher): write a blessed model for TensorFlow Serving and register it in MLflow.
 
 Only a model the blessing stage approved is pushed; for any other, push.json records why not and
-nothing under ``serving_dir`` changes. The task supplies a ``keras.export.ExportArchive`` whose
-signatures take raw inputs (preprocessing is inside the graph). The SavedModel is written to a
-hidden staging directory with TF Serving warmup requests built from the example inputs, loaded
-back and made to answer them, registered in MLflow, and only then published as the next integer
+nothing under ``serving_dir`` changes. The task supplies a function that builds a
+``keras.export.ExportArchive`` whose signatures take raw inputs (preprocessing is inside the graph);
+it is called only for a push, since building traces every signature. The SavedModel is written to
+a hidden staging directory with TF Serving warmup requests built from the example inputs, loaded
+back (once: the same copy answers them and is registered) and made to answer them, registered in
+MLflow, and only then published as the next integer
 version, so TF Serving (which watches ``<serving_dir>/<model_name>/``) never loads a half-written
 or unverified version. In a local ``serving_dir`` the staging directory sits beside the versions
 and publishing is one atomic rename. A ``serving_dir`` URI that ``tf.io.gfile`` handles (``gs://``,
@@ -35,7 +37,7 @@ import pandas as pd
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from components import tracking
+from components import registry_model, tracking
 from components.artifacts import Blessing, PushedModel, TrainedModel
 from components.errors import ConfigError
 from components.versions import (
@@ -84,7 +86,7 @@ class ExportConfig:
 
 def run(
     config: ExportConfig,
-    archive: keras.export.ExportArchive,
+    build_archive: Callable[[], keras.export.ExportArchive],
     example_inputs: dict[str, tf.Tensor],
     blessing: Blessing,
     trained: TrainedModel,
@@ -93,9 +95,9 @@ def run(
     *,
     write_deployment: Callable[[Path], list[Path]] | None = None,
 ) -> PushedModel:
-    """Push ``archive`` (built from ``trained``) if ``blessing`` approves it and that very model is
-    not already the newest version; ``example_inputs`` (one batch per signature input) must make
-    it answer.
+    """Push the archive ``build_archive`` makes of ``trained`` if ``blessing`` approves it and that
+    very model is not already the newest version; ``example_inputs`` (one batch per signature
+    input) must make it answer.
 
     ``extra_files`` (name -> text) go to the SavedModel's ``assets.extra/``, which TF Serving
     ignores: the place for what a client needs to know to build a request.
@@ -121,13 +123,15 @@ def run(
     extra_files = {**(extra_files or {}), EVALUATION_FILE: json.dumps(evaluation, indent=2)}
     # A URI's staging is local (verified and registered here), then copied: see _publish_to_uri.
     staging_parent = out_dir if is_uri(base) else base
-    staging = _verified_staging(
-        archive, staging_parent, config.model_name, example_inputs, extra_files
+    staging, served = _verified_staging(
+        build_archive(), staging_parent, config.model_name, example_inputs, extra_files
     )
     record = {"pushed": True, "model_name": config.model_name, "serving_dir": str(base)}
     registered = None
     if config.register and (
-        logged := _register(staging, config.model_name, example_inputs, evaluation["metrics"])
+        logged := _register(
+            staging, served, config.model_name, example_inputs, evaluation["metrics"]
+        )
     ):
         record["mlflow_model_uri"], registered = logged
     # Publishing is the last step: only a verified, registered SavedModel becomes a version.
@@ -184,9 +188,9 @@ def _verified_staging(
     model_name: str,
     example_inputs: dict[str, tf.Tensor],
     extra_files: dict[str, str],
-) -> Path:
+) -> tuple[Path, registry_model.ServingSignatureModel]:
     """The SavedModel written to a hidden directory under ``parent`` with its extra files and
-    warm-up requests, loaded back and answering them: not yet a version TF Serving would load."""
+    warm-up requests, and loaded back, answering them: not yet a version TF Serving would load."""
     parent.mkdir(parents=True, exist_ok=True)
     staging = parent / f".staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -194,11 +198,13 @@ def _verified_staging(
     for name, text in extra_files.items():
         (staging / "assets.extra").mkdir(exist_ok=True)
         (staging / "assets.extra" / name).write_text(text)
-    outputs = _answer_warmup(_write_warmup(staging, model_name, example_inputs), staging)
+    warmup = _write_warmup(staging, model_name, example_inputs)
+    served = registry_model.ServingSignatureModel().load(str(staging))
+    outputs = _answer_warmup(warmup, served.serving_default)
     log.info(
         "exported model answers with outputs %s", {k: v.shape.as_list() for k, v in outputs.items()}
     )
-    return staging
+    return staging, served
 
 
 def _newest_version_of(base: Path | str, model_digest: str) -> int | None:
@@ -211,7 +217,11 @@ def _newest_version_of(base: Path | str, model_digest: str) -> int | None:
 
 
 def _register(
-    staging: Path, model_name: str, example_inputs: dict, metrics: dict
+    staging: Path,
+    served: registry_model.ServingSignatureModel,
+    model_name: str,
+    example_inputs: dict,
+    metrics: dict,
 ) -> tuple[str, int] | None:
     # Plain strings, not bytes: the registry shows a readable example and a `string` schema.
     input_example = pd.DataFrame(
@@ -222,7 +232,7 @@ def _register(
         for key, value in metrics.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
-    return tracking.log_serving_model(staging, model_name, input_example, scores)
+    return tracking.log_serving_model(staging, served, model_name, input_example, scores)
 
 
 def _plain(value):
@@ -299,10 +309,9 @@ def _write_warmup(saved_model_dir: Path, model_name: str, example_inputs: dict) 
     return path
 
 
-def _answer_warmup(warmup: Path, saved_model_dir: Path) -> dict[str, tf.Tensor]:
-    """Call ``serving_default`` on each warmup request, as TF Serving will when it loads the version
-    (a version whose warmup fails is not served); returns the last outputs."""
-    serve = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
+def _answer_warmup(warmup: Path, serve: Callable) -> dict[str, tf.Tensor]:
+    """Call ``serve`` (the loaded ``serving_default``) on each warmup request, as TF Serving will
+    when it loads the version (a version whose warmup fails is not served); the last outputs."""
     for record in tf.data.TFRecordDataset(str(warmup)):
         request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
         outputs = serve(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})

@@ -17,16 +17,23 @@ class ServingSignatureModel(mlflow.pyfunc.PythonModel):
     """What TF Serving serves, behind MLflow's pyfunc interface."""
 
     def load_context(self, context):
+        self.load(context.artifacts["saved_model"])
+
+    def load(self, saved_model_dir: str) -> ServingSignatureModel:
+        """Load the SavedModel in ``saved_model_dir`` (the exporter, which registers the copy it
+        has just checked, calls this directly rather than loading the files a second time)."""
         import tensorflow as tf
 
-        self._saved_model = tf.saved_model.load(context.artifacts["saved_model"])
-        self._serve = self._saved_model.signatures["serving_default"]
+        self._saved_model = tf.saved_model.load(saved_model_dir)
+        self.serving_default = self._saved_model.signatures["serving_default"]
+        return self
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         import tensorflow as tf
 
-        names = self._serve.structured_input_signature[1]
-        outputs = self._serve(**{name: tf.constant(model_input[name].tolist()) for name in names})
+        names = self.serving_default.structured_input_signature[1]
+        inputs = {name: tf.constant(model_input[name].tolist()) for name in names}
+        outputs = self.serving_default(**inputs)
         return pd.DataFrame({name: _plain(value.numpy()) for name, value in outputs.items()})
 
 

@@ -23,6 +23,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from components import registry_model
 from components.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -237,13 +238,16 @@ SAVED_MODEL_ARTIFACT = "saved_model"
 
 def log_serving_model(
     saved_model_dir: Path,
+    served: registry_model.ServingSignatureModel,
     registered_name: str,
     input_example: pd.DataFrame,
     scores: dict[str, float],
 ) -> tuple[str, int] | None:
     """Log the SavedModel as a pyfunc (with signature and input example); register a version.
-    ``scores`` (the evaluation's numbers) go on the logged model against the data set they were
-    measured on, which is how MLflow 3 links a logged model to its datasets.
+    ``served`` is the pyfunc already loaded from ``saved_model_dir``: its answer to the example is
+    the signature's output. ``scores`` (the evaluation's numbers) go on the logged model against
+    the data set they were measured on, which is how MLflow 3 links a logged model to its
+    datasets.
 
     Returns the model URI and the registered version number (None when no run is active).
     """
@@ -251,11 +255,7 @@ def log_serving_model(
         return None
     import tensorflow as tf
 
-    from components import registry_model
-
-    loaded = registry_model.ServingSignatureModel()  # to compute the example's output
-    loaded.load_context(type("Context", (), {"artifacts": {"saved_model": str(saved_model_dir)}}))
-    signature = mlflow.models.infer_signature(input_example, loaded.predict(None, input_example))
+    signature = mlflow.models.infer_signature(input_example, served.predict(None, input_example))
     # Logged as ``saved_model``, not under the exporter's ``.staging-<pid>`` folder name: hard
     # links beside it (a hidden folder, so never taken for a version), no copy of the data.
     with tempfile.TemporaryDirectory(dir=Path(saved_model_dir).parent, prefix=".register-") as tmp:

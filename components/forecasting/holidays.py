@@ -53,11 +53,14 @@ def holiday_flags(
         length = 7 if type(offset).__name__ == "Week" else 1
         last = days_from_civil(year, month, day)[:, None] + steps * length
         first = last - (length - 1)
+        # A week can straddle New Year: the holiday of either end's year may fall inside it.
+        # Both ends go through the date arithmetic together: every op is paid for again each
+        # time a model using the flags is traced (train, validation, predict, export).
+        years = civil_date(tf.stack([first, last]))[0]
         flags = []
         for name in holidays:
-            # A week can straddle New Year: the holiday of either year may fall inside it.
-            dates = [_day_of(name, civil_date(end)[0]) for end in (first, last)]
-            flags.append(tf.reduce_any([(first <= d) & (d <= last) for d in dates], axis=0))
+            dates = _day_of(name, years)  # [end, batch, time]
+            flags.append(tf.reduce_any((first <= dates) & (dates <= last), axis=0))
     return tf.cast(tf.stack(flags, axis=-1), tf.float32)
 
 

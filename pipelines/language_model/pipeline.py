@@ -138,17 +138,21 @@ def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
 
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
-    tokenizer = load_tokenizer(inputs["tokenize"])
-    generator = text_generator(config.model, inputs["train"].load(), tokenizer, config.generation)
-    archive = keras.export.ExportArchive()
-    archive.track(generator.step_model)
-    archive.track(generator.tokenizer)
-    archive.add_endpoint("serving_default", generator.next_token)
-    archive.add_endpoint("generate", generator.generate)
+    def build_archive() -> keras.export.ExportArchive:
+        tokenizer = load_tokenizer(inputs["tokenize"])
+        model = inputs["train"].load()
+        generator = text_generator(config.model, model, tokenizer, config.generation)
+        archive = keras.export.ExportArchive()
+        archive.track(generator.step_model)
+        archive.track(generator.tokenizer)
+        archive.add_endpoint("serving_default", generator.next_token)
+        archive.add_endpoint("generate", generator.generate)
+        return archive
+
     example = {"text": tf.constant([config.evaluate.sample_prompt or "the", "a"])}
     return export.run(
         config.export,
-        archive,
+        build_archive,
         example,
         inputs["bless"],
         inputs["train"],

@@ -145,7 +145,6 @@ def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
     windows, trained = inputs["preprocess"], inputs["train"]
-    model = trained.load()
     example, _, _ = next(iter(series_windows.make_dataset(windows, "test", 2)))
     request = {
         "ingest": dataclasses.asdict(config.ingest),
@@ -155,7 +154,7 @@ def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
     }
     return export.run(
         config.export,
-        signatures.serving_archive(model, config.model.quantiles),
+        lambda: signatures.serving_archive(trained.load(), config.model.quantiles),
         example,
         inputs["bless"],
         trained,

@@ -166,13 +166,16 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
 
 def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedModel:
     names = inputs["ingest"].statistics()["label_names"]
-    archive = signatures.serving_archive(
-        inputs["train"], inputs["preprocess"], config.evaluate.threshold, tuple(names)
-    )
+
+    def build_archive() -> keras.export.ExportArchive:
+        return signatures.serving_archive(
+            inputs["train"], inputs["preprocess"], config.evaluate.threshold, tuple(names)
+        )
+
     example = {"text": tf.constant(signatures.SAMPLE_REVIEWS)}
     return export.run(
         config.export,
-        archive,
+        build_archive,
         example,
         inputs["bless"],
         inputs["train"],

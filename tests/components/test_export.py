@@ -26,6 +26,15 @@ from tests.conftest import REPOSITORY, write_blessing
 REVIEWS = ["wonderful brilliant superb film", "awful boring terrible waste"]
 
 
+@pytest.fixture(scope="module")
+def tiny_sentiment(tiny_sentiment):
+    """The session's tiny classifier with its serving archive, built once (seconds of tracing) and
+    written out by every push here: the copies pushed have its weights, and export tells them
+    apart by their artifacts."""
+    archive = signatures.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
+    return {**tiny_sentiment, "archive": archive}
+
+
 def retrained(tiny_sentiment, folder: Path) -> TrainedModel:
     """The tiny model as if from another training run: same weights, a different artifact."""
     shutil.copytree(tiny_sentiment["train"].path, folder)
@@ -41,13 +50,13 @@ def push(
     trained: TrainedModel | None = None,
     champion: int | None = None,
     blessing: Blessing | None = None,
+    build_archive=None,
     **options,
 ):
     """Export the tiny model: a distinct trained model on each call unless ``trained`` is given.
     Its blessing is ``blessing``, else one made up, judged against registered version
-    ``champion``."""
+    ``champion``. ``build_archive`` replaces the one that returns the prebuilt archive."""
     trained = trained or retrained(tiny_sentiment, out_dir.with_name(f"{out_dir.name}-model"))
-    archive = signatures.serving_archive(trained, tiny_sentiment["preprocess"], 0.5)
     config = ExportConfig(model_name="sentiment", serving_dir=str(serving_dir), **options)
     blessing = blessing or write_blessing(
         out_dir.with_name(f"{out_dir.name}-blessing"), blessed, champion=champion
@@ -55,7 +64,7 @@ def push(
     inputs = {"text": tf.constant(REVIEWS)}
     return export.run(
         config,
-        archive,
+        build_archive or (lambda: tiny_sentiment["archive"]),
         inputs,
         blessing,
         trained,
@@ -72,17 +81,33 @@ def test_versions_increase_and_no_staging_is_left(tiny_sentiment, tmp_path):
     assert (second.version_dir / "saved_model.pb").is_file()
 
 
+def refuse_to_build():
+    raise AssertionError("a model that is not pushed needs no serving archive (seconds of tracing)")
+
+
 def test_the_model_already_serving_is_not_pushed_again(tiny_sentiment, tmp_path):
     model = tiny_sentiment["train"]
     push(tiny_sentiment, tmp_path / "models", tmp_path / "a", trained=model)
-    again = push(tiny_sentiment, tmp_path / "models", tmp_path / "b", trained=model)
+    again = push(
+        tiny_sentiment,
+        tmp_path / "models",
+        tmp_path / "b",
+        trained=model,
+        build_archive=refuse_to_build,
+    )
     assert not again.pushed
     assert again.load()["reason"] == "this trained model already serves as version 1"
     assert [p.name for p in (tmp_path / "models" / "sentiment").iterdir()] == ["1"]
 
 
 def test_an_unblessed_model_is_recorded_but_not_pushed(tiny_sentiment, tmp_path):
-    pushed = push(tiny_sentiment, tmp_path / "models", tmp_path / "out", blessed=False)
+    pushed = push(
+        tiny_sentiment,
+        tmp_path / "models",
+        tmp_path / "out",
+        blessed=False,
+        build_archive=refuse_to_build,
+    )
     assert not (tmp_path / "models").exists()
     assert not pushed.pushed and pushed.version_dir is None
     assert pushed.load()["reason"] == "not blessed: accuracy 0.9 >= lower bound 0.85: FAIL"
@@ -330,11 +355,11 @@ def test_saved_model_cli_runs_the_serving_signature(tiny_sentiment, tmp_path):
 
 
 def test_an_archive_that_fails_verification_is_not_pushed(tiny_sentiment, tmp_path):
-    archive = signatures.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
     config = ExportConfig(model_name="sentiment", serving_dir=str(tmp_path / "models"))
     inputs, blessing = {"wrong_input_name": tf.constant(REVIEWS)}, write_blessing(tmp_path / "b")
+    archive, trained = tiny_sentiment["archive"], tiny_sentiment["train"]
     with pytest.raises(TypeError):
-        export.run(config, archive, inputs, blessing, tiny_sentiment["train"], tmp_path / "out")
+        export.run(config, lambda: archive, inputs, blessing, trained, tmp_path / "out")
     assert not [p for p in (tmp_path / "models" / "sentiment").iterdir() if p.name.isdigit()]
 
 

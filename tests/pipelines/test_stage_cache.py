@@ -95,6 +95,7 @@ def test_sentiment_stages_rerun_exactly_when_what_they_read_changes(tmp_path, ml
 
 @pytest.mark.e2e
 def test_language_model_stages_rerun_exactly_when_what_they_read_changes(tmp_path, mlflow_store):
+    """Up to evaluate: how bless and export rerun after a push is the sentiment test's part."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("to be or not to be, that is the question.\n" * 300)
     base = [
@@ -104,24 +105,20 @@ def test_language_model_stages_rerun_exactly_when_what_they_read_changes(tmp_pat
         "train.batch_size=4",
         "train.epochs=1",
         "evaluate.sample_tokens=5",
-        "blessing.thresholds=[]",
-        "export.register=false",
-        f"export.serving_dir={tmp_path / 'models'}",
     ]
     spec = registry.get("language_model")
+    stages = [stage for stage in spec.stages if stage.name not in {"bless", "export"}]
 
     def run(*overrides: str):
         path = CONFIGS / "language_model.smoke.yaml"
         config = resolve_config("language_model", path, None, [*base, *overrides])
-        return run_pipeline("language_model", config, spec.stages, tmp_path / "artifacts")
+        return run_pipeline("language_model", config, stages, tmp_path / "artifacts")
 
-    assert executed(run()) == {"ingest", "tokenize", "train", "evaluate", "bless", "export"}
-    assert executed(run()) == {"bless", "export"}  # re-judged against the version just pushed
+    assert executed(run()) == {"ingest", "tokenize", "train", "evaluate"}
     assert executed(run()) == set()
     # Generation settings are read by evaluate (the sample) and by train (its per-epoch samples).
-    assert executed(run("evaluate.temperature=0.5")) >= {"train", "evaluate"}
-    rerun = executed(run("windows.num_steps=16"))
-    assert {"train", "evaluate"} <= rerun and not rerun & {"ingest", "tokenize"}
+    assert executed(run("evaluate.temperature=0.5")) == {"train", "evaluate"}
+    assert executed(run("windows.num_steps=16")) == {"train", "evaluate"}
 
 
 def test_a_config_copy_keeps_the_narrowed_view_honest():

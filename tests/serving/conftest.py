@@ -16,6 +16,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -96,7 +97,9 @@ def exported_models(request, tmp_path_factory) -> Path:
 def _build_exported_models(request, root: Path) -> Path:
     tiny_sentiment = request.getfixturevalue("tiny_sentiment")
     models = root / "models"
-    archive = signatures.serving_archive(tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5)
+    archive = partial(
+        signatures.serving_archive, tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5
+    )
     config = export.ExportConfig(model_name="sentiment", serving_dir=str(models), register=False)
     examples = {"text": tf.constant(signatures.SAMPLE_REVIEWS)}
     blessing = write_blessing(root / "bless")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import numpy as np
 import pytest
@@ -22,7 +23,9 @@ REVIEWS = [synthetic_review(1, random.Random(5), length=12), "Dull and awful."]
 def api(tiny_attention, tmp_path_factory):
     """``attention/1`` pushed by the export stage (warm-up included) and served."""
     root = tmp_path_factory.mktemp("explain")
-    archive = signatures.serving_archive(tiny_attention["train"], tiny_attention["preprocess"], 0.5)
+    archive = partial(
+        signatures.serving_archive, tiny_attention["train"], tiny_attention["preprocess"], 0.5
+    )
     config = export.ExportConfig(
         model_name="attention", serving_dir=str(root / "models"), register=False
     )
