@@ -14,7 +14,7 @@ from tests.conftest import CONFIGS, REPOSITORY, wait_for_epochs
 
 pytestmark = pytest.mark.e2e
 SMOKE_CONFIG = CONFIGS / "sentiment.smoke.yaml"
-EPOCHS = 8
+EPOCHS = 5
 
 
 def test_sigkilled_run_resumes_training_and_reuses_finished_stages(
