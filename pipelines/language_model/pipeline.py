@@ -138,10 +138,12 @@ def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
 
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
+    tokenizer = load_tokenizer(inputs["tokenize"])
+    generator = text_generator(config.model, inputs["train"].load(), tokenizer, config.generation)
+
     def build_archive() -> keras.export.ExportArchive:
-        tokenizer = load_tokenizer(inputs["tokenize"])
-        model = inputs["train"].load()
-        generator = text_generator(config.model, model, tokenizer, config.generation)
+        # The endpoints are methods of ``generator``, which they reference weakly: this closure
+        # keeps it alive while export runs.
         archive = keras.export.ExportArchive()
         archive.track(generator.step_model)
         archive.track(generator.tokenizer)
