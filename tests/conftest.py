@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -20,6 +21,8 @@ FILLER_WORDS = ["the", "movie", "plot", "actors", "film", "was", "and", "a", "sc
 REPOSITORY = Path(__file__).resolve().parents[1]
 CONFIGS = REPOSITORY / "pipelines" / "configs"
 SHARED_DATA = REPOSITORY.parent / "shared" / "data"
+SKIP_SENTIMENT_EXPORT = "blessing.thresholds=[{metric: accuracy, lower_bound: 2.0}]"
+"""A bar no sentiment model meets, for runs whose export no test checks: export then skips it."""
 
 
 def synthetic_review(label: int, rng: random.Random, length: int = 20) -> str:
@@ -143,23 +146,70 @@ def imdb_mirror(monkeypatch) -> Path:
     return data_dir
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """``<name>/``, made by ``build`` once per test run: with pytest-xdist the first process to
+    need it builds it under a file lock in the run's shared temporary folder, and the others wait
+    and reuse it (tests only read it). A folder a failed build left is cleared first."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.mktemp(name)
+        build(root)
+        return root
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's
+    root = shared / name
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".built").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            build(root)
+            (root / ".built").touch()
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_sentiment(tmp_path_factory):
     """Examples, vocabulary and a small GRU trained on synthetic reviews (shared across tests)."""
-    return _tiny_classifier(tmp_path_factory.mktemp("tiny_sentiment"), pooling="max")
+    return _tiny_classifier(tmp_path_factory, "tiny_sentiment", pooling="max")
 
 
 @pytest.fixture(scope="session")
 def tiny_attention(tmp_path_factory):
     """As ``tiny_sentiment``, with attention pooling (additive)."""
-    return _tiny_classifier(tmp_path_factory.mktemp("tiny_attention"), pooling="attention")
+    return _tiny_classifier(tmp_path_factory, "tiny_attention", pooling="attention")
 
 
-def _tiny_classifier(root: Path, pooling: str) -> dict:
+def _tiny_classifier(tmp_path_factory, name: str, pooling: str) -> dict:
     from components import train
+    from components.artifacts import Examples, TrainedModel, Vocabulary
+    from components.text_classification import vectorize
+    from components.text_classification.model import TextClassifierConfig
+    from pipelines.sentiment import pipeline as sentiment
+
+    config = sentiment.SentimentConfig(
+        preprocess=vectorize.TextVectorizationConfig(vocabulary_size=100, sequence_length=30),
+        model=TextClassifierConfig(
+            cell="gru",
+            bidirectional=False,
+            units=8,
+            embedding_dim=8,
+            dropout=0.0,
+            pooling=pooling,
+            attention_units=8,
+        ),
+        train=train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.01),
+    )
+    root = built_once(tmp_path_factory, name, lambda folder: _train_tiny_classifier(config, folder))
+    return {
+        "config": config,
+        "ingest": Examples(root / "examples"),
+        "preprocess": Vocabulary(root / "vocabulary"),
+        "train": TrainedModel(root / "trained"),
+    }
+
+
+def _train_tiny_classifier(config, root: Path) -> None:
     from components.text_classification import ingest, vectorize
     from components.text_classification.ingest import IngestConfig, RawRecord, Source
-    from components.text_classification.model import TextClassifierConfig
     from pipelines.sentiment import pipeline as sentiment
 
     splits = {
@@ -174,24 +224,8 @@ def _tiny_classifier(root: Path, pooling: str) -> dict:
         Source("tiny", "memory://tiny", splits),
         root / "examples",
     )
-    config = sentiment.SentimentConfig(
-        preprocess=vectorize.TextVectorizationConfig(vocabulary_size=100, sequence_length=30),
-        model=TextClassifierConfig(
-            cell="gru",
-            bidirectional=False,
-            units=8,
-            embedding_dim=8,
-            dropout=0.0,
-            pooling=pooling,
-            attention_units=8,
-        ),
-        train=train.TrainConfig(epochs=6, batch_size=16, learning_rate=0.01),
-    )
     vocabulary = vectorize.run(config.preprocess, examples, root / "vocabulary")
-    trained = sentiment.run_train(
-        config, {"ingest": examples, "preprocess": vocabulary}, root / "trained"
-    )
-    return {"config": config, "ingest": examples, "preprocess": vocabulary, "train": trained}
+    sentiment.run_train(config, {"ingest": examples, "preprocess": vocabulary}, root / "trained")
 
 
 def write_shop_sales(folder: Path, series: int = 8, weeks: int = 140, seed: int = 0) -> Path:

@@ -24,8 +24,9 @@ GENAI_ONLY = ("Observability", "Evaluation runs", "Playground")
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory, monkeypatch_module):
+def ui(tmp_path_factory, monkeypatch_module, empty_mlflow_db):
     root = tmp_path_factory.mktemp("mlflow-ui")
+    shutil.copyfile(empty_mlflow_db, root / "mlflow.db")  # migrated: the server starts sooner
     store = f"sqlite:///{root / 'mlflow.db'}"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

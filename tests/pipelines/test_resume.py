@@ -10,7 +10,7 @@ import mlflow
 import pytest
 
 from pipelines.__main__ import main
-from tests.conftest import CONFIGS, REPOSITORY, wait_for_epochs
+from tests.conftest import CONFIGS, REPOSITORY, SKIP_SENTIMENT_EXPORT, wait_for_epochs
 
 pytestmark = pytest.mark.e2e
 SMOKE_CONFIG = CONFIGS / "sentiment.smoke.yaml"
@@ -26,6 +26,7 @@ def test_sigkilled_run_resumes_training_and_reuses_finished_stages(
         f"train.epochs={EPOCHS}",
         f"train.early_stopping_patience={EPOCHS}",
         f"export.serving_dir={tmp_path / 'models'}",
+        SKIP_SENTIMENT_EXPORT,
     ):
         arguments += ["--set", setting]
     # The working directory is tmp_path (mlflow_store moved there), so MLflow's ./mlruns lands

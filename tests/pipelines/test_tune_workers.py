@@ -10,7 +10,7 @@ from components.errors import DataError, PipelineError
 from pipelines import tune_workers
 from pipelines.__main__ import main
 from pipelines.spec import CONFIG_DIR
-from tests.conftest import write_acl_imdb
+from tests.conftest import SKIP_SENTIMENT_EXPORT, write_acl_imdb
 
 
 def settings(mirror) -> list[str]:
@@ -24,6 +24,7 @@ def settings(mirror) -> list[str]:
         "tune.epochs_per_trial=1",
         "tune.space[model.cell].choices=[lstm,gru]",
         "tune.space[model.units].choices=[4,6,8,10]",
+        SKIP_SENTIMENT_EXPORT,
         "export.register=false",
     ]
     return [item for value in values for item in ("--set", value)]

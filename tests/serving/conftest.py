@@ -9,9 +9,7 @@ a one-epoch sales pipeline run on ``write_shop_sales`` data (raw history in, ``f
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shutil
 import time
 import urllib.error
@@ -26,7 +24,7 @@ import tensorflow as tf
 from components import export
 from components.text_classification import signatures
 from pipelines.__main__ import main
-from tests.conftest import CONFIGS, SHOP_INGEST, write_blessing, write_shop_sales
+from tests.conftest import CONFIGS, SHOP_INGEST, built_once, write_blessing, write_shop_sales
 
 LM_SMOKE = CONFIGS / "language_model.smoke.yaml"
 
@@ -77,21 +75,10 @@ def save_toy(path: Path) -> Path:
 def exported_models(request, tmp_path_factory) -> Path:
     """``<root>/models/{sentiment,lm_char,shop,toy}/1``, never changed by a test (copy it first).
 
-    ``<root>/shop.csv`` is the sales history ``shop`` was trained on. Built once per test run:
-    with pytest-xdist the first process to need it builds it (a minute and a half of training)
-    under a file lock in the run's shared temporary folder, and the others wait and reuse it."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return _build_exported_models(request, tmp_path_factory.mktemp("served"))
-    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's
-    root = shared / "served"
-    with open(shared / "served.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / "built").is_file():
-            shutil.rmtree(root, ignore_errors=True)  # what a failed build left
-            root.mkdir()
-            _build_exported_models(request, root)
-            (root / "built").touch()
-    return root / "models"
+    ``<root>/shop.csv`` is the sales history ``shop`` was trained on. Built once per test run
+    (a minute and a half of training), whichever process needs it first."""
+    build = partial(_build_exported_models, request)
+    return built_once(tmp_path_factory, "served", build) / "models"
 
 
 def _build_exported_models(request, root: Path) -> Path:
