@@ -3,19 +3,19 @@
 Only a model the blessing stage approved is pushed; for any other, push.json records why not and
 nothing under ``serving_dir`` changes. The task supplies a function that builds a
 ``keras.export.ExportArchive`` whose signatures take raw inputs (preprocessing is inside the graph);
-it is called only for a push, since building traces every signature. The SavedModel is written to
-a hidden staging directory with TF Serving warmup requests built from the example inputs, loaded
-back (once: the same copy answers them and is registered) and made to answer them, registered in
-MLflow, and only then published as the next integer
-version, so TF Serving (which watches ``<serving_dir>/<model_name>/``) never loads a half-written
-or unverified version. In a local ``serving_dir`` the staging directory sits beside the versions
-and publishing is one atomic rename. A ``serving_dir`` URI that ``tf.io.gfile`` handles (``gs://``,
-``s3://``, ``hdfs://``) has no directory rename: see ``_publish_to_uri`` for what is atomic there.
-The version carries its blessing (``assets.extra/evaluation.json``, also in the registered model,
-where the next candidate finds its baseline); its registered MLflow version becomes the
-``champion`` alias only if the champion is still the one the blessing compared with (another
-machine may have pushed since). TF Serving's deployment files beside a local ``serving_dir`` are
-then regenerated (serving/deployment.py); for a URI they are not (they name local paths).
+it is called only for a push, since building traces every signature. The SavedModel is written to a
+hidden staging directory with TF Serving warmup requests built from the example inputs, loaded back
+and made to answer them, registered in MLflow (from that same loaded copy), and only then published
+as the next integer version, so TF Serving (which watches ``<serving_dir>/<model_name>/``) never
+loads a half-written or unverified version. In a local ``serving_dir`` the staging directory sits
+beside the versions and publishing is one atomic rename. A ``serving_dir`` URI that ``tf.io.gfile``
+handles (``gs://``, ``s3://``, ``hdfs://``) has no directory rename: see ``_publish_to_uri`` for
+what is atomic there. The version carries its blessing (``assets.extra/evaluation.json``, also in
+the registered model, where the next candidate finds its baseline); its registered MLflow version
+becomes the ``champion`` alias only if the champion is still the one the blessing compared with
+(another machine may have pushed since). TF Serving's deployment files beside a local
+``serving_dir`` are then regenerated (serving/deployment.py); for a URI they are not (they name
+local paths).
 """
 
 from __future__ import annotations
