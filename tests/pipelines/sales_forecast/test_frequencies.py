@@ -62,7 +62,7 @@ def settings(data, **more):
         "backtest.folds": "1",
         "ensemble.members": "[]",
         # A bar no model meets: nothing here checks the export, which it skips.
-        "blessing.thresholds": "[{metric: 'models.{model_name}.mae', upper_bound: 0}]",
+        "blessing.thresholds": "[{metric: 'mean.{model_name}.mae', upper_bound: 0}]",
         "blessing.baseline": "ignore",
         "export.model_name": "monthly",
         **more,
