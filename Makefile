@@ -18,9 +18,10 @@ SERVING_FILES := models.config batching_parameters.txt monitoring.config docker-
 # SET takes YAML values: SET="model.quantiles=[0.1, 0.5, 0.9] blessing.thresholds=[]" (spaces
 # inside brackets, braces or single quotes stay in the value).
 # FORCE=1 reruns every stage instead of reusing the results of an identical earlier run.
+# UNTIL=evaluate stops after that stage (no blessing, nothing exported).
 PIPELINE_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(MODEL),--model $(MODEL)) \
 	$(if $(EPOCHS),--set train.epochs=$(EPOCHS)) $(if $(SET),--overrides "$(SET)") \
-	$(if $(FORCE),--no-cache)
+	$(if $(FORCE),--no-cache) $(if $(UNTIL),--until $(UNTIL))
 
 .PHONY: help venv lock run sentiment sentiment-smoke data-chinese-reviews chinese-reviews lm-char lm-word lm-smoke generate test test-fast lint \
 	train-workers mlflow-ui bench-sentiment bench-lm sales sales-smoke forecast bench-sales bench-serving bench-http-layers bench-scale \

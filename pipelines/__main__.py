@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--from-run", help="with --stage: take upstream artifacts from this run id")
     run.add_argument(
+        "--until", metavar="STAGE", help="stop after this stage, e.g. evaluate: no bless, no export"
+    )
+    run.add_argument(
         "--tune",
         action="store_true",
         help="search the tune.space hyperparameters first; train uses the best (tune.* settings)",
@@ -190,9 +193,11 @@ def _run(args) -> int:
 
     spec = registry.get(args.pipeline)
     config = registry.resolve_config(args.pipeline, args.config, args.model, args.overrides)
+    if args.until and args.stage:
+        raise PipelineError("--until runs the stages up to one, --stage a single one: give one")
+    stages = spec.stages_to_run(args.tune, args.until)  # an unknown --until fails here, at once
     if args.tune_workers is not None:
         return _run_with_tune_workers(args)
-    stages = spec.stages_to_run(args.tune)
     # In a cluster (TF_CONFIG set) only the chief keeps what it makes: pipelines/workers.py.
     with worker_role(config, stages, args.artifacts_root, args.stage) as (stages, root, chief):
         result = run_pipeline(
@@ -218,6 +223,8 @@ def _run(args) -> int:
         print(f"  exported:   {push['path'] if push['pushed'] else 'nothing, ' + push['reason']}")
     if "evaluate" in result.outputs:
         print(f"  test:       {spec.headline(result.outputs['evaluate'].load())}")
+    if args.until:
+        print(f"  stopped:    after {args.until} (--until)")
     return 0
 
 
@@ -237,6 +244,7 @@ def _run_with_tune_workers(args) -> int:
         args.artifacts_root,
         args.pin_cores,
         args.use_cache,
+        args.until,
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from components.artifacts import Artifact
+from components.errors import PipelineError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -114,12 +115,19 @@ class PipelineSpec:
         if "train" not in names or len(set(names)) != len(names):
             raise ValueError(f"pipeline {self.name}: stage names must be unique and include train")
 
-    def stages_to_run(self, tune: bool = False) -> list[Stage]:
-        """The stages in order; with ``tune``, the tune stage goes right before train."""
-        if not tune:
-            return list(self.stages)
-        position = [stage.name for stage in self.stages].index("train")
-        return [*self.stages[:position], self.tune_stage, *self.stages[position:]]
+    def stages_to_run(self, tune: bool = False, until: str | None = None) -> list[Stage]:
+        """The stages in order; with ``tune``, the tune stage goes right before train; with
+        ``until``, none after that stage (a run that stops before bless and export)."""
+        stages = list(self.stages)
+        if tune:
+            position = [stage.name for stage in stages].index("train")
+            stages = [*stages[:position], self.tune_stage, *stages[position:]]
+        if until is None:
+            return stages
+        names = [stage.name for stage in stages]
+        if until not in names:
+            raise PipelineError(f"--until {until!r}: not a stage; stages are: {', '.join(names)}")
+        return stages[: names.index(until) + 1]
 
     def config_path(self, path: Path | None = None) -> Path:
         return path or CONFIG_DIR / self.default_config

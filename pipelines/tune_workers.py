@@ -42,9 +42,11 @@ def launch(
     artifacts_root: Path,
     pin_cores: bool = False,
     use_cache: bool = True,
+    until: str | None = None,
 ) -> int:
-    """Run the pipeline as the chief with ``workers`` worker processes; the chief's exit status,
-    or 1 when a worker failed (every process is stopped then)."""
+    """Run the pipeline as the chief with ``workers`` worker processes (the chief stops after
+    stage ``until``, if given); the chief's exit status, or 1 when a worker failed (every process
+    is stopped then)."""
     if workers < 1:
         raise PipelineError(f"--tune-workers {workers}: give at least one worker")
     run_id, port = new_run_id(), free_port(ORACLE_HOST)
@@ -52,6 +54,7 @@ def launch(
     common = [pipeline, *config_arguments, "--artifacts-root", str(artifacts_root)]
     chief_command = ["run", *common, "--tune", "--run-id", run_id]
     chief_command += [] if use_cache else ["--no-cache"]
+    chief_command += ["--until", until] if until else []
     log_dir = Path(artifacts_root) / pipeline / run_id
     processes = {CHIEF: _start(chief_command, {**oracle, "KERASTUNER_TUNER_ID": CHIEF})}
     for index in range(workers):

@@ -63,7 +63,8 @@ def worker_role(
         return
     with tempfile.TemporaryDirectory(prefix="pipeline-worker-") as scratch:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch}/mlflow.db"
-        through_train = [stage.name for stage in stages].index("train") + 1
+        names = [stage.name for stage in stages]  # a run --until before train stops there
+        through_train = names.index("train") + 1 if "train" in names else len(stages)
         yield stages[:through_train], Path(scratch) / "artifacts", False
 
 

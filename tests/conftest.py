@@ -21,8 +21,6 @@ FILLER_WORDS = ["the", "movie", "plot", "actors", "film", "was", "and", "a", "sc
 REPOSITORY = Path(__file__).resolve().parents[1]
 CONFIGS = REPOSITORY / "pipelines" / "configs"
 SHARED_DATA = REPOSITORY.parent / "shared" / "data"
-SKIP_SENTIMENT_EXPORT = "blessing.thresholds=[{metric: accuracy, lower_bound: 2.0}]"
-"""A bar no sentiment model meets, for runs whose export no test checks: export then skips it."""
 
 
 def synthetic_review(label: int, rng: random.Random, length: int = 20) -> str:

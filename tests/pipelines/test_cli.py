@@ -46,3 +46,10 @@ def test_generate_without_an_exported_model_says_how_to_get_one(tmp_path, capsys
     assert main(["generate", "--serving-dir", str(tmp_path), "--prompt", "ROMEO:"]) == 2
     error = capsys.readouterr().err
     assert "no exported version" in error and "make lm-char" in error
+
+
+def test_until_and_stage_together_are_refused(tmp_path, capsys):
+    arguments = ["run", "sentiment", "--stage", "train", "--until", "evaluate"]
+    assert main([*arguments, "--artifacts-root", str(tmp_path)]) == 2
+    assert "--until runs the stages up to one, --stage a single one" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before any run directory was made

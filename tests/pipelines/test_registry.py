@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from components.errors import ConfigError
+from components.errors import ConfigError, PipelineError
 from pipelines import registry
 from pipelines.spec import CONFIG_DIR
 
@@ -27,6 +27,19 @@ def test_each_registered_pipeline_has_a_consistent_spec(name):
     assert spec.benchmark.stage in produced
     for preset in spec.model_presets:  # every preset gives a valid config
         registry.resolve_config(name, None, preset, [])
+
+
+def test_until_keeps_the_stages_up_to_the_one_named():
+    spec = registry.get("sentiment")
+    assert [stage.name for stage in spec.stages_to_run(tune=True, until="train")] == [
+        "ingest",
+        "preprocess",
+        "tune",
+        "train",
+    ]
+    assert [stage.name for stage in spec.stages_to_run(until="ingest")] == ["ingest"]
+    with pytest.raises(PipelineError, match="--until 'tune': not a stage; stages are: ingest, "):
+        spec.stages_to_run(until="tune")  # tune is a stage only of a --tune run
 
 
 def test_an_unknown_pipeline_lists_the_registered_ones():

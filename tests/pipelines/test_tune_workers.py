@@ -10,7 +10,7 @@ from components.errors import DataError, PipelineError
 from pipelines import tune_workers
 from pipelines.__main__ import main
 from pipelines.spec import CONFIG_DIR
-from tests.conftest import SKIP_SENTIMENT_EXPORT, write_acl_imdb
+from tests.conftest import write_acl_imdb
 
 
 def settings(mirror) -> list[str]:
@@ -24,8 +24,6 @@ def settings(mirror) -> list[str]:
         "tune.epochs_per_trial=1",
         "tune.space[model.cell].choices=[lstm,gru]",
         "tune.space[model.units].choices=[4,6,8,10]",
-        SKIP_SENTIMENT_EXPORT,
-        "export.register=false",
     ]
     return [item for value in values for item in ("--set", value)]
 
@@ -35,8 +33,9 @@ def test_every_trial_runs_once_across_the_workers_and_train_uses_the_best(tmp_pa
     mirror = tmp_path / "mirror"
     write_acl_imdb(mirror, per_split=40)
     arguments = ["run", "sentiment", "--config", str(CONFIG_DIR / "sentiment.smoke.yaml")]
-    arguments += ["--tune", "--tune-workers", "2", "--artifacts-root", str(tmp_path / "runs")]
-    arguments += ["--set", f"export.serving_dir={tmp_path / 'models'}", *settings(mirror)]
+    arguments += ["--tune", "--tune-workers", "2", "--until", "train"]
+    arguments += ["--artifacts-root", str(tmp_path / "runs")]
+    arguments += settings(mirror)
 
     assert main(arguments) == 0
 

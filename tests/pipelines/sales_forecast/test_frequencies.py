@@ -59,12 +59,7 @@ def settings(data, **more):
         "windows.horizon": "6",
         "model.units": "8",
         "train.epochs": "2",
-        "backtest.folds": "1",
         "ensemble.members": "[]",
-        # A bar no model meets: nothing here checks the export, which it skips.
-        "blessing.thresholds": "[{metric: 'mean.{model_name}.mae', upper_bound: 0}]",
-        "blessing.baseline": "ignore",
-        "export.model_name": "monthly",
         **more,
     }
 
@@ -83,7 +78,8 @@ def monthly_run(module_mlflow_store):
         if (store, month) in MARKED_MISSING:
             text[number] = f"{store},{month},*"
     (root / "data" / "monthly.csv").write_text("\n".join(text) + "\n")
-    return table, run_pipeline(root, None, settings(root / "data", **{"ingest.na_values": "['*']"}))
+    monthly = settings(root / "data", **{"ingest.na_values": "['*']"})
+    return table, run_pipeline(root, None, monthly, until="evaluate")
 
 
 def test_monthly_data_gets_a_12_month_season_everywhere(monthly_run):
@@ -117,7 +113,9 @@ def test_calendar_features_need_a_year_of_training_history(tmp_path, mlflow_stor
     assert main(arguments) == 2
     assert "model.calendar_harmonics=3 needs a year of training history" in capsys.readouterr().err
     # Without the calendar the same data trains and is scored.
-    run_dir = run_pipeline(tmp_path, None, {**short, "model.calendar_harmonics": "0"})
+    run_dir = run_pipeline(
+        tmp_path, None, {**short, "model.calendar_harmonics": "0"}, until="evaluate"
+    )
     metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
     assert metrics["models"][metrics["model_name"]]["mae"] > 0
 

@@ -21,8 +21,11 @@ from pipelines.sales_forecast import pipeline as sales_forecast
 from tests.conftest import CONFIGS, SHARED_DATA, SHOP_INGEST, write_shop_sales
 
 
-def run_pipeline(tmp_path, config: Path | None, settings: dict[str, str]) -> Path:
+def run_pipeline(
+    tmp_path, config: Path | None, settings: dict[str, str], until: str | None = None
+) -> Path:
     arguments = ["run", "sales_forecast", "--artifacts-root", str(tmp_path / "artifacts")]
+    arguments += ["--until", until] if until else []
     arguments += ["--config", str(config)] if config else []
     settings = {"export.serving_dir": str(tmp_path / "models"), **settings}
     arguments += [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
