@@ -69,8 +69,9 @@ class BenchmarkRun:
     (``stores baseline: naive``), so the baselines of two data sets share one table. Another
     split of the same file is another data set here: rows under one name must ingest the same."""
     seeds: tuple[int, ...] = ()
-    """For headline rows: one run per ``train.seed``, cells reported as mean ± standard deviation
-    (one seed says little about a model whose best epoch moves with its initialisation)."""
+    """For headline rows and rows a target is judged on: one run per ``train.seed``, cells
+    reported as mean ± standard deviation (one seed says little about a model whose best epoch
+    moves with its initialisation)."""
     upstream: tuple[UpstreamRun, ...] = ()
     """Runs made first, in order, each fed the previous one's run folder (``{upstream}``)."""
 

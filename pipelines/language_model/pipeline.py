@@ -287,6 +287,7 @@ SPEC = PipelineSpec(
                     "train.lr_decay_after_epoch=5",
                 ),
                 "ptb",
+                seeds=HEADLINE_SEEDS,  # issue #17's target (<= 100) is judged on the mean
             ),
             # At LSTM's learning rate (20) GRU diverged in epoch 3 (valid perplexity 192 -> 343).
             "ptb-gru": BenchmarkRun("ptb.yaml", "gru", ("train.learning_rate=10.0",), "ptb"),
