@@ -32,7 +32,7 @@ def test_train_uses_the_best_values_of_the_tune_stage(tmp_path, mlflow_store):
             "tune.space[model.units].choices=[4,6]",
         ],
     )
-    stages = sentiment.SPEC.stages_to_run(tune=True)[:4]
+    stages = sentiment.SPEC.stages_to_run(tune=True, until="train")
     result = run_pipeline("sentiment", config, stages, tmp_path / "artifacts")
 
     tuned = result.outputs["tune"].load()
