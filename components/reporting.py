@@ -21,20 +21,24 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def machine_description() -> str:
-    """Cores, CPU model, memory and the software versions the numbers were measured with."""
+def machine_description(with_cpu_model: bool = True) -> str:
+    """Cores, CPU model, memory and the software versions the numbers were measured with; a
+    table whose rows were measured on several machines names each row's CPU model itself."""
     import tensorflow as tf
 
-    cpu = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        cpu = found.group(1).strip() if found else cpu
+    cores = f"{os.cpu_count()} CPU cores" + (f" ({cpu_model()})" if with_cpu_model else "")
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
-        f"{os.cpu_count()} CPU cores ({cpu}), {memory_gib:.0f} GiB RAM, no GPU; "
+        f"{cores}, {memory_gib:.0f} GiB RAM, no GPU; "
         f"Python {platform.python_version()}, TensorFlow {tf.__version__}"
     )
+
+
+def cpu_model() -> str:
+    """The CPU's model name: cloud VMs of one size come on different CPUs, whose speeds differ."""
+    cpuinfo = Path("/proc/cpuinfo")
+    found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text()) if cpuinfo.exists() else None
+    return found.group(1).strip() if found else "unknown CPU"
 
 
 def rows_in_section(path: Path, section: str) -> list[dict[str, str]]:

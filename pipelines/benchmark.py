@@ -15,6 +15,7 @@ from pathlib import Path
 
 from components.errors import ConfigError
 from components.reporting import (
+    cpu_model,
     machine_description,
     markdown_table,
     rows_in_section,
@@ -75,7 +76,9 @@ def run(
     merged = sorted(
         kept + rows, key=lambda row: order.index(row["run"]) if row["run"] in order else 99
     )
-    write_section(output, pipeline, f"Machine: {machine_description()}\n\n{markdown_table(merged)}")
+    machine = machine_description(with_cpu_model=False)
+    machine = f"Machine: {machine}; each row's CPU model in its CPU column"
+    write_section(output, pipeline, f"{machine}\n\n{markdown_table(merged)}")
     return 0
 
 
@@ -152,7 +155,8 @@ def _measure(
         )
         metrics = result.outputs[spec.benchmark.stage].load()
         training = _training_columns(result.outputs["train"].summary())
-        cells[seed] = {**spec.benchmark.columns(metrics), **training}
+        # Rows kept from earlier sittings may come from another VM: each names its CPU.
+        cells[seed] = {**spec.benchmark.columns(metrics), **training, "CPU": cpu_model()}
     return cells, metrics
 
 
@@ -172,10 +176,10 @@ def _filled(overrides: tuple[str, ...], upstream_dir: Path | None) -> list[str]:
 
 def over_seeds(cells: list[dict[str, str]]) -> dict[str, str]:
     """One row from a row per seed: numeric cells as mean ± std in their own format, the others
-    as they are when all seeds agree, else each seed's value."""
+    as they are when all seeds agree, else each seed's value (empty where a seed lacks it)."""
     row = {}
-    for key in cells[0]:
-        values = [cell[key] for cell in cells]
+    for key in dict.fromkeys(key for cell in cells for key in cell):
+        values = [cell.get(key, "") for cell in cells]
         row[key] = values[0] if len(set(values)) == 1 else _mean_std(values)
     return row
 

@@ -192,6 +192,38 @@ def test_a_headline_row_can_be_measured_one_seed_at_a_time(monkeypatch, tmp_path
     assert len(seeds_run) == 4  # a bad request runs nothing
 
 
+def test_each_row_names_the_cpu_it_was_measured_on(monkeypatch, tmp_path):
+    """Sittings land on VMs with different CPUs: a row's wall time says which, seed by seed."""
+    monkeypatch.setattr(
+        benchmark.registry, "resolve_config", lambda pipeline, file, preset, overrides: overrides
+    )
+    monkeypatch.setattr(
+        benchmark, "run_pipeline", lambda *args, **kwargs: finished_run(tmp_path, {})
+    )
+    columns = dataclasses.replace(sentiment.SPEC.benchmark, columns=lambda metrics: {})
+    monkeypatch.setattr(
+        benchmark.registry,
+        "get",
+        lambda pipeline: dataclasses.replace(sentiment.SPEC, benchmark=columns),
+    )
+    output = tmp_path / "BENCHMARKS.md"
+
+    def rows(cpu, models, seeds=None):
+        monkeypatch.setattr(benchmark, "cpu_model", lambda: cpu)
+        benchmark.run("sentiment", models, output, [], seeds)
+        return {row["run"]: row for row in rows_in_section(output, "sentiment")}
+
+    assert rows("Intel Xeon", ["gru"])["gru"]["CPU"] == "Intel Xeon"
+    assert rows("Intel Xeon", ["bigru"], [42])["bigru"]["CPU"] == "Intel Xeon"
+    measured = rows("AMD EPYC", ["bigru"], [43, 44])
+    assert measured["bigru"]["CPU"] == "Intel Xeon / AMD EPYC / AMD EPYC"
+    assert measured["gru"]["CPU"] == "Intel Xeon"  # kept from its own sitting
+    machine = next(line for line in output.read_text().splitlines() if line.startswith("Machine"))
+    assert "AMD" not in machine and "each row's CPU model in its CPU column" in machine
+    # A seed stored before rows named their CPU leaves its cell empty, not the row unwritten.
+    assert benchmark.over_seeds([{"a": "1"}, {"a": "2", "CPU": "AMD EPYC"}])["CPU"] == " / AMD EPYC"
+
+
 @pytest.mark.parametrize("pipeline", list(registry.PIPELINES))
 def test_every_benchmark_row_resolves_to_a_valid_config(pipeline, tmp_path):
     """A misspelt override in a row would otherwise surface an hour into ``make bench-*``."""
