@@ -290,7 +290,7 @@ SPEC = PipelineSpec(
             "simplernn-last": BenchmarkRun("sentiment.yaml", "simplernn", ("model.pooling=last",)),
             "lstm-last": BenchmarkRun("sentiment.yaml", "lstm", ("model.pooling=last",)),
             "bigru-relu_max": BenchmarkRun("sentiment.yaml", "bigru", ("model.pooling=relu_max",)),
-            # Whole reviews: 13% of IMDB's test reviews run past the default's 400 tokens.
+            # Whole reviews: about 13% of IMDB's test reviews run past the default's 400 tokens.
             "bigru-800": BenchmarkRun(
                 "sentiment.yaml", "bigru", ("preprocess.sequence_length=800",), seeds=HEADLINE_SEEDS
             ),
