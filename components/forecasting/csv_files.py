@@ -3,6 +3,7 @@ rows parsed with errors that name the file, line and value (used by ``ingest``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,14 @@ class SeriesCsvFiles:
 
     def _located(self, path: str) -> Path:
         located = self.root / path
+        if not located.is_file() and not (self.config.data_dir or os.environ.get(DATA_DIR_ENV)):
+            raise DataError(
+                f"sales data {path} not found at {located}: neither ingest.data_dir nor "
+                f"${DATA_DIR_ENV} is set, so it was looked for in the working directory, and "
+                "sales data is never downloaded. Point ingest.data_dir (or "
+                f"${DATA_DIR_ENV}) at a local copy holding {', '.join(self.names)}, or give "
+                "absolute paths"
+            )
         if not located.is_file():
             raise DataError(
                 f"{path}: not found at {located}; relative paths resolve against ingest.data_dir, "
