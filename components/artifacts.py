@@ -153,6 +153,40 @@ class TrainedModel(Artifact):
 
 
 @dataclasses.dataclass(frozen=True)
+class NgramModel(Artifact):
+    """A text classifier's n-gram branch: ``raw text -> per-class logits`` (ngram_model.keras)
+    and ngrams.json (enabled, features, fit time); no model file when the branch is off."""
+
+    MODEL_FILE: ClassVar[str] = "ngram_model.keras"
+    SUMMARY_FILE: ClassVar[str] = "ngrams.json"
+
+    @property
+    def enabled(self) -> bool:
+        return json.loads((self.path / self.SUMMARY_FILE).read_text())["enabled"]
+
+    def load(self):
+        import keras
+
+        return keras.saving.load_model(self.path / self.MODEL_FILE)
+
+    def copy_model_into(self, directory: Path) -> None:
+        """Copy the branch beside what joins it, so that artifact stands on its own."""
+        (directory / self.MODEL_FILE).write_bytes((self.path / self.MODEL_FILE).read_bytes())
+
+
+@dataclasses.dataclass(frozen=True)
+class StackedModel(NgramModel):
+    """How the recurrent and n-gram branches are joined: stack.json (``enabled`` and the weights
+    fitted on the validation split) and a copy of the n-gram branch."""
+
+    WEIGHTS_FILE: ClassVar[str] = "stack.json"
+    SUMMARY_FILE: ClassVar[str] = WEIGHTS_FILE
+
+    def weights(self) -> dict[str, Any]:
+        return json.loads((self.path / self.WEIGHTS_FILE).read_text())
+
+
+@dataclasses.dataclass(frozen=True)
 class Metrics(Artifact):
     """Evaluation results on the test split: metrics.json plus plots and examples."""
 
@@ -221,6 +255,8 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         SeriesWindows,
         Vocabulary,
         TrainedModel,
+        NgramModel,
+        StackedModel,
         Metrics,
         Blessing,
         Hyperparameters,

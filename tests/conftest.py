@@ -178,7 +178,7 @@ def tiny_attention(tmp_path_factory):
 
 def _tiny_classifier(tmp_path_factory, name: str, pooling: str) -> dict:
     from components import train
-    from components.artifacts import Examples, TrainedModel, Vocabulary
+    from components.artifacts import Examples, NgramModel, StackedModel, TrainedModel, Vocabulary
     from components.text_classification import vectorize
     from components.text_classification.model import TextClassifierConfig
     from pipelines.sentiment import pipeline as sentiment
@@ -202,10 +202,13 @@ def _tiny_classifier(tmp_path_factory, name: str, pooling: str) -> dict:
         "ingest": Examples(root / "examples"),
         "preprocess": Vocabulary(root / "vocabulary"),
         "train": TrainedModel(root / "trained"),
+        "ngrams": NgramModel(root / "ngrams"),
+        "stack": StackedModel(root / "stack"),
     }
 
 
 def _train_tiny_classifier(config, root: Path) -> None:
+    """The sentiment pipeline's stages up to the stacked model, on synthetic reviews."""
     from components.text_classification import ingest, vectorize
     from components.text_classification.ingest import IngestConfig, RawRecord, Source
     from pipelines.sentiment import pipeline as sentiment
@@ -223,7 +226,10 @@ def _train_tiny_classifier(config, root: Path) -> None:
         root / "examples",
     )
     vocabulary = vectorize.run(config.preprocess, examples, root / "vocabulary")
-    sentiment.run_train(config, {"ingest": examples, "preprocess": vocabulary}, root / "trained")
+    inputs = {"ingest": examples, "preprocess": vocabulary}
+    inputs["ngrams"] = sentiment.run_ngrams(config, inputs, root / "ngrams")
+    inputs["train"] = sentiment.run_train(config, inputs, root / "trained")
+    sentiment.run_stack(config, inputs, root / "stack")
 
 
 def write_shop_sales(folder: Path, series: int = 8, weeks: int = 140, seed: int = 0) -> Path:

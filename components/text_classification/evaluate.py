@@ -56,10 +56,13 @@ def run(
     text_field: str = "text",
     baselines: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
     explain: Callable[[np.ndarray], TokenWeights] | None = None,
+    branches: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
 ) -> Metrics:
     """Score the model's probabilities on the test split, and the ``baselines``' (texts -> name ->
     probabilities) beside it. Probabilities are ``[n, classes]``, or ``[n]`` of label 1 for two.
-    ``explain`` (texts -> tokens and attention weights) adds the HTML view of the mistakes."""
+    ``explain`` (texts -> tokens and attention weights) adds the HTML view of the mistakes;
+    ``branches`` (texts -> name -> probabilities) scores a stacked model's parts alone (the
+    ablation), beside the baselines but never compared with them for the blessing."""
     test = examples.load("test")
     names = examples.statistics().get("label_names", ["negative", "positive"])
     texts = test[text_field].to_numpy()
@@ -69,6 +72,8 @@ def run(
     results = _scores(labels, predicted, probabilities, names)
     if baselines is not None:
         results["baselines"] = _baseline_scores(config, labels, baselines(texts), names)
+    if branches is not None:
+        results["branches"] = _baseline_scores(config, labels, branches(texts), names)
     scored = {name: scores["accuracy"] for name, scores in results.get("baselines", {}).items()}
     comparison = bless.baseline_comparison("accuracy", True, results["accuracy"], scored)
     results["baseline_comparison"] = comparison
@@ -96,7 +101,8 @@ def run(
     tracking.log_metrics(
         {
             f"test_{name}_{metric}": scores[metric]
-            for name, scores in results.get("baselines", {}).items()
+            for kind in ("baselines", "branches")
+            for name, scores in results.get(kind, {}).items()
             for metric in ("accuracy", "roc_auc", "macro_f1")
             if math.isfinite(scores[metric])
         }

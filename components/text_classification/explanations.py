@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from components.artifacts import TrainedModel, Vocabulary
+from components.artifacts import StackedModel, TrainedModel, Vocabulary
 from components.text_classification.signatures import explainer_model, token_strings
 
 TokenWeights = tuple[list[list[str]], list[np.ndarray]]
@@ -21,10 +21,13 @@ TokenWeights = tuple[list[list[str]], list[np.ndarray]]
 
 
 def attention_explainer(
-    trained: TrainedModel, vocabulary: Vocabulary, batch_size: int = 256
+    trained: TrainedModel,
+    vocabulary: Vocabulary,
+    batch_size: int = 256,
+    stacked: StackedModel | None = None,
 ) -> Callable[[np.ndarray], TokenWeights] | None:
     """Texts -> their tokens and attention weights; None unless the model pools with attention."""
-    explainer = explainer_model(trained, vocabulary)
+    explainer = explainer_model(trained, vocabulary, stacked)
     if explainer is None:
         return None
     strings = np.array(token_strings(vocabulary), dtype=str)

@@ -2,8 +2,10 @@
 
 ingest (IMDB mirror or TFDS, or the user's table / folders / files per label / TFDS set) ->
 preprocess (vectorizer fitted on train) -> [tune] -> train (recurrent classifier on token ids,
-binary or multi-class) -> evaluate (test split, baselines beside) -> bless (bars, no worse than
-what serves) -> export (if blessed: SavedModel taking raw strings).
+binary or multi-class) -> ngrams (the NBSVM branch, fitted on train) -> stack (both branches
+joined, weights fitted on validation) -> evaluate (test split, each branch alone and the
+baselines beside) -> bless (bars, the best baseline, no worse than what serves) -> export (if
+blessed: SavedModel taking raw strings).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from components.artifacts import (
     Examples,
     Hyperparameters,
     Metrics,
+    NgramModel,
     PushedModel,
+    StackedModel,
     TrainedModel,
     Vocabulary,
 )
@@ -29,8 +33,10 @@ from components.text_classification import (
     evaluate,
     explanations,
     ingest,
+    ngrams,
     pretrained,
     signatures,
+    stack,
     vectorize,
 )
 from components.text_classification.model import (
@@ -59,6 +65,7 @@ class SentimentConfig:
     preprocess: vectorize.TextVectorizationConfig = dataclasses.field(
         default_factory=vectorize.TextVectorizationConfig
     )
+    ngrams: ngrams.NgramConfig = dataclasses.field(default_factory=ngrams.NgramConfig)
     model: TextClassifierConfig = dataclasses.field(default_factory=TextClassifierConfig)
     tune: tune.TuneConfig = dataclasses.field(default_factory=tune.TuneConfig)
     train: train.TrainConfig = dataclasses.field(default_factory=train.TrainConfig)
@@ -76,6 +83,10 @@ def run_ingest(config: SentimentConfig, inputs: dict, out_dir: Path) -> Examples
 
 def run_preprocess(config: SentimentConfig, inputs: dict, out_dir: Path) -> Vocabulary:
     return vectorize.run(config.preprocess, inputs["ingest"], out_dir)
+
+
+def run_ngrams(config: SentimentConfig, inputs: dict, out_dir: Path) -> NgramModel:
+    return ngrams.run(config.ngrams, inputs["ingest"], out_dir)
 
 
 def run_tune(config: SentimentConfig, inputs: dict, out_dir: Path) -> Hyperparameters:
@@ -139,20 +150,38 @@ def training_setup(config: SentimentConfig, inputs: dict) -> train.TrainingSetup
     )
 
 
-def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metrics:
-    classifier = signatures.end_to_end_model(inputs["train"], inputs["preprocess"])
+def run_stack(config: SentimentConfig, inputs: dict, out_dir: Path) -> StackedModel:
+    recurrent = signatures.end_to_end_model(inputs["train"], inputs["preprocess"])
 
     def predict(texts: np.ndarray) -> np.ndarray:
-        return classifier.predict(
+        return recurrent.predict(tf.constant(texts), batch_size=256, verbose=2)
+
+    return stack.run(inputs["ingest"], inputs["ngrams"], predict, out_dir)
+
+
+def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metrics:
+    stacked = inputs["stack"] if inputs["stack"].enabled else None
+    if stacked is None:
+        classifier = signatures.end_to_end_model(inputs["train"], inputs["preprocess"])
+    else:
+        classifier = signatures.branch_scores_model(inputs["train"], inputs["preprocess"], stacked)
+    branch_scores = {}
+
+    def predict(texts: np.ndarray) -> np.ndarray:
+        scores = classifier.predict(
             tf.constant(texts), batch_size=config.evaluate.batch_size, verbose=2
         )
+        if stacked is None:
+            return scores
+        branch_scores.update(recurrent=scores[1], ngram=scores[2])
+        return scores[0]
 
     def predict_baselines(texts: np.ndarray) -> dict[str, np.ndarray]:
         characters = config.preprocess.split == "character"
         return baselines.predict(config.baselines, inputs["ingest"], texts, characters)
 
     explain = explanations.attention_explainer(
-        inputs["train"], inputs["preprocess"], config.evaluate.batch_size
+        inputs["train"], inputs["preprocess"], config.evaluate.batch_size, stacked
     )
     return evaluate.run(
         config.evaluate,
@@ -161,6 +190,7 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
         out_dir,
         baselines=predict_baselines,
         explain=explain,
+        branches=(lambda texts: branch_scores) if stacked is not None else None,
     )
 
 
@@ -169,7 +199,11 @@ def run_export(config: SentimentConfig, inputs: dict, out_dir: Path) -> PushedMo
 
     def build_archive() -> keras.export.ExportArchive:
         return signatures.serving_archive(
-            inputs["train"], inputs["preprocess"], config.evaluate.threshold, tuple(names)
+            inputs["train"],
+            inputs["preprocess"],
+            config.evaluate.threshold,
+            tuple(names),
+            inputs["stack"],
         )
 
     example = {"text": tf.constant(signatures.SAMPLE_REVIEWS)}
@@ -188,6 +222,9 @@ def headline(metrics: dict) -> str:
     line = f"accuracy {metrics['accuracy']:.4f}, ROC-AUC {metrics['roc_auc']:.4f}"
     if metrics.get("classes", 2) > 2:
         line += f", macro-F1 {metrics['macro_f1']:.4f} over {metrics['classes']} classes"
+    if "branches" in metrics:
+        alone = ", ".join(f"{n} {s['accuracy']:.4f}" for n, s in metrics["branches"].items())
+        line += f"; branches alone: {alone}"
     if "best_baseline" in metrics:
         best = metrics["best_baseline"]
         line += f" (best baseline {best}: {metrics['baselines'][best]['accuracy']:.4f})"
@@ -200,12 +237,18 @@ def benchmark_columns(metrics: dict) -> dict[str, str]:
     by_length = {
         f"acc. {name} {unit}": f"{s['accuracy']:.3f}" for name, s in metrics["by_length"].items()
     }
-    baseline = metrics.get("baselines", {}).get("tfidf_logreg")
+    def accuracy_of(kind: str, name: str) -> str:
+        scores = metrics.get(kind, {}).get(name)
+        return f"{scores['accuracy']:.4f}" if scores else "n/a"
+
     return {
         "test accuracy": f"**{metrics['accuracy']:.4f}**",
         "ROC-AUC": f"{metrics['roc_auc']:.4f}",
         "F1": f"{metrics.get('f1', metrics.get('macro_f1')):.4f}",  # macro over > 2 classes
-        "TF-IDF LR acc.": f"{baseline['accuracy']:.4f}" if baseline else "n/a",
+        "TF-IDF LR acc.": accuracy_of("baselines", "tfidf_logreg"),
+        "NBSVM acc.": accuracy_of("baselines", "nbsvm"),
+        "recurrent branch acc.": accuracy_of("branches", "recurrent"),
+        "n-gram branch acc.": accuracy_of("branches", "ngram"),
         **by_length,
     }
 
@@ -235,11 +278,20 @@ SPEC = PipelineSpec(
             external_state=lambda config: pretrained.external_state(config.model.init_from),
             resumable=True,
         ),
+        # After train, so the workers of a multi-worker run (which stop at train) skip it; its
+        # cache key is the data and its own section, so seeds and recurrent variants share it.
+        Stage("ngrams", run_ngrams, NgramModel, ("ingest",), config_sections=("ngrams",)),
+        Stage(
+            "stack",
+            run_stack,
+            StackedModel,
+            ("ingest", "preprocess", "ngrams", "train"),
+        ),
         Stage(
             "evaluate",
             run_evaluate,
             Metrics,
-            ("ingest", "preprocess", "train"),
+            ("ingest", "preprocess", "train", "stack"),
             config_sections=("preprocess", "evaluate", "baselines"),
         ),
         bless_stage("evaluate"),
@@ -247,7 +299,7 @@ SPEC = PipelineSpec(
             "export",
             run_export,
             PushedModel,
-            ("ingest", "preprocess", "train", "bless"),
+            ("ingest", "preprocess", "train", "stack", "bless"),
             config_sections=("evaluate", "export"),
         ),
     ],

@@ -78,18 +78,22 @@ def test_sentiment_stages_rerun_exactly_when_what_they_read_changes(tmp_path, ml
         stages = spec.stages_to_run(until=until)
         return run_pipeline("sentiment", config, stages, tmp_path / "artifacts")
 
-    assert executed(run()) == {"ingest", "preprocess", "train", "evaluate", "bless", "export"}
+    everything = {"ingest", "preprocess", "train", "ngrams", "stack", "evaluate", "bless", "export"}
+    assert executed(run()) == everything
     # The push changed what serves, which the blessing compares against: bless judges again
     # (and export finds that very model serving); after that nothing has changed.
     assert executed(run()) == {"bless", "export"}
     assert executed(run()) == set()
-    # The model section is read by train only; evaluate and export follow its new output, and
-    # bless judges the new metrics.
-    assert executed(run("model.units=5")) == {"train", "evaluate", "bless", "export"}
+    # The model section is read by train only; the stacking weights, evaluate and export follow
+    # its new output, and bless judges the new metrics; the n-gram branch is reused.
+    assert executed(run("model.units=5")) == {"train", "stack", "evaluate", "bless", "export"}
+    # The ngrams section is read by the n-gram branch only: the recurrent model is reused.
+    rerun = executed(run("ngrams.ngram_max=2", until="evaluate"))
+    assert rerun == {"ngrams", "stack", "evaluate"}
     # evaluate.batch_size is read by evaluate alone: nothing upstream of it reruns.
     assert executed(run("evaluate.batch_size=7", until="evaluate")) == {"evaluate"}
     rerun = executed(run("preprocess.vocabulary_size=2999", until="evaluate"))
-    assert rerun == {"preprocess", "train", "evaluate"}
+    assert rerun == {"preprocess", "train", "stack", "evaluate"}
     # ingest reads data and ingest: a new seed for the validation split reruns it.
     assert executed(run("ingest.seed=7", until="ingest")) == {"ingest"}
 

@@ -84,8 +84,13 @@ def exported_models(request, tmp_path_factory) -> Path:
 def _build_exported_models(request, root: Path) -> Path:
     tiny_sentiment = request.getfixturevalue("tiny_sentiment")
     models = root / "models"
+    # Served as the default config builds it: the recurrent and n-gram branches stacked.
     archive = partial(
-        signatures.serving_archive, tiny_sentiment["train"], tiny_sentiment["preprocess"], 0.5
+        signatures.serving_archive,
+        tiny_sentiment["train"],
+        tiny_sentiment["preprocess"],
+        0.5,
+        stacked=tiny_sentiment["stack"],
     )
     config = export.ExportConfig(model_name="sentiment", serving_dir=str(models), register=False)
     examples = {"text": tf.constant(signatures.SAMPLE_REVIEWS)}
