@@ -261,6 +261,16 @@ def test_warn_blesses_a_model_below_the_baseline_and_says_so(tmp_path, mlflow_st
     assert (lower_is_better["best_baseline"], lower_is_better["baseline"]) == ("ets", 95)
 
 
+def test_ignore_blesses_a_model_below_the_baseline_without_a_baseline_reason(
+    tmp_path, mlflow_store
+):
+    with mlflow.start_run() as run:
+        verdict = judge(tmp_path, scored(0.8, 0.9), config=BlessingConfig(baseline="ignore"))
+    assert verdict["blessed"] and verdict["below_baseline"] is None
+    assert verdict["reasons"] == ["accuracy: no model is served yet, champion check skipped"]
+    assert "below_baseline" not in mlflow.get_run(run.info.run_id).data.tags
+
+
 def test_no_scored_baseline_skips_the_check_without_failing(tmp_path):
     verdict = judge(tmp_path, {"accuracy": 0.7}, config=BlessingConfig())
     assert verdict["blessed"]
