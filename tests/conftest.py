@@ -257,6 +257,24 @@ def tiny_attention(tmp_path_factory):
     return _tiny_classifier(tmp_path_factory, "tiny_attention", pooling="attention")
 
 
+def own_attention_weights(trained, token_ids):
+    """The additive attention weights of ``trained``'s model on ``token_ids`` ([texts, steps]),
+    worked out here from its recurrent outputs and its attention layer's variables, so a test can
+    hold an explanation against them without going through the code that serves it."""
+    import keras
+    import numpy as np
+
+    model = trained.load()
+    attention = model.get_layer("attention")
+    hidden = keras.Model(model.input, attention.input).predict(token_ids, verbose=0)
+    variables = {variable.name: variable.numpy() for variable in attention.weights}
+    keys = np.tanh(hidden @ variables["projection"] + variables["bias"])
+    scores = keys @ variables["query"]
+    scores = np.where(token_ids != 0, scores, -np.inf)
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
 def _tiny_classifier(tmp_path_factory, name: str, pooling: str) -> dict:
     from components import train
     from components.artifacts import Examples, TrainedModel, Vocabulary
