@@ -20,7 +20,9 @@ local paths).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +30,7 @@ import posixpath
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import keras
@@ -134,22 +136,26 @@ def run(
         )
     ):
         record["mlflow_model_uri"], registered = logged
-    # Publishing is the last step: only a verified, registered SavedModel becomes a version.
-    if is_uri(base):
-        version_dir = _publish_to_uri(staging, base)
-    else:
-        version_dir = _rename_to_next_version(staging, base)
-    record.update(
-        version=int(PurePosixPath(str(version_dir)).name),
-        path=str(version_dir),
-        registered_version=registered,
-    )
-    serving = {"serving_version": record["version"], "serving_path": version_dir}
-    if registered is not None:
-        # The data set travels with the registered version: a model name is one data set's.
-        dataset = {"dataset": evaluation["dataset"]} if evaluation.get("dataset") else {}
-        tracking.tag_registered_version(config.model_name, registered, {**serving, **dataset})
-    record.update(_move_champion(config.model_name, registered, evaluation.get("baseline")))
+    with _push_lock(base):
+        champion_now, moved = _champion_moved(config.model_name, evaluation.get("baseline"))
+        if moved:
+            return _held_back(config, staging, registered, champion_now, moved, out_dir)
+        # Publishing is the last step: only a verified, registered SavedModel becomes a version.
+        if is_uri(base):
+            version_dir = _publish_to_uri(staging, base)
+        else:
+            version_dir = _rename_to_next_version(staging, base)
+        record.update(
+            version=int(PurePosixPath(str(version_dir)).name),
+            path=str(version_dir),
+            registered_version=registered,
+        )
+        serving = {"serving_version": record["version"], "serving_path": version_dir}
+        if registered is not None:
+            # The data set travels with the registered version: a model name is one data set's.
+            dataset = {"dataset": evaluation["dataset"]} if evaluation.get("dataset") else {}
+            tracking.tag_registered_version(config.model_name, registered, {**serving, **dataset})
+        record.update(_move_champion(config.model_name, registered, evaluation.get("baseline")))
     if config.deployment_files and write_deployment is not None:
         if is_uri(base):
             log.info("TF Serving's deployment files name local paths: none written for %s", base)
@@ -176,6 +182,59 @@ def _move_champion(name: str, registered: int | None, baseline: dict | None) -> 
         return {"champion": champion_now, "champion_not_moved": reason}
     tracking.set_champion(name, registered)
     return {"champion": registered}
+
+
+def _champion_moved(name: str, baseline: dict | None) -> tuple[int | None, str | None]:
+    """The champion now, and why this model may not take the default traffic when it is not
+    the one the blessing compared with (None when it is)."""
+    blessed_against = (baseline or {}).get("registered_version")
+    current = tracking.champion(name)
+    champion_now = current and current["registered_version"]
+    if champion_now == blessed_against:
+        return champion_now, None
+    return champion_now, (
+        f"the champion of {name} is {_named(champion_now)}, not {_named(blessed_against)} as "
+        "when this model was blessed (a push or rollback since, maybe by a run started at the "
+        "same time): not published as a version, so unversioned requests keep reaching the "
+        "champion; run the pipeline again to judge this model against it"
+    )
+
+
+def _held_back(
+    config: ExportConfig,
+    staging: Path,
+    registered: int | None,
+    champion_now: int | None,
+    reason: str,
+    out_dir: Path,
+) -> PushedModel:
+    """A model never judged against the current champion: registered (and tagged why) but not
+    a version directory, since the highest one answers every request that names no version."""
+    log.warning("%s is not published: %s", config.model_name, reason)
+    shutil.rmtree(staging, ignore_errors=True)
+    if registered is not None:
+        tracking.tag_registered_version(config.model_name, registered, {"not_served": reason})
+    record = {"pushed": False, "model_name": config.model_name, "reason": reason}
+    record.update(registered_version=registered, champion=champion_now)
+    return _record(out_dir, {**record, "champion_not_moved": reason})
+
+
+@contextlib.contextmanager
+def _push_lock(base: Path | str) -> Iterator[None]:
+    """Pushes to one local serving folder one at a time, so that checking the champion,
+    publishing and moving the alias cannot interleave with another run's (a URI has no lock:
+    there the check before publishing narrows the race, ``_move_champion`` still guards the
+    alias)."""
+    if is_uri(base):
+        yield
+        return
+    Path(base).mkdir(parents=True, exist_ok=True)
+    with open(Path(base) / ".push.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _named(registered: int | None) -> str:

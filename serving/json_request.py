@@ -176,9 +176,13 @@ def _from_instances(instances: list, input_dtypes: Mapping[str, int]) -> dict[st
         for name, value in item.items():
             _add_instance(value, name, input_dtypes, batches, f"{index} key: {name} of")
         if set(item) != set(input_dtypes):
+            # TF Serving's words, then which inputs are missing: the object has fewer keys, and
+            # "must only have keys" alone reads as if it had too many.
+            missing = ",".join(sorted(set(input_dtypes) - set(item)))
             raise invalid_argument(
                 "Failed to process element: ", index, " of 'instances' list. JSON object: ",
                 value_text(item), " must only have keys: ", ",".join(sorted(input_dtypes)),
+                "; missing: ", missing,
             )  # fmt: skip
     return {name: batch.array(len(instances)) for name, batch in batches.items()}
 

@@ -10,6 +10,7 @@ each servable has its own :class:`~serving.batching.Batcher`, closed when the st
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -73,6 +74,7 @@ class Servable:
                 raise invalid_argument(
                     f"input {key} has shape {list(np.shape(array))}, but signature {name} takes "
                     f"{_shape_text(expected)} (-1: any size)"
+                    + _scalar_hint(name, signature, inputs, expected, array)
                 )
             tensors[key] = tf.constant(array, dtype=tf.as_dtype(info.dtype))
         if self.batcher is not None:
@@ -179,6 +181,30 @@ def _warm_up(servable: Servable) -> None:
     log.info(
         "%s version %d: replayed %d warmup requests", servable.name, servable.version, len(records)
     )
+
+
+def _scalar_hint(name: str, signature, inputs: Mapping, expected, array) -> str:
+    """For a signature of scalars (``generate``) sent a batch, as the row format always makes
+    one: say that it takes one request's values and show the columnar request to send, with the
+    request's own values where each input had exactly one."""
+    if expected.rank != 0 or np.ndim(array) == 0:
+        return ""
+    example = {
+        key: _json_value(inputs[key]) if key in inputs and np.size(inputs[key]) == 1 else "..."
+        for key in sorted(signature.inputs)
+    }
+    request = json.dumps({"signature_name": name, "inputs": example})
+    return (
+        f". Signature {name} takes one request's scalars, not a batch (the 'instances' row "
+        f"format makes a batch): send the columnar format, {request}"
+    )
+
+
+def _json_value(array) -> object:
+    value = np.asarray(array).reshape(()).item()
+    if isinstance(value, float):
+        return float(f"{value:.7g}")  # a float32 0.8 reads 0.800000011920929 otherwise
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _shape_text(shape: tf.TensorShape) -> str:

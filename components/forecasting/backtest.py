@@ -165,7 +165,14 @@ def _backtest_summary(folds: list[dict]) -> dict:
         },
         "mean": mean,
     }
+    series = sum(fold["series"] for fold in folds)
+    excluded = sum(fold["mase_excluded"] for fold in folds)
+    if excluded:
+        summary["mase_note"] = evaluate.mase_note(excluded, series, summary["season_length"])
     if "seasonal_naive" in mean:
+        summary["reference"] = evaluate.skill_reference(
+            summary["baseline_fallbacks"], series, summary["season_length"]
+        )
         reference = mean["seasonal_naive"]["wmae"]
         summary["relative_to_seasonal_naive"] = {
             name: 1.0 - scores["wmae"] / reference for name, scores in mean.items()

@@ -3,11 +3,13 @@ rows parsed with errors that name the file, line and value (used by ``ingest``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from components.errors import DataError
+from components.forecasting import wide_periods
 from components.forecasting.ingest_config import SeriesIngestConfig
 
 DATA_DIR_ENV = "RNN_DATA_DIR"  # the variable the other data sources read for the data mirror
@@ -33,6 +35,14 @@ class SeriesCsvFiles:
 
     def _located(self, path: str) -> Path:
         located = self.root / path
+        if not located.is_file() and not (self.config.data_dir or os.environ.get(DATA_DIR_ENV)):
+            raise DataError(
+                f"sales data {path} not found at {located}: neither ingest.data_dir nor "
+                f"${DATA_DIR_ENV} is set, so it was looked for in the working directory, and "
+                "sales data is never downloaded. Point ingest.data_dir (or "
+                f"${DATA_DIR_ENV}) at a local copy holding {', '.join(self.names)}, or give "
+                "absolute paths"
+            )
         if not located.is_file():
             raise DataError(
                 f"{path}: not found at {located}; relative paths resolve against ingest.data_dir, "
@@ -167,10 +177,13 @@ def read_wide(path: Path, config: SeriesIngestConfig) -> pd.DataFrame:
                 f"{name}: layout wide_columns needs {config.date_column} and series columns; "
                 f"missing {missing or 'series columns'} (its columns are {list(table.columns)})"
             )
+        wide_periods.require_numeric_series(table, values, config)
         long = table.melt(per_date, values, config.series_id[0], config.target, ignore_index=False)
     else:
         per_series = header[:-2]
         periods = [c for c in table.columns if c not in per_series]
+        if periods and set(config.series_id) <= set(table.columns):
+            periods = wide_periods.period_columns(list(table.columns), per_series, config)
         if not set(config.series_id) <= set(table.columns) or not periods:
             raise DataError(
                 f"{name}: layout wide_rows needs the series_id column(s) {config.series_id} and "
@@ -193,8 +206,9 @@ def _period_dates(headers: list[str], config: SeriesIngestConfig) -> dict[str, s
         bad = headers[int(parsed.isna().to_numpy().argmax())]
         raise DataError(
             f"{config.path}: column header {bad!r} is not a date in the format "
-            f"{config.date_format!r}; name the series columns in ingest.series_id, or set "
-            "ingest.start when the period columns are numbered"
+            f"{config.date_format!r}; name the series columns in ingest.series_id, set "
+            "ingest.start when the period columns are numbered, or name the period columns in "
+            "ingest.period_columns (a summary column after them?)"
         )
     return dict(zip(headers, headers, strict=True))
 

@@ -97,6 +97,13 @@ def run(
         "filled_not_scored": int((~observed).sum()),
         **_results(config, actual, forecasts, holiday, histories, quantiles, season_length),
     }
+    if REFERENCE in forecasts:
+        results["reference"] = skill_reference(
+            results["baseline_fallbacks"], actual.shape[0], season_length
+        )
+        tracking.set_tags({"skill_reference": results["reference"]["label"]})
+    if results["mase_excluded"]:
+        results["mase_note"] = mase_note(results["mase_excluded"], actual.shape[0], season_length)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(_finite_or_none(results), indent=2))
     table = _forecast_table(actual, forecasts, holiday, series_ids, dates, quantiles, model_name)
@@ -167,6 +174,36 @@ def _results(config, actual, forecasts, holiday, histories, quantiles, season_le
             for name, scores in results["models"].items()
         }
     return results
+
+
+def skill_reference(fallbacks: dict[str, int], series: int, season_length: int) -> dict:
+    """What ``relative_to_seasonal_naive`` compared with: seasonal naive falls back to naive for
+    a history shorter than a season, and when every series did, the skill is over naive and the
+    headline, metrics.json and MLflow must say so."""
+    fell_back = fallbacks.get(REFERENCE, 0)
+    if fell_back >= series:
+        baseline, label = "naive", f"naive (seasonal naive needs {season_length} periods)"
+    elif fell_back:
+        baseline = REFERENCE
+        label = (
+            f"seasonal naive (naive for {fell_back} of {series} series shorter than "
+            f"{season_length} periods)"
+        )
+    else:
+        baseline, label = REFERENCE, "seasonal naive"
+    return {"baseline": baseline, "label": label, "series_fell_back": fell_back}
+
+
+def mase_note(excluded: int, series: int, season_length: int) -> str:
+    """Why MASE leaves series out, or is null: it scales each series by its in-sample error of
+    repeating the last season, which needs more than a season of history that changes."""
+    reason = (
+        f"MASE scales a series' error by its in-sample seasonal-naive error, which needs more "
+        f"than {season_length} periods of history (one season) that are not all equal"
+    )
+    if excluded >= series:
+        return f"MASE is not defined for any of the {series} series: {reason}"
+    return f"MASE averages {series - excluded} of {series} series: {reason}"
 
 
 def _mase_scales(histories: list[np.ndarray], season: int) -> np.ndarray:
@@ -258,8 +295,9 @@ def _mlflow_metrics(results: dict, model_name: str) -> dict[str, float]:
         for name, scores in results["models"].items()
         for metric, value in scores.items()
     }
+    reference = results.get("reference", {}).get("baseline", REFERENCE)
     for name, skill in results.get("relative_to_seasonal_naive", {}).items():
-        metrics[f"{prefix(name)}wmae_skill_vs_{REFERENCE}"] = skill
+        metrics[f"{prefix(name)}wmae_skill_vs_{reference}"] = skill
     metrics |= quantile_metrics(results.get("quantiles", {}), "test_")
     for name, count in results["baseline_fallbacks"].items():
         metrics[f"test_{name}_fallbacks"] = count

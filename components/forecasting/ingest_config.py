@@ -63,6 +63,11 @@ class SeriesIngestConfig:
     start: str | None = None
     """``wide_rows``: the first period's date (ISO) when the headers are not dates (``V1``,
     ``2``, ...); the columns after the id and static columns are then consecutive periods."""
+    period_columns: list[str] | None = None
+    """``wide_rows``: the period columns, in file order; each entry a header, a range
+    ``FIRST:LAST`` of headers (``W0:W51``) or a glob pattern (``W*``). Other columns without a
+    role (summary columns) are left out. Null: every column without a role, which must then run
+    unbroken (dates, or with ``start`` one prefix with consecutive numbers)."""
     data_dir: str | None = None
     """Root of relative paths (the data mirror); default $RNN_DATA_DIR, else the working dir."""
     date_column: str = "Date"
@@ -154,6 +159,10 @@ def _check_layout(config: SeriesIngestConfig) -> None:
         clash = set(per_date) & set(config.value_columns or ())
         if clash:
             raise ConfigError(f"ingest.value_columns {sorted(clash)} also have a covariate role")
+    if config.period_columns is not None and config.layout != "wide_rows":
+        raise ConfigError("ingest.period_columns is for layout: wide_rows")
+    if config.period_columns == []:
+        raise ConfigError("ingest.period_columns is empty; name the period columns, or null")
     if config.value_columns is not None and config.layout != "wide_columns":
         raise ConfigError("ingest.value_columns is for layout: wide_columns")
     if config.start is not None:

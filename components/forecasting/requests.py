@@ -82,6 +82,7 @@ def requests_from_csv(request_info: Path | dict, input_csv: Path) -> ForecastReq
             source = Path(scratch) / "long.csv"
             read_wide(Path(input_csv), config).to_csv(source, index=False)
             config.layout, config.value_columns, config.start = "long", None, None
+            config.period_columns = None
         _with_future_rows(source, config, horizon, extended)
         config.path, config.max_series, config.future_rows = str(extended), None, True
         try:

@@ -17,12 +17,20 @@ import os
 import tarfile
 from pathlib import Path
 
+from components import downloads
 from components.artifacts import Examples
 from components.errors import ConfigError, DataError, require_one_of
 from components.language_modeling.ingest import CorpusSource, RawText, decoded
 
 DATA_DIR_ENV = "RNN_DATA_DIR"
 PTB_URL = "https://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
+TINY_SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+TINY_SHAKESPEARE_COPY = (
+    f"set ${DATA_DIR_ENV} (or data.data_dir) to a folder holding tinyshakespeare/input.txt "
+    f"(the file at {TINY_SHAKESPEARE_URL})"
+)
 PTB_FILES = {"train": "ptb.train.txt", "validation": "ptb.valid.txt", "test": "ptb.test.txt"}
 CORPORA = ("tiny_shakespeare", "ptb", "text", "classifier_texts")
 
@@ -141,6 +149,10 @@ def _tfds_tiny_shakespeare() -> CorpusSource:
     """TFDS ``tiny_shakespeare``: each split is one example holding the whole split's text."""
     import tensorflow_datasets as tfds
 
+    if not tfds.builder("tiny_shakespeare").is_prepared():
+        downloads.require_reachable(
+            "Tiny Shakespeare (TFDS tiny_shakespeare)", TINY_SHAKESPEARE_URL, TINY_SHAKESPEARE_COPY
+        )
     splits = tfds.load("tiny_shakespeare", split=["train", "validation", "test"])
     texts = {
         name: RawText(f"tfds:tiny_shakespeare/{name}", next(iter(tfds.as_numpy(split)))["text"])

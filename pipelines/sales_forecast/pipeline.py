@@ -168,7 +168,8 @@ def headline(metrics: dict) -> str:
     name = metrics["model_name"]
     scores = metrics["models"][name]
     skill = metrics.get("relative_to_seasonal_naive", {}).get(name)
-    versus = f", {skill:+.1%} WMAE vs seasonal naive" if skill is not None else ""
+    reference = metrics.get("reference", {}).get("label", "seasonal naive")
+    versus = f", {skill:+.1%} WMAE vs {reference}" if skill is not None else ""
     wmae, mae = backtest.format_amount(scores["wmae"]), backtest.format_amount(scores["mae"])
     return f"{name}: WMAE {wmae}, MAE {mae}{versus}"
 

@@ -15,11 +15,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from components import downloads
 from components.errors import ConfigError, DataError, require_one_of
 from components.text_classification.ingest import RawRecord, Source
 
 DOWNLOAD_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 DATA_DIR_ENV = "RNN_DATA_DIR"
+LOCAL_COPY = (
+    f"set ${DATA_DIR_ENV} (or data.data_dir) to a folder holding imdb/aclImdb/{{train,test}}/"
+    f"{{pos,neg}}/*.txt or imdb/aclImdb_v1.tar.gz (the archive at {DOWNLOAD_URL})"
+)
 LABELS = {"neg": 0, "pos": 1}
 SPLITS = ("train", "test")
 
@@ -121,6 +126,8 @@ def _read_tfds() -> dict[str, Iterator[RawRecord]]:
     """TFDS ``imdb_reviews``: downloads and prepares the dataset on first use (needs internet)."""
     import tensorflow_datasets as tfds
 
+    if not tfds.builder("imdb_reviews").is_prepared():
+        downloads.require_reachable("IMDB reviews (TFDS imdb_reviews)", DOWNLOAD_URL, LOCAL_COPY)
     datasets = tfds.load("imdb_reviews", split=list(SPLITS), as_supervised=True)
     return {
         split: [

@@ -180,23 +180,27 @@ def test_machines_sharing_a_registry_judge_against_its_champion_not_their_folder
     assert list_versions(machine_b / "sentiment") == [1, 2]
 
 
-def test_a_champion_moved_since_the_blessing_stays_champion(
+def test_a_champion_moved_since_the_blessing_stays_champion_and_keeps_the_traffic(
     tiny_sentiment, tmp_path, mlflow_store, caplog
 ):
     tracking.configure("tests")
     with mlflow.start_run():
         push(tiny_sentiment, tmp_path / "a", tmp_path / "a1")
-        # Machine B's candidate is blessed against version 1, then machine A pushes version 2.
+        # A second candidate is blessed against version 1, then another run pushes version 2.
         push(tiny_sentiment, tmp_path / "a", tmp_path / "a2", champion=1)
-        late = push(tiny_sentiment, tmp_path / "b", tmp_path / "b1", champion=1).load()
-    assert (late["pushed"], late["registered_version"], late["champion"]) == (True, 3, 2)
-    assert late["champion_not_moved"].startswith(
+        late = push(tiny_sentiment, tmp_path / "a", tmp_path / "a3", champion=1).load()
+    assert (late["pushed"], late["registered_version"], late["champion"]) == (False, 3, 2)
+    assert late["reason"].startswith(
         "the champion of sentiment is registered version 2, not registered version 1 as when"
     )
+    assert "not published as a version" in late["reason"]
     assert champion() == 2
-    assert late["champion_not_moved"] in caplog.text
+    assert late["reason"] in caplog.text
+    # Registered, tagged why, but no version directory: unversioned requests still get 2.
+    assert list_versions(tmp_path / "a" / "sentiment") == [1, 2]
+    assert not list((tmp_path / "a" / "sentiment").glob(".staging-*"))
     version = mlflow.MlflowClient().get_model_version("sentiment", "3")
-    assert version.tags["serving_path"] == late["path"]
+    assert version.tags["not_served"] == late["reason"] and "serving_path" not in version.tags
 
 
 def test_a_push_to_a_gfile_uri(tiny_sentiment, tmp_path, mlflow_store):

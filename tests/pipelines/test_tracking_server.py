@@ -1,6 +1,8 @@
 """The tracking server of pipelines/tracking_server.py on a real PostgreSQL: two pipeline runs
-writing at once lose nothing, and start / stop / status do what they say."""
+writing at once lose nothing, of two pushes racing only one serves, and start / stop / status do
+what they say."""
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -17,8 +20,10 @@ import pytest
 
 from components import tracking
 from components.errors import ConfigError
+from components.versions import list_versions, read_evaluation
 from pipelines import compare, tracking_server
 from pipelines.postgres import PostgresError
+from pipelines.runner import load_outputs
 from pipelines.tracking_server import ServerConfig
 from tests.conftest import CONFIGS, REPOSITORY, write_acl_imdb
 
@@ -31,8 +36,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server() -> ServerConfig:
+@contextlib.contextmanager
+def running_server() -> Iterator[ServerConfig]:
     """PostgreSQL and MLflow in a fresh folder on free ports; stopped and removed after.
 
     The folder is not pytest's tmp_path: as root PostgreSQL runs as the ``postgres`` user, who
@@ -49,6 +54,13 @@ def server() -> ServerConfig:
         shutil.rmtree(folder)
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerConfig]:
+    """One server for the module's tests."""
+    with running_server() as config:
+        yield config
+
+
 @pytest.fixture
 def client(server, monkeypatch) -> mlflow.MlflowClient:
     """The fluent API and a client both pointed at the server for this test."""
@@ -59,19 +71,23 @@ def client(server, monkeypatch) -> mlflow.MlflowClient:
     mlflow.set_tracking_uri(previous)
 
 
-def run_sentiment_on(host: Path, mirror: Path, url: str) -> subprocess.Popen:
-    """A tiny sentiment run as another host would start it: its own folders, only the URL shared."""
-    host.mkdir()
+def run_sentiment_on(
+    host: Path, mirror: Path, url: str, *arguments: str, serving_dir: Path | None = None
+) -> subprocess.Popen:
+    """A tiny sentiment run as another host would start it: its own folders, only the URL shared
+    (and ``serving_dir``, default ``<host>/models``); ``arguments`` go to ``pipelines run``."""
+    host.mkdir(exist_ok=True)
     overrides = [
         *("data.source=local", f"data.data_dir={mirror}", "preprocess.vocabulary_size=200"),
         *("preprocess.sequence_length=30", "train.epochs=2", "blessing.thresholds=[]"),
-        f"export.serving_dir={host / 'models'}",
+        f"export.serving_dir={serving_dir or host / 'models'}",
     ]
     command = [
         *(sys.executable, "-m", "pipelines", "run", "sentiment"),
         *("--config", str(CONFIGS / "sentiment.smoke.yaml")),
         *("--artifacts-root", str(host / "artifacts")),
         *(argument for override in overrides for argument in ("--set", override)),
+        *arguments,
     ]
     environment = {**os.environ, "MLFLOW_TRACKING_URI": url, "PYTHONPATH": str(REPOSITORY)}
     return subprocess.Popen(
@@ -142,6 +158,79 @@ def test_two_pipeline_runs_at_once_lose_nothing(server, client, tmp_path):
         "compare.csv",
         "compare.png",
     }
+
+
+def finish(runs: list[subprocess.Popen]) -> None:
+    logs = [run.communicate(timeout=600)[0].decode(errors="replace") for run in runs]
+    assert [run.returncode for run in runs] == [0] * len(runs), [log[-3000:] for log in logs]
+
+
+@pytest.mark.e2e  # two pipeline runs, on a server of their own: its registry starts empty
+def test_of_two_runs_blessed_against_one_champion_only_one_push_serves(tmp_path):
+    """Two runs of one pipeline, blessed against the same champion (none yet), push at once into
+    one serving folder: exactly one becomes the highest version and the champion; the other is
+    registered with a ``not_served`` tag and gets no version directory, which unversioned
+    requests would reach (issue 33). Which run wins is the race's; the outcome is not."""
+    mirror = write_acl_imdb(tmp_path / "mirror", per_split=40).parent
+    models = tmp_path / "serving" / "models"
+    hosts = {tmp_path / "host_a": 1, tmp_path / "host_b": 2}  # different seeds: different models
+    with running_server() as server:
+
+        def runs(*arguments: str) -> list[subprocess.Popen]:
+            """Both runs, started together, on their own artifacts and one serving folder."""
+            return [
+                run_sentiment_on(
+                    *(host, mirror, server.url, "--set", f"train.seed={seed}", *arguments),
+                    serving_dir=models,
+                )
+                for host, seed in hosts.items()
+            ]
+
+        finish(runs("--until", "bless", "--run-id", "blessed"))
+        blessed = [load_outputs(host / "artifacts" / "sentiment" / "blessed") for host in hosts]
+        assert [outputs["bless"].load()["blessed"] for outputs in blessed] == [True, True]
+        assert [outputs["bless"].load()["baseline"] for outputs in blessed] == [None, None]
+        assert blessed[0]["train"].digest() != blessed[1]["train"].digest()
+
+        finish(runs("--stage", "export", "--from-run", "blessed", "--run-id", "pushed"))
+        exports = [host / "artifacts" / "sentiment" / "pushed" / "export" for host in hosts]
+        pushes = [load_outputs(stage_dir.parent)["export"].load() for stage_dir in exports]
+        shown = ("pushed", "version", "registered_version", "champion", "reason")
+        assert sorted(push["pushed"] for push in pushes) == [False, True], [
+            {key: push.get(key) for key in shown} for push in pushes
+        ]
+        won, lost = (1, 0) if pushes[1]["pushed"] else (0, 1)
+
+        # The winner is the only version directory, so unversioned requests reach it, and the
+        # champion alias names its registered version.
+        assert list_versions(models / "sentiment") == [1]
+        served = models.resolve() / "sentiment" / "1"
+        assert (pushes[won]["version"], pushes[won]["path"]) == (1, str(served))
+        assert read_evaluation(served)["model_digest"] == blessed[won]["train"].digest()
+        client = mlflow.MlflowClient(server.url, server.url)
+        champion = client.get_model_version_by_alias("sentiment", "champion")
+        assert int(champion.version) == pushes[won]["registered_version"]
+        assert pushes[won]["champion"] == int(champion.version)
+        assert (champion.tags["serving_version"], champion.tags["serving_path"]) == (
+            "1",
+            str(served),
+        )
+        export_run = json.loads((exports[won] / "manifest.json").read_text())["mlflow_run_id"]
+        assert champion.run_id == export_run
+
+        # The other is registered, tagged why it does not serve, and has no version directory.
+        assert pushes[lost]["reason"].startswith(
+            f"the champion of sentiment is registered version {champion.version}, not none as "
+            "when this model was blessed"
+        )
+        assert pushes[lost]["champion"] == int(champion.version)
+        held_back = client.get_model_version("sentiment", str(pushes[lost]["registered_version"]))
+        assert held_back.tags["not_served"] == pushes[lost]["reason"]
+        assert "serving_path" not in held_back.tags and "serving_version" not in held_back.tags
+        registered = client.search_model_versions("name = 'sentiment'")
+        assert sorted(int(version.version) for version in registered) == [1, 2]
+        # Nothing else was left in the model's folder (no staging copy), only the lock.
+        assert sorted(path.name for path in (models / "sentiment").iterdir()) == [".push.lock", "1"]
 
 
 def start_runs_with_the_others(url: str, experiments: list[str], together, failures) -> None:

@@ -143,3 +143,40 @@ def test_filled_periods_are_not_scored(tmp_path):
 def test_nothing_observed_to_score_is_an_error(tmp_path):
     with pytest.raises(DataError, match="at least one observed actual"):
         scored(tmp_path / "m", observed=np.zeros(ACTUAL.shape, bool))
+
+
+def test_skill_names_naive_when_every_series_was_too_short_for_seasonal_naive(
+    mlflow_store, tmp_path
+):
+    """Histories of one period, season 2: seasonal naive fell back to naive for both series, so
+    the skill is over naive and MASE has no scale; both are said, not hidden."""
+    from pipelines.sales_forecast.pipeline import headline
+
+    short = [np.array([9.0]), np.array([3.0])]
+    with mlflow.start_run() as run:
+        metrics = scored(tmp_path / "m", histories=short, baseline_fallbacks={"seasonal_naive": 2})
+    assert metrics["reference"] == {
+        "baseline": "naive",
+        "label": "naive (seasonal naive needs 2 periods)",
+        "series_fell_back": 2,
+    }
+    assert metrics["models"]["model"]["mase"] is None
+    assert metrics["mase_note"].startswith("MASE is not defined for any of the 2 series")
+    assert "more than 2 periods of history" in metrics["mase_note"]
+    assert headline(metrics).endswith("WMAE vs naive (seasonal naive needs 2 periods)")
+    logged = mlflow.get_run(run.info.run_id).data
+    assert "test_wmae_skill_vs_naive" in logged.metrics
+    assert not any(name.endswith("vs_seasonal_naive") for name in logged.metrics)
+    assert logged.tags["skill_reference"] == "naive (seasonal naive needs 2 periods)"
+
+
+def test_skill_over_seasonal_naive_says_how_many_series_fell_back(tmp_path):
+    from pipelines.sales_forecast.pipeline import headline
+
+    metrics = scored(tmp_path / "m", baseline_fallbacks={"seasonal_naive": 1})
+    label = "seasonal naive (naive for 1 of 2 series shorter than 2 periods)"
+    assert metrics["reference"]["label"] == label
+    assert headline(metrics).endswith(f"WMAE vs {label}")
+    assert "mase_note" not in metrics  # every series has a scale
+    metrics = scored(tmp_path / "m2")
+    assert headline(metrics).endswith("WMAE vs seasonal naive")

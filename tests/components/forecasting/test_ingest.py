@@ -395,3 +395,45 @@ def test_wide_layout_settings_are_checked():
         SeriesIngestConfig(start="2020-01-01")
     with pytest.raises(ConfigError, match="ingest.start='January' is not an ISO date"):
         SeriesIngestConfig(layout="wide_rows", start="January")
+
+
+def test_summary_columns_after_numbered_weeks_stop_ingest_naming_the_first(tmp_path):
+    """Weeks W0..W3, then a minimum, a maximum and normalized weeks, as public sales tables
+    have them: read as weeks they would be the last periods the backtest scores against."""
+    (tmp_path / "wide.csv").write_text(
+        "store,W0,W1,W2,W3,MIN,MAX,Normalized 0,Normalized 1\n"
+        "A,1,2,3,4,1,4,0.0,0.3\nB,5,6,7,8,5,8,0.0,0.3\n"
+    )
+    numbered = dict(layout="wide_rows", series_id=["store"], start="2021-06-01")
+    with pytest.raises(DataError, match=r"column 'MIN' breaks the run .*'W0' to 'W3'.*'W4'"):
+        ingested(tmp_path, wide_config(tmp_path, **numbered, date_format="%Y-%m-%d"))
+    for named in (["W0:W3"], ["W*"], ["W0", "W1", "W2", "W3"]):
+        config = wide_config(tmp_path, **numbered, period_columns=named)
+        panel, _ = ingested(tmp_path, config)
+        assert panel.groupby("series")["target"].apply(list).to_dict() == {
+            "A": [1.0, 2.0, 3.0, 4.0],
+            "B": [5.0, 6.0, 7.0, 8.0],
+        }, named
+    with pytest.raises(DataError, match=r"period_columns range 'W3:W0' needs two headers"):
+        ingested(tmp_path, wide_config(tmp_path, **numbered, period_columns=["W3:W0"]))
+    with pytest.raises(ConfigError, match="ingest.period_columns is for layout: wide_rows"):
+        wide_config(tmp_path, period_columns=["W*"])
+
+
+def test_summary_column_after_date_headers_names_period_columns(tmp_path):
+    (tmp_path / "wide.csv").write_text("store,2020-01,2020-02,total\nA,1,2,3\n")
+    by_date = dict(layout="wide_rows", series_id=["store"])
+    with pytest.raises(DataError, match="'total' is not a date .* ingest.period_columns"):
+        ingested(tmp_path, wide_config(tmp_path, **by_date))
+    panel, _ = ingested(tmp_path, wide_config(tmp_path, **by_date, period_columns=["2020-*"]))
+    assert panel["target"].tolist() == [1.0, 2.0]
+
+
+def test_a_text_column_in_a_column_per_series_table_is_named(tmp_path):
+    (tmp_path / "wide.csv").write_text(
+        "month,Rose,Sparkling,Notes\n2020-01,10,100,\n2020-02,11,110,promo week\n"
+    )
+    with pytest.raises(DataError, match=r"column 'Notes' is not numeric \(line 3: 'promo week'\)"):
+        ingested(tmp_path, wide_config(tmp_path))
+    panel, _ = ingested(tmp_path, wide_config(tmp_path, value_columns=["Rose", "Sparkling"]))
+    assert sorted(panel["series"].unique()) == ["Rose", "Sparkling"]
