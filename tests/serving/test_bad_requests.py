@@ -106,6 +106,11 @@ BODIES = {
         "inputs": {key: value for key, value in GENERATE.items() if key != "seed"},
     },
     "generate: batched scalars": {"signature_name": "generate", "instances": [GENERATE]},
+    "generate: row format, fewer keys": {
+        "signature_name": "generate",
+        "instances": [{"prompt": "ab", "num_tokens": 5}],
+    },
+    "generate: row format, every key": {"signature_name": "generate", "instances": [GENERATE]},
 }
 
 
@@ -131,6 +136,12 @@ def verify_finite(kind: str) -> re.Pattern:
     )
 
 
+ROW_FORMAT_GENERATE = (
+    "input prompt has shape [1], but signature generate takes [] (-1: any size). Signature "
+    "generate takes one request's scalars, not a batch (the 'instances' row format makes a "
+    "batch): send the columnar format, "
+    + json.dumps({"signature_name": "generate", "inputs": dict(sorted(GENERATE.items()))})
+)
 REAL_DATES = "assertion failed: input forecast_start must be real dates written YYYY-MM-DD"
 # The whole {"error": ...} of each row (a pattern where TensorFlow numbers its functions), so a
 # row's words cannot match by accident inside another message ("x" in "expected").
@@ -204,9 +215,13 @@ MESSAGES = {
         'JSON Value: "5" Type: String is not of expected type: int32'
     ),
     "generate: missing seed": "Missing named input: seed in 'inputs' object.",
-    "generate: batched scalars": (
-        "input prompt has shape [1], but signature generate takes [] (-1: any size)"
+    "generate: batched scalars": ROW_FORMAT_GENERATE,
+    "generate: row format, fewer keys": (
+        """Failed to process element: 0 of 'instances' list. JSON object: """
+        """{"prompt":"ab","num_tokens":5} must only have keys: """
+        "num_tokens,prompt,seed,temperature,top_k; missing: seed,temperature,top_k"
     ),
+    "generate: row format, every key": ROW_FORMAT_GENERATE,
     "sales: month 13": REAL_DATES,
     "sales: 29 February of 2023": REAL_DATES,
     "sales: date as dd/mm/yyyy": REAL_DATES,
@@ -292,7 +307,7 @@ def test_bad_request(server, exported_models, row):
     got, answer = call(server.url + row.path, body, method=row.method)
     assert got == row.status, answer
     assert row.words in answer["error"]
-    assert row.mistake in MESSAGES, f"row {row.number}: give its whole error in MESSAGES"
+    assert row.mistake in MESSAGES, f"row {row.number}: give its whole error in MESSAGES: {answer}"
     message = MESSAGES[row.mistake]
     if isinstance(message, re.Pattern):
         assert message.fullmatch(answer["error"]), answer
