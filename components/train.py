@@ -209,6 +209,7 @@ def run(
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
     summary = _summary(model, history, wall_time, data)
     summary["resumed_after_epoch"] = len(earlier.get("loss", []))
+    summary["replicas_in_sync"] = strategy.num_replicas_in_sync  # over every worker of a cluster
     (out_dir / "training.json").write_text(json.dumps(summary, indent=2))
     tracking.log_metrics({key: value for key, value in summary.items() if key != "model"})
     _plot_learning_curves(history, out_dir / "learning_curves.png")

@@ -1,4 +1,7 @@
-"""Shared fixtures: an isolated MLflow store, tiny synthetic reviews, an aclImdb tree of them."""
+"""Shared fixtures: an isolated MLflow store, tiny synthetic reviews, an aclImdb tree of them.
+
+Also the session's guard on the repository: Hypothesis stores its files in a temporary folder, and
+a session that leaves anything new under the repository fails (see ``pytest_sessionfinish``)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import random
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +25,83 @@ FILLER_WORDS = ["the", "movie", "plot", "actors", "film", "was", "and", "a", "sc
 REPOSITORY = Path(__file__).resolve().parents[1]
 CONFIGS = REPOSITORY / "pipelines" / "configs"
 SHARED_DATA = REPOSITORY.parent / "shared" / "data"
+
+
+# Hypothesis reads this when it first stores something (its constants/ and unicode_data/ caches,
+# written even with database=None), not at import, so setting it here, as pytest loads this file
+# and before any test runs, is in time. Without it they land in .hypothesis/ of the working
+# directory, the repository under `make test`. pytest-xdist workers (and any subprocess) inherit
+# the folder of the process that started them; the process that made it removes it.
+_INHERITED_STORAGE = os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(
+    "HYPOTHESIS_STORAGE_DIRECTORY"
+)
+HYPOTHESIS_STORAGE = _INHERITED_STORAGE or tempfile.mkdtemp(prefix="hypothesis-")
+os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = HYPOTHESIS_STORAGE
+
+# What the session check leaves aside: what exists to run the tests at all (the virtual
+# environment, the package metadata and build folder `pip install -e .` writes), caches Python
+# and pytest make themselves (__pycache__, .pytest_cache), and git's own folder. Everything else
+# counts, files git ignores included (artifacts/, mlruns/, mlflow.db, .hypothesis/ ...): a test
+# writes only under tmp paths. A pipeline or benchmark run in the same checkout while the tests
+# run would be reported too: run those in another checkout.
+UNCHECKED_NAMES = {".git", ".venv", "__pycache__", ".pytest_cache"}
+UNCHECKED_TOP_LEVEL = {"build"}
+NEW_IN_REPOSITORY = pytest.StashKey[list[str]]()
+REPOSITORY_BEFORE = pytest.StashKey[set[str]]()
+
+
+def repository_paths(root: Path = REPOSITORY) -> set[str]:
+    """Every file and folder under ``root`` (relative, ``/``-separated), the unchecked aside."""
+    paths = set()
+    for folder, folders, files in os.walk(root):
+        relative = Path(folder).relative_to(root)
+        folders[:] = [
+            name
+            for name in folders
+            if name not in UNCHECKED_NAMES
+            and not name.endswith(".egg-info")
+            and not (relative == Path(".") and name in UNCHECKED_TOP_LEVEL)
+        ]
+        paths.update((relative / name).as_posix() for name in folders + files)
+    return paths
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Take stock of the repository. Under pytest-xdist only the controlling process does, before
+    its workers start and after they have all finished."""
+    if not _is_xdist_worker(session.config):
+        session.config.stash[REPOSITORY_BEFORE] = repository_paths()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the session if the repository holds a path it did not hold at the start."""
+    before = session.config.stash.get(REPOSITORY_BEFORE, None)
+    if before is None:
+        return
+    new = sorted(repository_paths() - before)
+    session.config.stash[NEW_IN_REPOSITORY] = new
+    if new:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _INHERITED_STORAGE:
+        shutil.rmtree(HYPOTHESIS_STORAGE, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    new = config.stash.get(NEW_IN_REPOSITORY, [])
+    if new:
+        terminalreporter.section("tests wrote into the repository", red=True)
+        for path in new[:20]:
+            terminalreporter.write_line(f"new: {REPOSITORY.name}/{path}")
+        if len(new) > 20:
+            terminalreporter.write_line(f"... and {len(new) - 20} more")
+        terminalreporter.write_line("tests write only under tmp paths (tmp_path, tmp_path_factory)")
 
 
 def synthetic_review(label: int, rng: random.Random, length: int = 20) -> str:
@@ -174,6 +255,24 @@ def tiny_sentiment(tmp_path_factory):
 def tiny_attention(tmp_path_factory):
     """As ``tiny_sentiment``, with attention pooling (additive)."""
     return _tiny_classifier(tmp_path_factory, "tiny_attention", pooling="attention")
+
+
+def own_attention_weights(trained, token_ids):
+    """The additive attention weights of ``trained``'s model on ``token_ids`` ([texts, steps]),
+    worked out here from its recurrent outputs and its attention layer's variables, so a test can
+    hold an explanation against them without going through the code that serves it."""
+    import keras
+    import numpy as np
+
+    model = trained.load()
+    attention = model.get_layer("attention")
+    hidden = keras.Model(model.input, attention.input).predict(token_ids, verbose=0)
+    variables = {variable.name: variable.numpy() for variable in attention.weights}
+    keys = np.tanh(hidden @ variables["projection"] + variables["bias"])
+    scores = keys @ variables["query"]
+    scores = np.where(token_ids != 0, scores, -np.inf)
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return weights / weights.sum(axis=1, keepdims=True)
 
 
 def _tiny_classifier(tmp_path_factory, name: str, pooling: str) -> dict:

@@ -261,6 +261,16 @@ def test_warn_blesses_a_model_below_the_baseline_and_says_so(tmp_path, mlflow_st
     assert (lower_is_better["best_baseline"], lower_is_better["baseline"]) == ("ets", 95)
 
 
+def test_ignore_blesses_a_model_below_the_baseline_without_a_baseline_reason(
+    tmp_path, mlflow_store
+):
+    with mlflow.start_run() as run:
+        verdict = judge(tmp_path, scored(0.8, 0.9), config=BlessingConfig(baseline="ignore"))
+    assert verdict["blessed"] and verdict["below_baseline"] is None
+    assert verdict["reasons"] == ["accuracy: no model is served yet, champion check skipped"]
+    assert "below_baseline" not in mlflow.get_run(run.info.run_id).data.tags
+
+
 def test_no_scored_baseline_skips_the_check_without_failing(tmp_path):
     verdict = judge(tmp_path, {"accuracy": 0.7}, config=BlessingConfig())
     assert verdict["blessed"]
@@ -278,6 +288,53 @@ def test_by_default_the_primary_metric_may_fall_2_percent_below_the_champion(
     assert verdict["reasons"][1].endswith(
         f"at most 2.0% = 0.01836: {'pass' if blessed else 'FAIL'}"
     )
+
+
+def scored_wmae(model: float, baseline: float = 120.0) -> dict:
+    """As ``scored``, for a lower-is-better metric (a forecaster's WMAE)."""
+    comparison = bless.baseline_comparison("wmae", False, model, {"seasonal_naive": baseline})
+    return {"wmae": model, "baseline_comparison": comparison}
+
+
+@pytest.mark.parametrize(("model", "blessed"), [(101.5, True), (102.5, False)])
+def test_a_lower_is_better_metric_may_rise_2_percent_above_the_champion(tmp_path, model, blessed):
+    served(tmp_path / "models", 1, scored_wmae(100.0))
+    verdict = judge(tmp_path, scored_wmae(model), config=BlessingConfig())
+    assert verdict["blessed"] is blessed
+    assert verdict["reasons"] == [
+        f"wmae {model:g} beats the best simple baseline, seasonal_naive 120: pass",
+        f"wmae {model:g} vs 100 of serving version 1: worse by {model - 100:g}, at most 2.0% = 2: "
+        f"{'pass' if blessed else 'FAIL'}",
+    ]
+
+
+@pytest.mark.parametrize(("model", "blessed"), [(0.82, True), (0.8, False)])
+def test_a_champion_tolerance_of_10_percent(tmp_path, model, blessed):
+    served(tmp_path / "models", 1, scored(0.9, 0.5))
+    config = BlessingConfig(champion_tolerance=0.1)
+    verdict = judge(tmp_path, scored(model, 0.5), config=config)
+    assert verdict["blessed"] is blessed
+    assert verdict["reasons"][1] == (
+        f"accuracy {model:g} vs 0.9 of serving version 1: worse by {0.9 - model:.6g}, "
+        f"at most 10.0% = 0.09: {'pass' if blessed else 'FAIL'}"
+    )
+
+
+def test_a_null_champion_tolerance_does_not_compare_with_the_champion(tmp_path):
+    served(tmp_path / "models", 1, scored(0.918, 0.5))
+    verdict = judge(tmp_path, scored(0.6, 0.55), config=BlessingConfig(champion_tolerance=None))
+    assert verdict["blessed"]
+    assert verdict["reasons"] == [
+        "accuracy 0.6 beats the best simple baseline, tfidf_logreg 0.55: pass"
+    ]
+
+
+def test_a_champion_scored_on_another_metric_skips_the_champion_check(tmp_path):
+    champion = bless.baseline_comparison("macro_f1", True, 0.99, {"tfidf_logreg": 0.5})
+    served(tmp_path / "models", 1, {"macro_f1": 0.99, "baseline_comparison": champion})
+    verdict = judge(tmp_path, scored(0.6, 0.55), config=BlessingConfig())
+    assert verdict["blessed"]
+    assert verdict["reasons"][1] == "version 1 has no recorded accuracy: champion check skipped"
 
 
 def test_blessing_settings_are_validated():

@@ -10,7 +10,7 @@ from components.errors import DataError, PipelineError
 from pipelines import tune_workers
 from pipelines.__main__ import main
 from pipelines.spec import CONFIG_DIR
-from tests.conftest import write_acl_imdb
+from tests.conftest import REPOSITORY, write_acl_imdb
 
 
 def settings(mirror) -> list[str]:
@@ -29,7 +29,13 @@ def settings(mirror) -> list[str]:
 
 
 @pytest.mark.e2e  # three processes, each a sentiment pipeline's tune stage
-def test_every_trial_runs_once_across_the_workers_and_train_uses_the_best(tmp_path, mlflow_store):
+def test_every_trial_runs_once_across_the_workers_and_train_uses_the_best(
+    tmp_path, mlflow_store, monkeypatch
+):
+    # The chief and the workers are subprocesses: they import this checkout's code, not that of
+    # whichever checkout the virtual environment was installed from.
+    python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", python_path)
     mirror = tmp_path / "mirror"
     write_acl_imdb(mirror, per_split=40)
     arguments = ["run", "sentiment", "--config", str(CONFIG_DIR / "sentiment.smoke.yaml")]
@@ -60,6 +66,8 @@ def test_every_trial_runs_once_across_the_workers_and_train_uses_the_best(tmp_pa
     )
     workers = {run.data.tags["tune_worker"] for run in runs if "tune_worker" in run.data.tags}
     assert workers == set(ran)
+    # Both workers ran trials: one worker running all four would pass every check above.
+    assert sorted(ran) == ["tuner0", "tuner1"] and all(ran.values()), ran
 
 
 def test_a_worker_needs_the_oracle_variables(tmp_path, monkeypatch):

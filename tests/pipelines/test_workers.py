@@ -140,6 +140,11 @@ def test_two_workers_train_as_one_does_and_only_the_chief_keeps_anything(run_arg
     two_weights = keras.saving.load_model(two / "model.keras").get_weights()
     for a, b in zip(two_weights, one_weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Two replicas in sync: the match is not a lone chief training as one worker does.
+    replicas = [
+        json.loads((m / "training.json").read_text())["replicas_in_sync"] for m in (one, two)
+    ]
+    assert replicas == [1, 2]
 
 
 @pytest.mark.e2e

@@ -22,6 +22,7 @@ import pytest
 import tensorflow as tf
 
 from components import export
+from components.artifacts import TrainedModel
 from components.text_classification import signatures
 from pipelines.__main__ import main
 from tests.conftest import CONFIGS, SHOP_INGEST, built_once, write_blessing, write_shop_sales
@@ -156,6 +157,21 @@ def _run_pipeline(root: Path, models: Path, pipeline: list[str], settings: dict)
 def models_copy(tmp_path, exported_models) -> Path:
     """A private copy of the exported models, for tests that add or break versions."""
     return Path(shutil.copytree(exported_models, tmp_path / "models"))
+
+
+@pytest.fixture
+def flipped_sentiment(tmp_path, tiny_sentiment) -> Path:
+    """A SavedModel of ``sentiment`` whose output layer is negated, so its probability is one
+    minus version 1's: a version that answers differently, to tell which one served a request."""
+    model = tiny_sentiment["train"].load()
+    output = model.get_layer("probability")
+    output.set_weights([-weights for weights in output.get_weights()])
+    flipped = TrainedModel(tmp_path / "flipped_model")
+    flipped.path.mkdir()
+    model.save(flipped.model_file)
+    archive = signatures.serving_archive(flipped, tiny_sentiment["preprocess"], 0.5)
+    archive.write_out(str(tmp_path / "flipped_saved_model"), verbose=False)
+    return tmp_path / "flipped_saved_model"
 
 
 def call(url: str, payload=None, method: str | None = None) -> tuple[int, dict]:

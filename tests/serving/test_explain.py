@@ -11,9 +11,10 @@ import tensorflow as tf
 
 from components import export
 from components.text_classification import signatures
+from components.text_classification.vectorize import load_vectorizer
 from serving import client
 from serving.server import LocalModelServer
-from tests.conftest import synthetic_review, write_blessing
+from tests.conftest import own_attention_weights, synthetic_review, write_blessing
 from tests.serving.conftest import call
 
 REVIEWS = [synthetic_review(1, random.Random(5), length=12), "Dull and awful."]
@@ -51,7 +52,7 @@ def test_metadata_lists_the_explain_signature(api):
     }
 
 
-def test_explain_answers_tokens_aligned_with_weights_and_the_prediction(api):
+def test_explain_answers_tokens_aligned_with_weights_and_the_prediction(api, tiny_attention):
     request = {"signature_name": "explain", "instances": REVIEWS}
     status, answer = call(f"{api}:predict", request)
     assert status == 200
@@ -67,6 +68,11 @@ def test_explain_answers_tokens_aligned_with_weights_and_the_prediction(api):
         assert weights.sum() == pytest.approx(1.0, abs=1e-5)
     assert answer["predictions"][0]["label_name"] == "positive"
     assert predicted[1]["label_name"] == "negative"
+    # The model's own attention weights on the same ids: uniform weights would pass the above.
+    token_ids = load_vectorizer(tiny_attention["preprocess"])(tf.constant(REVIEWS)).numpy()
+    own = own_attention_weights(tiny_attention["train"], token_ids)[:, :13]
+    served = [explained["weights"] for explained in answer["predictions"]]
+    np.testing.assert_allclose(served, own, atol=1e-5)
 
 
 def test_one_review_comes_back_without_padding_in_columnar_format(api):

@@ -19,9 +19,12 @@ POSITIVE = synthetic_review(1, random.Random(7))
 
 
 @pytest.mark.parametrize("delete_old", [False, True], ids=["old kept", "old deleted at once"])
-def test_a_new_version_is_hot_loaded_without_a_failed_request(models_copy, delete_old):
+def test_a_new_version_is_hot_loaded_without_a_failed_request(
+    models_copy, flipped_sentiment, delete_old
+):
     """TF Serving's availability-preserving policy: the old version serves until the new one is
-    available, even when its folder is deleted right after the new one is copied in."""
+    available, even when its folder is deleted right after the new one is copied in. Version 2
+    answers one minus version 1's probability, so each answer names the version that gave it."""
     with LocalModelServer(models_copy, port=0, poll_seconds=0.1) as server:
         api = server.url + "/v1/models"
         failures, answered, stop = [], [], threading.Event()
@@ -36,20 +39,30 @@ def test_a_new_version_is_hot_loaded_without_a_failed_request(models_copy, delet
             client.start()
         wait_for(lambda: len(answered) > 5)
         # As the exporter does: write beside the versions under a hidden name, then rename.
-        shutil.copytree(models_copy / "sentiment" / "1", models_copy / "sentiment" / ".incoming")
+        shutil.copytree(flipped_sentiment, models_copy / "sentiment" / ".incoming")
         (models_copy / "sentiment" / ".incoming").rename(models_copy / "sentiment" / "2")
         if delete_old:
             shutil.rmtree(models_copy / "sentiment" / "1")
         wait_for(lambda: served_version(api, "sentiment") == 2)
-        count = len(answered)
-        wait_for(lambda: len(answered) > count + 5)
+        # Requests in flight when the metadata turned may still finish on version 1: one a client.
+        switched = len(answered) + len(clients)
+        wait_for(lambda: len(answered) > switched + 5)
         stop.set()
         for client in clients:
             client.join()
         assert failures == []
-        assert all(answer == answered[0][1] for _, answer in answered)
+        first = _probability(answered[0][1])
+        assert first > 0.5  # version 1 calls the positive review positive; version 2 does not
+        probabilities = [_probability(answer) for _, answer in answered]
+        old, new = pytest.approx(first, abs=1e-5), pytest.approx(1 - first, abs=1e-5)
+        assert all(p in (old, new) for p in probabilities)
+        assert probabilities[switched:] == [new] * len(probabilities[switched:])
         versions = call(f"{api}/sentiment")[1]["model_version_status"]
         assert [(v["version"], v["state"]) for v in versions] == [("2", "AVAILABLE"), ("1", "END")]
+
+
+def _probability(answer: dict) -> float:
+    return answer["predictions"][0]["probability"]
 
 
 def test_a_broken_version_is_reported_and_the_working_one_keeps_serving(models_copy):
@@ -109,8 +122,10 @@ def test_a_removed_version_is_unloaded_while_a_held_one_finishes(models_copy):
         assert outputs["total"].tolist() == [3.0]
 
 
-def test_models_config_sets_the_version_policy_and_labels(models_copy, tmp_path):
-    shutil.copytree(models_copy / "sentiment" / "1", models_copy / "sentiment" / "2")
+def test_models_config_sets_the_version_policy_and_labels(models_copy, flipped_sentiment, tmp_path):
+    """Versions 1 and 3 answer alike and version 2 the opposite, so a prediction through a label
+    shows which version the label reached."""
+    shutil.copytree(flipped_sentiment, models_copy / "sentiment" / "2")
     shutil.copytree(models_copy / "sentiment" / "1", models_copy / "sentiment" / "3")
     config = tmp_path / "models.config"
     config.write_text(_model_config(versions=(1, 2), stable=1, canary=2))
@@ -125,6 +140,10 @@ def test_models_config_sets_the_version_policy_and_labels(models_copy, tmp_path)
         assert call(f"{api}/sentiment/labels/stable/metadata")[1]["model_spec"]["version"] == "1"
         assert call(f"{api}/sentiment/labels/canary/metadata")[1]["model_spec"]["version"] == "2"
         assert call(f"{api}/sentiment/versions/3/metadata")[0] == 404  # not in the policy
+        stable = _predicted(f"{api}/sentiment/labels/stable")
+        assert stable > 0.5
+        assert _predicted(f"{api}/sentiment/labels/canary") == pytest.approx(1 - stable, abs=1e-5)
+        assert _predicted(f"{api}/sentiment") == pytest.approx(1 - stable, abs=1e-5)
         # Other models keep the defaults: their latest version, labelled stable.
         assert call(f"{api}/toy/labels/stable/metadata")[0] == 200
 
@@ -143,8 +162,17 @@ def test_models_config_sets_the_version_policy_and_labels(models_copy, tmp_path)
         config.write_text(_model_config(versions=(2, 3), stable=2, canary=3))
         canary = f"{api}/sentiment/labels/canary/metadata"
         wait_for(lambda: call(canary)[1].get("model_spec", {}).get("version") == "3")
+        assert _predicted(f"{api}/sentiment/labels/canary") == pytest.approx(stable, abs=1e-5)
+        assert _predicted(f"{api}/sentiment/labels/stable") == pytest.approx(1 - stable, abs=1e-5)
         version_1 = f"{api}/sentiment/versions/1"
         wait_for(lambda: call(version_1)[1]["model_version_status"][0]["state"] == "END")
+
+
+def _predicted(model_url: str) -> float:
+    """The probability the model (version or label) at ``model_url`` gives ``POSITIVE``."""
+    status, answer = call(model_url + ":predict", {"instances": [POSITIVE]})
+    assert status == 200, answer
+    return _probability(answer)
 
 
 def _model_config(versions: tuple[int, ...], stable: int, canary: int | None = None) -> str:

@@ -9,7 +9,12 @@ from components.text_classification import signatures
 from components.text_classification.explanations import attention_explainer, attention_html
 from components.text_classification.model import TextClassifierConfig, build_text_classifier
 from components.text_classification.vectorize import load_vectorizer
-from tests.conftest import NEGATIVE_WORDS, POSITIVE_WORDS, synthetic_review
+from tests.conftest import (
+    NEGATIVE_WORDS,
+    POSITIVE_WORDS,
+    own_attention_weights,
+    synthetic_review,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +41,10 @@ def test_explain_serves_each_token_with_its_weight_beside_the_prediction(
     assert tokens[1, :3].tolist() == ["dull", "awful", "movie"]  # standardized as in training
     assert np.all(weights[tokens == ""] == 0.0)
     np.testing.assert_allclose(weights.sum(axis=1), [1.0, 1.0, 0.0], rtol=1e-5)
+    # The model's own weights on the same ids, not any weights that sum to 1 (uniform ones do).
+    own = own_attention_weights(tiny_attention["train"], token_ids[:2])
+    np.testing.assert_allclose(weights[:2], own[:, :longest], atol=1e-5)
+    assert np.all(own[:, longest:] == 0.0)
     predicted = exported_attention.signatures["serving_default"](text=tf.constant(texts))
     for name in ("label", "label_name", "probability", "scores"):
         np.testing.assert_array_equal(explained[name].numpy(), predicted[name].numpy())

@@ -4,10 +4,14 @@ model trained on the classifier's own training reviews, then the classifier star
 import json
 
 import mlflow
+import numpy as np
 import pytest
 
-from pipelines import lineage
+from components.text_classification import pretrained as pretrained_lm
+from components.text_classification.vectorize import load_vectorizer
+from pipelines import lineage, registry, runner
 from pipelines.__main__ import main
+from pipelines.sentiment import pipeline as sentiment
 from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.e2e
@@ -66,6 +70,28 @@ def test_a_classifier_starts_from_a_language_model_of_its_own_reviews(
     # fitted on 90% of them (its own validation and test cut off), so rare words differ: 0.87.
     assert train_run.data.metrics["init_shared_tokens"] > 0.8
     assert train_run.data.metrics["init_recurrent_layers"] == 1
+
+    # The tags above are the initialiser's own; what counts is the model training starts from:
+    # built as the train stage builds it, its rows of the shared tokens are the LM's rows.
+    config = registry.resolve_config(
+        "sentiment", CONFIGS / "sentiment.smoke.yaml", None, [*quick, pretrained]
+    )
+    outputs = runner.load_outputs(tuned_run)
+    setup = sentiment.training_setup(config, outputs)
+    classifier = setup.build_model(config.model).get_layer("embedding").get_weights()[0]
+    language_model = pretrained_lm.find(lm_run)
+    lm_rows = language_model.load().get_layer("embedding").get_weights()[0]
+    lm_index = {token: row for row, token in enumerate(language_model.vocabulary)}
+    vocabulary = load_vectorizer(outputs["preprocess"]).get_vocabulary()
+    shared = [
+        (index, lm_index[token])
+        for index, token in enumerate(vocabulary)
+        if index >= 2 and token in lm_index  # after padding and [UNK]
+    ]
+    assert len(shared) > 0.8 * (classifier.shape[0] - 2)
+    np.testing.assert_array_equal(
+        classifier[[i for i, _ in shared]], lm_rows[[row for _, row in shared]]
+    )
 
     chain = lineage.format_chain(
         lineage.run(tuned_run / "train" / "trained_model", tmp_path / "artifacts")
