@@ -13,7 +13,9 @@ def _examples(tmp_path, rows: list[tuple[str, int]], names=("negative", "positiv
     records = [RawRecord(f"train/{i}", text, label) for i, (text, label) in enumerate(rows)]
     test = [RawRecord(f"test/{i}", text, label) for i, (text, label) in enumerate(rows)]
     source = Source("tiny", "memory://tiny", {"train": records, "test": test}, list(names))
-    return ingest.run(IngestConfig(validation_fraction=0.2, duplicates="keep"), source, tmp_path / "examples")
+    return ingest.run(
+        IngestConfig(validation_fraction=0.2, duplicates="keep"), source, tmp_path / "examples"
+    )
 
 
 REVIEWS = [
