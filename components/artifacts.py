@@ -160,9 +160,12 @@ class NgramModel(Artifact):
     MODEL_FILE: ClassVar[str] = "ngram_model.keras"
     SUMMARY_FILE: ClassVar[str] = "ngrams.json"
 
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.path / self.SUMMARY_FILE).read_text())
+
     @property
     def enabled(self) -> bool:
-        return json.loads((self.path / self.SUMMARY_FILE).read_text())["enabled"]
+        return self.summary()["enabled"]
 
     def load(self):
         import keras

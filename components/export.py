@@ -219,6 +219,10 @@ def _held_back(
     return _record(out_dir, {**record, "champion_not_moved": reason})
 
 
+PUSH_LOCK = ".push.lock"
+"""The lock file in a local serving folder (TF Serving reads numeric version folders only)."""
+
+
 @contextlib.contextmanager
 def _push_lock(base: Path | str) -> Iterator[None]:
     """Pushes to one local serving folder one at a time, so that checking the champion,
@@ -229,7 +233,7 @@ def _push_lock(base: Path | str) -> Iterator[None]:
         yield
         return
     Path(base).mkdir(parents=True, exist_ok=True)
-    with open(Path(base) / ".push.lock", "w") as lock:
+    with open(Path(base) / PUSH_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -57,12 +57,14 @@ def run(
     baselines: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
     explain: Callable[[np.ndarray], TokenWeights] | None = None,
     branches: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
+    stacking: dict | None = None,
 ) -> Metrics:
     """Score the model's probabilities on the test split, and the ``baselines``' (texts -> name ->
     probabilities) beside it. Probabilities are ``[n, classes]``, or ``[n]`` of label 1 for two.
     ``explain`` (texts -> tokens and attention weights) adds the HTML view of the mistakes;
     ``branches`` (texts -> name -> probabilities) scores a stacked model's parts alone (the
-    ablation), beside the baselines but never compared with them for the blessing."""
+    ablation), beside the baselines but never compared with them for the blessing; ``stacking``
+    (how the branches were joined) is recorded with them."""
     test = examples.load("test")
     names = examples.statistics().get("label_names", ["negative", "positive"])
     texts = test[text_field].to_numpy()
@@ -74,6 +76,8 @@ def run(
         results["baselines"] = _baseline_scores(config, labels, baselines(texts), names)
     if branches is not None:
         results["branches"] = _baseline_scores(config, labels, branches(texts), names)
+    if stacking is not None:
+        results["stack"] = stacking
     scored = {name: scores["accuracy"] for name, scores in results.get("baselines", {}).items()}
     comparison = bless.baseline_comparison("accuracy", True, results["accuracy"], scored)
     results["baseline_comparison"] = comparison

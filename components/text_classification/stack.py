@@ -75,6 +75,7 @@ def run(
         texts, labels = validation[text_field].to_numpy(), validation["label"].to_numpy()
         ngram_logits = ngrams.load().predict(tf.constant(texts), batch_size=256, verbose=0)
         weights |= fit(recurrent_probabilities(texts), ngram_logits, labels)
+        weights["ngram_branch"] = ngrams.summary()  # its size and fit time, for the reports
         tracking.log_metrics(
             {f"stack_{key}": weights[key] for key in ("ngram_weight", "recurrent_weight")}
         )

@@ -77,7 +77,8 @@ def test_versions_increase_and_no_staging_is_left(tiny_sentiment, tmp_path):
     first = push(tiny_sentiment, tmp_path / "models", tmp_path / "a")
     second = push(tiny_sentiment, tmp_path / "models", tmp_path / "b")
     assert (first.load()["version"], second.load()["version"]) == (1, 2)
-    assert sorted(p.name for p in (tmp_path / "models" / "sentiment").iterdir()) == ["1", "2"]
+    folder = tmp_path / "models" / "sentiment"
+    assert sorted(p.name for p in folder.iterdir()) == [export.PUSH_LOCK, "1", "2"]
     assert (second.version_dir / "saved_model.pb").is_file()
 
 
@@ -97,7 +98,8 @@ def test_the_model_already_serving_is_not_pushed_again(tiny_sentiment, tmp_path)
     )
     assert not again.pushed
     assert again.load()["reason"] == "this trained model already serves as version 1"
-    assert [p.name for p in (tmp_path / "models" / "sentiment").iterdir()] == ["1"]
+    folder = tmp_path / "models" / "sentiment"
+    assert sorted(p.name for p in folder.iterdir()) == [export.PUSH_LOCK, "1"]
 
 
 def test_an_unblessed_model_is_recorded_but_not_pushed(tiny_sentiment, tmp_path):

@@ -52,7 +52,7 @@ def test_pipeline_columns_and_table():
 
 
 def test_unknown_benchmark_run_lists_the_valid_ones(tmp_path):
-    with pytest.raises(ConfigError, match="choose from: simplernn, lstm, gru, bilstm, bigru"):
+    with pytest.raises(ConfigError, match="choose from: bigru-ngram, simplernn, lstm, gru, bilstm, bigru"):
         benchmark.run("sentiment", ["transformer"], tmp_path / "B.md", [])
 
 

@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 
 from components import export
-from components.artifacts import TrainedModel
+from components.artifacts import StackedModel, TrainedModel
 from components.text_classification import signatures
 from pipelines.__main__ import main
 from tests.conftest import CONFIGS, SHOP_INGEST, built_once, write_blessing, write_shop_sales
@@ -161,15 +161,25 @@ def models_copy(tmp_path, exported_models) -> Path:
 
 @pytest.fixture
 def flipped_sentiment(tmp_path, tiny_sentiment) -> Path:
-    """A SavedModel of ``sentiment`` whose output layer is negated, so its probability is one
-    minus version 1's: a version that answers differently, to tell which one served a request."""
+    """A SavedModel of ``sentiment`` whose output layer and stacking weights are negated, so its
+    probability is one minus version 1's: a version that answers differently, to tell which one
+    served a request."""
     model = tiny_sentiment["train"].load()
     output = model.get_layer("probability")
     output.set_weights([-weights for weights in output.get_weights()])
     flipped = TrainedModel(tmp_path / "flipped_model")
     flipped.path.mkdir()
     model.save(flipped.model_file)
-    archive = signatures.serving_archive(flipped, tiny_sentiment["preprocess"], 0.5)
+    # The recurrent logit is negated by its output layer; negating the n-gram weight and the
+    # bias too negates the stacked logit.
+    stacked = StackedModel(shutil.copytree(tiny_sentiment["stack"].path, tmp_path / "stack"))
+    weights = stacked.weights()
+    weights["ngram_weight"] = -weights["ngram_weight"]
+    weights["bias"] = [-bias for bias in weights["bias"]]
+    (stacked.path / stacked.WEIGHTS_FILE).write_text(json.dumps(weights))
+    archive = signatures.serving_archive(
+        flipped, tiny_sentiment["preprocess"], 0.5, stacked=stacked
+    )
     archive.write_out(str(tmp_path / "flipped_saved_model"), verbose=False)
     return tmp_path / "flipped_saved_model"
 
