@@ -27,21 +27,49 @@ def run(tmp_path, pipeline: str, example: str, settings: dict[str, str]):
     return run_dir
 
 
-def test_reviews_in_a_csv_of_ones_own(tmp_path, mlflow_store):
+def _reviews_csv(folder) -> dict[str, str]:
     rows = synthetic_reviews(200)
     table = pd.DataFrame(
         {"review": [t for t, _ in rows], "verdict": ["good" if y else "bad" for _, y in rows]}
     )
     table.loc[7, "review"] = "   "  # skipped and counted, as the example's bad_records says
-    table.to_csv(tmp_path / "my_reviews.csv", index=False)
-    settings = {"data.data_dir": str(tmp_path), "preprocess.sequence_length": "30"}
+    table.to_csv(folder / "my_reviews.csv", index=False)
+    return {"data.data_dir": str(folder), "preprocess.sequence_length": "30"}
+
+
+def test_reviews_in_a_csv_of_ones_own(tmp_path, mlflow_store):
+    settings = _reviews_csv(tmp_path)
     run_dir = run(tmp_path, "sentiment", "reviews_csv.yaml", {**settings, "train.epochs": "4"})
     statistics = json.loads((run_dir / "ingest" / "examples" / "statistics.json").read_text())
     assert statistics["dataset"] == "my_reviews" and statistics["skipped"] == {"empty_text": 1}
     assert statistics["splits"]["test"]["examples"] == 40
     metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
     assert metrics["accuracy"] >= 0.7  # the example's own bar: the model is blessed and pushed
+    assert set(metrics["baselines"]) == {"majority", "tfidf_logreg", "nbsvm"}
+    blessing = json.loads((run_dir / "bless" / "blessing" / "blessing.json").read_text())
+    assert blessing["blessed"] and blessing["below_baseline"] is False
     assert (tmp_path / "models" / "my_reviews" / "1").is_dir()
+
+
+def test_the_reviews_example_does_not_push_a_model_below_its_baselines(tmp_path, mlflow_store):
+    """The example's ``blessing.baseline: require`` is a gate: a recurrent model alone, a few
+    units trained one epoch, does not beat NBSVM on these reviews and is not pushed."""
+    settings = {
+        **_reviews_csv(tmp_path),
+        "ngrams.enabled": "false",
+        "model.units": "2",
+        "model.embedding_dim": "2",
+        "train.epochs": "1",
+        "blessing.thresholds": "[]",  # the baseline alone decides
+    }
+    run_dir = run(tmp_path, "sentiment", "reviews_csv.yaml", settings)
+    metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
+    assert metrics["accuracy"] < metrics["baselines"][metrics["best_baseline"]]["accuracy"]
+    blessing = json.loads((run_dir / "bless" / "blessing" / "blessing.json").read_text())
+    assert not blessing["blessed"] and blessing["below_baseline"] is True
+    assert "does not beat the best simple baseline" in blessing["reasons"][0]
+    assert blessing["reasons"][0].endswith("FAIL")
+    assert not (tmp_path / "models" / "my_reviews").exists()
 
 
 def test_monthly_sales_in_a_wide_table(tmp_path, mlflow_store):
