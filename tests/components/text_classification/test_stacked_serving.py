@@ -76,3 +76,20 @@ def test_evaluation_scores_the_stacked_model_and_each_branch_in_one_pass(tiny_se
     )
     np.testing.assert_allclose(joined, expected, atol=1e-5)
     assert weights["ngram_weight"] > 0
+
+
+def test_a_stacked_attention_model_explains_with_the_recurrent_weights(tiny_attention, tmp_path):
+    train, vocabulary, stacked = (tiny_attention[k] for k in ("train", "preprocess", "stack"))
+    texts = tf.constant(signatures.SAMPLE_REVIEWS)
+    archive = signatures.serving_archive(train, vocabulary, 0.5, stacked=stacked)
+    archive.write_out(str(tmp_path / "saved_model"), verbose=False)
+    explained = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["explain"](text=texts)
+    stacked_probability = signatures.end_to_end_model(train, vocabulary, stacked).predict(
+        texts, verbose=0
+    )[:, 0]
+    np.testing.assert_allclose(explained["probability"].numpy(), stacked_probability, atol=1e-6)
+    _, _, recurrent_weights = signatures.explainer_model(train, vocabulary).predict(
+        texts, verbose=0
+    )
+    weights = explained["weights"].numpy()
+    np.testing.assert_allclose(weights, recurrent_weights[:, : weights.shape[1]], atol=1e-6)
