@@ -52,7 +52,8 @@ def test_pipeline_columns_and_table():
 
 
 def test_unknown_benchmark_run_lists_the_valid_ones(tmp_path):
-    with pytest.raises(ConfigError, match="choose from: bigru-ngram, simplernn, lstm, gru, bilstm, bigru"):
+    valid = "choose from: bigru-ngram, simplernn, lstm, gru, bilstm, bigru"
+    with pytest.raises(ConfigError, match=valid):
         benchmark.run("sentiment", ["transformer"], tmp_path / "B.md", [])
 
 
