@@ -58,9 +58,8 @@ class BaselineConfig:
     """svd_seasonal_naive: singular components kept per group (the winner used 10 to 15)."""
 
     def __post_init__(self):
-        renamed = {name: RENAMED[name] for name in self.names if name in RENAMED}
-        if renamed:
-            raise ConfigError(f"baselines.names: {renamed} was renamed; use the new name")
+        for name in set(self.names) & set(RENAMED):
+            raise ConfigError(f"baselines.names: {name!r} was renamed {RENAMED[name]!r}")
         unknown = sorted(set(self.names) - set(BASELINES))
         if unknown or not self.names:
             raise ConfigError(
