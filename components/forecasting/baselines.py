@@ -36,8 +36,8 @@ BASELINES = (
     "svd_seasonal_naive",
 )
 DEFAULT_BASELINES = ("naive", "seasonal_naive", "moving_average", "auto_ets", "auto_theta", "mstl")
-"""auto_arima is left out: about 0.6 s per 143-week series with a 52-week season here (3,331
-Walmart series: over half an hour per fold); svd_seasonal_naive needs ``svd_group_by``."""
+"""auto_arima is left out: 0.6-1 s per synthetic 143-week series with a 52-week season on 2 busy
+cores (3,331 Walmart series: about an hour per fold); svd_seasonal_naive needs ``svd_group_by``."""
 RENAMED = {"ets": "auto_ets"}
 ETS_ERRORS, ETS_TRENDS_AND_SEASONS = "AMZ", "NAMZ"
 
