@@ -70,6 +70,8 @@ def backtest(
         if value is not None
     }
     metrics |= evaluate.quantile_metrics(summary.get("quantiles", {}), "backtest_")
+    for name, seconds in summary["baseline_fit_seconds"].items():
+        metrics[f"backtest_{name}_fit_seconds"] = seconds
     tracking.log_metrics(metrics)
     return Metrics(out_dir)
 
@@ -97,7 +99,10 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
         quantiles = {q: predicted[:, :, i] for i, q in enumerate(config.model.quantiles)}
         predicted = predicted[:, :, median_index(config.model.quantiles)]
     name = model.name.removesuffix("_forecaster")
-    reference = baselines.forecast(config.baselines, histories, spec.horizon, spec.season_length)
+    groups, missing = _baseline_groups(config.baselines, windows, spec.series_keys, series)
+    reference = baselines.forecast(
+        config.baselines, histories, spec.horizon, spec.season_length, groups, missing
+    )
     attention.report(model, raw_inputs, spec.season_length, out_dir)
     return evaluate.run(
         config.evaluate,
@@ -112,8 +117,25 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
         quantiles=quantiles,
         model_name=name,
         baseline_fallbacks=reference.fallbacks,
+        baseline_fallback_reasons=reference.fallback_reasons,
+        baseline_fit_seconds=reference.fit_seconds,
         observed=windows.observed()[series[:, None], steps],
     )
+
+
+def _baseline_groups(
+    config: baselines.BaselineConfig, windows: SeriesWindows, keys: list[str], series: np.ndarray
+) -> tuple[list | None, str]:
+    """Each scored series' value of ``baselines.svd_group_by`` (an id or static column), or None
+    and why not."""
+    column = config.svd_group_by
+    if "svd_seasonal_naive" not in config.names or not column:
+        return None, "no baselines.svd_group_by"
+    statics = windows.statics().set_index("series")
+    if column not in statics.columns:
+        return None, f"no column {column!r} among the id and static columns {list(statics)}"
+    by_key = statics[column].astype(str)
+    return [by_key[keys[s]] for s in series], ""
 
 
 def summary_columns(summary: dict, name: str) -> dict[str, str]:
@@ -163,6 +185,11 @@ def _backtest_summary(folds: list[dict]) -> dict:
             name: sum(fold["baseline_fallbacks"].get(name, 0) for fold in folds)
             for name in folds[0]["baseline_fallbacks"]
         },
+        "baseline_fallback_reasons": _summed_reasons(folds),
+        "baseline_fit_seconds": {
+            name: sum(fold.get("baseline_fit_seconds", {}).get(name, 0.0) for fold in folds)
+            for name in folds[0].get("baseline_fit_seconds", {})
+        },
         "mean": mean,
     }
     series = sum(fold["series"] for fold in folds)
@@ -187,6 +214,17 @@ def _backtest_summary(folds: list[dict]) -> dict:
         summary["quantiles"] = _quantile_summary([fold["quantiles"] for fold in folds])
     summary["per_fold"] = [fold["models"] for fold in folds]
     return summary
+
+
+def _summed_reasons(folds: list[dict]) -> dict[str, dict[str, int]]:
+    """Each baseline's fallback reasons with their series counted over all folds."""
+    summed: dict[str, dict[str, int]] = {}
+    for fold in folds:
+        for name, reasons in fold.get("baseline_fallback_reasons", {}).items():
+            counts = summed.setdefault(name, {})
+            for reason, count in reasons.items():
+                counts[reason] = counts.get(reason, 0) + count
+    return summed
 
 
 def _quantile_summary(folds: list[dict]) -> dict:

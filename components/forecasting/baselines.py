@@ -1,49 +1,65 @@
 """Classical baseline forecasts, made from the same forecast origins as the neural model.
 
 Given each series' history up to the origin, ``forecast`` predicts ``horizon`` steps with naive,
-seasonal naive, moving-average and exponential-smoothing (ETS) methods; the forecast evaluator
-scores them beside the model, so a network has to beat them to be worth its cost. It is a plain
-function rather than a ``run`` component because it reads and writes no artifacts: the forecasting
-pipeline calls it once per backtest fold, with histories cut at that fold's origin.
+seasonal naive, a moving average, statsforecast's AutoETS, AutoTheta, AutoARIMA and MSTL, and
+seasonal naive on SVD-smoothed group histories (the Walmart competition winner's recipe); the
+forecast evaluator scores them beside the model, so a network has to beat the strongest to be
+worth its cost. Each baseline's fit time and every series it could not forecast as configured
+(and why) are returned with the forecasts. It is a plain function rather than a ``run``
+component because it reads and writes no artifacts: the forecasting pipeline calls it once per
+backtest fold, with histories cut at that fold's origin.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 
 import numpy as np
-from statsmodels.tsa.holtwinters import ExponentialSmoothing
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
 
 from components.errors import ConfigError, DataError
+from components.forecasting import statistical, svd_smoothing
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("naive", "seasonal_naive", "moving_average", "ets")
-# Level, trend and damping are fitted from the data; fewer points than this cannot pin them down.
-ETS_MIN_OBSERVATIONS = 10
-# Sales can be zero or negative (returns), so multiplicative components are not offered.
-ETS_COMPONENTS = (None, "add")
+BASELINES = (
+    "naive",
+    "seasonal_naive",
+    "moving_average",
+    "auto_ets",
+    "auto_theta",
+    "mstl",
+    "auto_arima",
+    "svd_seasonal_naive",
+)
+DEFAULT_BASELINES = ("naive", "seasonal_naive", "moving_average", "auto_ets", "auto_theta", "mstl")
+"""auto_arima is left out: 0.6-1 s per synthetic 143-week series with a 52-week season on 2 busy
+cores (3,331 Walmart series: about an hour per fold); svd_seasonal_naive needs ``svd_group_by``."""
+RENAMED = {"ets": "auto_ets"}
+ETS_ERRORS, ETS_TRENDS_AND_SEASONS = "AMZ", "NAMZ"
 
 
 @dataclasses.dataclass
 class BaselineConfig:
-    names: list[str] = dataclasses.field(default_factory=lambda: list(BASELINES))
+    names: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_BASELINES))
     """Baselines to compute, any of ``BASELINES``."""
     moving_average_window: int = 8
-    """How many of the latest values the moving average takes."""
-    ets_trend: str | None = "add"
-    """Trend of the ETS model: ``None`` or ``"add"``."""
-    ets_damped_trend: bool = True
-    """Damp the ETS trend towards flat over the horizon; ignored without a trend."""
-    ets_seasonal: str | None = None
-    """Seasonality of the ETS model: ``None`` or ``"add"`` (needs two full seasons of history)."""
+    """How many of the latest values the moving average (statsforecast's WindowAverage) takes."""
+    ets_model: str = "ZZZ"
+    """AutoETS's error, trend and season letters (A additive, M multiplicative, N none, Z chosen
+    by AICc); the season is dropped, and counted, where the history cannot hold it."""
+    svd_group_by: str | None = None
+    """svd_seasonal_naive: the id or static column whose value groups series smoothed together
+    (``Dept``: a department's stores); its series must end at the same period."""
+    svd_rank: int = 12
+    """svd_seasonal_naive: singular components kept per group (the winner used 10 to 15)."""
 
     def __post_init__(self):
+        for name in set(self.names) & set(RENAMED):
+            raise ConfigError(f"baselines.names: {name!r} was renamed {RENAMED[name]!r}")
         unknown = sorted(set(self.names) - set(BASELINES))
         if unknown or not self.names:
             raise ConfigError(
@@ -53,11 +69,24 @@ class BaselineConfig:
             raise ConfigError(
                 f"baselines.moving_average_window={self.moving_average_window} must be at least 1"
             )
-        for field in ("ets_trend", "ets_seasonal"):
-            if getattr(self, field) not in ETS_COMPONENTS:
-                raise ConfigError(
-                    f"baselines.{field}={getattr(self, field)!r} must be one of {ETS_COMPONENTS}"
-                )
+        model = self.ets_model
+        if not (
+            len(model) == 3
+            and model[0] in ETS_ERRORS
+            and model[1] in ETS_TRENDS_AND_SEASONS
+            and model[2] in ETS_TRENDS_AND_SEASONS
+        ):
+            raise ConfigError(
+                f"baselines.ets_model={model!r} must be three letters: error from "
+                f"{ETS_ERRORS}, trend and season from {ETS_TRENDS_AND_SEASONS} (e.g. 'ZZZ')"
+            )
+        if "svd_seasonal_naive" in self.names and not self.svd_group_by:
+            raise ConfigError(
+                "baselines.names has svd_seasonal_naive, which needs baselines.svd_group_by: the "
+                "column whose value groups the series smoothed together (e.g. Dept)"
+            )
+        if self.svd_rank < 1:
+            raise ConfigError(f"baselines.svd_rank={self.svd_rank} must be at least 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,13 +94,22 @@ class BaselineForecasts:
     forecasts: dict[str, np.ndarray]
     """Baseline name -> forecasts of shape (series, horizon), in the histories' units."""
     fallbacks: dict[str, int]
-    """Baseline name -> how many series it could not forecast as configured: seasonal naive and
-    ETS fell back to naive (history too short, or the ETS fit failed), the moving average took
-    the mean of a history shorter than its window."""
+    """Baseline name -> how many series it could not forecast as configured."""
+    fallback_reasons: dict[str, dict[str, int]]
+    """Baseline name -> why, and for how many series, e.g. ``{"shorter than a season (52
+    periods): naive": 3}``; empty for a baseline without fallbacks."""
+    fit_seconds: dict[str, float]
+    """Baseline name -> wall time of its fits over all series (the first statsforecast fit in a
+    process includes loading its numba-compiled code)."""
 
 
 def forecast(
-    config: BaselineConfig, histories: list[np.ndarray], horizon: int, season_length: int
+    config: BaselineConfig,
+    histories: list[np.ndarray],
+    horizon: int,
+    season_length: int,
+    groups: list[Hashable] | None = None,
+    missing_grouping: str = "no grouping column",
 ) -> BaselineForecasts:
     """Forecast ``horizon`` steps past the last value of each history with every configured
     baseline.
@@ -81,24 +119,33 @@ def forecast(
         histories: Each series' observed values up to and including the forecast origin (1-D,
             finite, any length of at least one).
         horizon: Steps to forecast.
-        season_length: Periods per season of the data's frequency (seasonal naive, ETS).
+        season_length: Periods per season of the data's frequency.
+        groups: Each series' value of ``config.svd_group_by``, for svd_seasonal_naive; None when
+            the data has no such column (it then falls back to seasonal naive, recorded).
+        missing_grouping: Why ``groups`` is None, recorded with that fallback.
     """
     if horizon < 1 or season_length < 1:
         raise ConfigError(f"horizon={horizon} and season_length={season_length} must be >= 1")
     histories = [_checked_history(history, index) for index, history in enumerate(histories)]
-    forecasts, fallbacks = {}, {}
-    for name in config.names:
-        forecasts[name], fallbacks[name] = _METHODS[name](config, histories, horizon, season_length)
-        if fallbacks[name]:
-            log.warning(
-                "%s: %d of %d series could not be forecast as configured (too short for a "
-                "season of %d, or the fit failed) and fell back to naive",
-                name,
-                fallbacks[name],
-                len(histories),
-                season_length,
-            )
-    return BaselineForecasts(forecasts, fallbacks)
+    if groups is not None and len(groups) != len(histories):
+        raise DataError(f"{len(groups)} groups for {len(histories)} histories")
+    origin = _Origin(histories, horizon, season_length, groups, missing_grouping)
+    forecasts, reasons, seconds = {}, {}, {}
+    # One BLAS thread: the fits are tiny, and OpenBLAS's threads made them ~8x slower here.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for name in config.names:
+            start = time.perf_counter()
+            forecasts[name], reasons[name] = _METHODS[name](config, origin)
+            seconds[name] = time.perf_counter() - start
+            if reasons[name]:
+                log.warning(
+                    "%s: of %d series, not forecast as configured: %s",
+                    name,
+                    len(histories),
+                    "; ".join(f"{count} {why}" for why, count in reasons[name].items()),
+                )
+    fallbacks = {name: sum(counts.values()) for name, counts in reasons.items()}
+    return BaselineForecasts(forecasts, fallbacks, reasons, seconds)
 
 
 def _checked_history(history, index: int) -> np.ndarray:
@@ -111,73 +158,46 @@ def _checked_history(history, index: int) -> np.ndarray:
     return values
 
 
-def _rows(rows: list[np.ndarray], horizon: int) -> np.ndarray:
-    return np.array(rows, dtype=float).reshape(len(rows), horizon)
+@dataclasses.dataclass(frozen=True)
+class _Origin:
+    """What every baseline forecasts from at one origin."""
+
+    histories: list[np.ndarray]
+    horizon: int
+    season: int
+    groups: list[Hashable] | None
+    missing_grouping: str
 
 
-def _naive(config: BaselineConfig, histories: list[np.ndarray], horizon: int, season: int):
-    return _rows([np.full(horizon, history[-1]) for history in histories], horizon), 0
+def _naive(config: BaselineConfig, origin: _Origin):
+    rows = [np.full(origin.horizon, history[-1]) for history in origin.histories]
+    return np.array(rows, dtype=float).reshape(len(rows), origin.horizon), {}
 
 
-def _seasonal_naive(config: BaselineConfig, histories: list[np.ndarray], horizon: int, season: int):
-    # np.resize repeats the last season when the horizon is longer than one.
-    rows = [
-        np.resize(history[-season:], horizon)
-        if len(history) >= season
-        else np.full(horizon, history[-1])
-        for history in histories
-    ]
-    return _rows(rows, horizon), sum(len(history) < season for history in histories)
-
-
-def _moving_average(config: BaselineConfig, histories: list[np.ndarray], horizon: int, season: int):
-    window = config.moving_average_window
-    rows = [np.full(horizon, history[-window:].mean()) for history in histories]
-    return _rows(rows, horizon), sum(len(history) < window for history in histories)
-
-
-def _ets(config: BaselineConfig, histories: list[np.ndarray], horizon: int, season: int):
-    rows, fallbacks = [], 0
-    # One BLAS thread: the fits are tiny, and OpenBLAS's threads made them ~8x slower here
-    # (136 ms against 16 ms per 143-week series on 2 busy cores).
-    with threadpool_limits(limits=1, user_api="blas"):
-        for history in tqdm(histories, desc="ets", unit=" series", mininterval=5):
-            row = _ets_forecast(config, history, horizon, season)
-            if row is None:
-                fallbacks += 1
-                row = np.full(horizon, history[-1])
-            rows.append(row)
-    return _rows(rows, horizon), fallbacks
-
-
-def _ets_forecast(
-    config: BaselineConfig, history: np.ndarray, horizon: int, season: int
-) -> np.ndarray | None:
-    """One series' ETS forecasts, or None when it is too short or the fit fails."""
-    seasonal = config.ets_seasonal
-    if len(history) < (2 * season if seasonal else ETS_MIN_OBSERVATIONS):
-        return None
-    try:
-        with warnings.catch_warnings():
-            # Convergence warnings over thousands of series drown the log; failures are counted.
-            warnings.simplefilter("ignore")
-            model = ExponentialSmoothing(
-                history,
-                trend=config.ets_trend,
-                damped_trend=config.ets_damped_trend and config.ets_trend is not None,
-                seasonal=seasonal,
-                seasonal_periods=season if seasonal else None,
-            )
-            values = np.asarray(model.fit().forecast(horizon), dtype=float)
-    except Exception as error:  # any failure of one series' fit means naive for that series
-        log.debug("ETS fit failed: %s", error)
-        return None
-    return values if np.isfinite(values).all() else None
+def _svd_seasonal_naive(config: BaselineConfig, origin: _Origin):
+    return svd_smoothing.forecast(
+        origin.histories,
+        origin.groups,
+        origin.horizon,
+        origin.season,
+        config.svd_rank,
+        origin.missing_grouping,
+    )
 
 
 _METHODS: dict[str, Callable] = {
     "naive": _naive,
-    "seasonal_naive": _seasonal_naive,
-    "moving_average": _moving_average,
-    "ets": _ets,
+    "seasonal_naive": lambda config, o: statistical.seasonal_naive(
+        o.histories, o.horizon, o.season
+    ),
+    "moving_average": lambda config, o: statistical.window_average(
+        o.histories, o.horizon, config.moving_average_window
+    ),
+    "auto_ets": lambda config, o: statistical.auto_ets(
+        o.histories, o.horizon, o.season, config.ets_model
+    ),
+    "auto_theta": lambda config, o: statistical.auto_theta(o.histories, o.horizon, o.season),
+    "mstl": lambda config, o: statistical.mstl(o.histories, o.horizon, o.season),
+    "auto_arima": lambda config, o: statistical.auto_arima(o.histories, o.horizon, o.season),
+    "svd_seasonal_naive": _svd_seasonal_naive,
 }

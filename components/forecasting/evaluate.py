@@ -56,6 +56,8 @@ def run(
     model_name: str = "model",
     baseline_fallbacks: dict[str, int] | None = None,
     observed: np.ndarray | None = None,
+    baseline_fallback_reasons: dict[str, dict[str, int]] | None = None,
+    baseline_fit_seconds: dict[str, float] | None = None,
 ) -> Metrics:
     """Score every forecast against ``actual``; write metrics, forecasts and plots to ``out_dir``.
 
@@ -71,10 +73,13 @@ def run(
         season_length: Periods per season of the data, for seasonal MASE and the plots.
         quantiles: Quantile level (e.g. 0.1) -> the model's forecasts at that level, if any.
         model_name: The model's key in ``forecasts``; its MLflow metrics carry no name.
-        baseline_fallbacks: Baseline name -> series it could not forecast as configured (fell
-            back to naive): recorded, since a seasonal baseline that mostly fell back is not one.
+        baseline_fallbacks: Baseline name -> series it could not forecast as configured (e.g.
+            fell back to naive): recorded, since a seasonal baseline that mostly fell back is not
+            one.
         observed: Whether each (series, step) of ``actual`` was in the file rather than filled
             by ingest; only observed ones are scored (default: all).
+        baseline_fallback_reasons: Baseline name -> why, and for how many series, it fell back.
+        baseline_fit_seconds: Baseline name -> wall time of its fits.
     """
     actual = np.asarray(actual, dtype=float)
     observed = np.ones(actual.shape, bool) if observed is None else np.asarray(observed, bool)
@@ -94,6 +99,8 @@ def run(
         "model_name": model_name,
         "season_length": season_length,
         "baseline_fallbacks": baseline_fallbacks or {},
+        "baseline_fallback_reasons": baseline_fallback_reasons or {},
+        "baseline_fit_seconds": baseline_fit_seconds or {},
         "filled_not_scored": int((~observed).sum()),
         **_results(config, actual, forecasts, holiday, histories, quantiles, season_length),
     }
@@ -301,6 +308,8 @@ def _mlflow_metrics(results: dict, model_name: str) -> dict[str, float]:
     metrics |= quantile_metrics(results.get("quantiles", {}), "test_")
     for name, count in results["baseline_fallbacks"].items():
         metrics[f"test_{name}_fallbacks"] = count
+    for name, seconds in results["baseline_fit_seconds"].items():
+        metrics[f"test_{name}_fit_seconds"] = seconds
     return {name: value for name, value in metrics.items() if math.isfinite(value)}
 
 

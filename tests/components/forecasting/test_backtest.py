@@ -1,8 +1,12 @@
-"""How backtest scores are shown: amounts keep their precision whatever the units."""
+"""How backtest scores are shown (amounts keep their precision whatever the units), and which
+groups the SVD baseline smooths together."""
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from components.forecasting.backtest import format_amount, summary_columns
+from components.forecasting.backtest import _baseline_groups, format_amount, summary_columns
+from components.forecasting.baselines import BaselineConfig
 from pipelines.sales_forecast.pipeline import headline
 
 
@@ -21,3 +25,20 @@ def test_small_unit_errors_are_not_rounded_to_whole_numbers():
     summary = {"folds": 1, "mean": {"gru": scores}, "per_fold": [{"gru": scores}]}
     columns = summary_columns(summary, "gru")
     assert (columns["backtest WMAE (1 folds)"], columns["MAE"]) == ("**4.37**", "4.12")
+
+
+class Windows:
+    def statics(self):
+        return pd.DataFrame(
+            {"series": ["1_1", "1_2", "2_1"], "Store": [1, 1, 2], "Dept": [1, 2, 1]}
+        )
+
+
+def test_svd_groups_are_each_scored_series_value_of_the_grouping_column():
+    config = BaselineConfig(names=["svd_seasonal_naive"], svd_group_by="Dept")
+    keys, scored_series = ["1_1", "1_2", "2_1"], np.array([2, 0, 1])
+    assert _baseline_groups(config, Windows(), keys, scored_series) == (["1", "1", "2"], "")
+    config.svd_group_by = "Region"
+    groups, why = _baseline_groups(config, Windows(), keys, scored_series)
+    assert groups is None
+    assert why == "no column 'Region' among the id and static columns ['Store', 'Dept']"

@@ -2,17 +2,24 @@ import numpy as np
 import pytest
 
 from components.errors import ConfigError, DataError
-from components.forecasting import baselines
+from components.forecasting import baselines, statistical, svd_smoothing
 from components.forecasting.baselines import BaselineConfig
 
 SEASON = [1.0, 5.0, 3.0, 9.0]
+# A clean periodic series: 6 seasons of 4 around a level of 100, ending on the season's last point.
+PERIODIC = 100.0 + 10 * np.tile(SEASON, 6)
+PERIODIC_FUTURE = 100.0 + 10 * np.tile(SEASON, 2)[:6]
+
+
+def forecast(names, histories, horizon=6, season_length=4, **config):
+    return baselines.forecast(
+        BaselineConfig(names=names, **config), histories, horizon, season_length
+    )
 
 
 def test_seasonal_naive_is_exact_on_a_seasonal_series_and_naive_is_not():
     history = np.tile(SEASON, 3)  # ends on 9, the last point of a season
-    result = baselines.forecast(
-        BaselineConfig(names=["naive", "seasonal_naive"]), [history], horizon=6, season_length=4
-    )
+    result = forecast(["naive", "seasonal_naive"], [history])
     future = np.tile(SEASON, 2)[:6]  # the season repeats when the horizon is longer than one
     np.testing.assert_array_equal(result.forecasts["seasonal_naive"], [future])
     np.testing.assert_array_equal(result.forecasts["naive"], [np.full(6, 9.0)])
@@ -20,84 +27,170 @@ def test_seasonal_naive_is_exact_on_a_seasonal_series_and_naive_is_not():
 
 
 def test_naive_is_exact_on_a_constant_series_and_keeps_series_order():
-    result = baselines.forecast(
-        BaselineConfig(names=["naive"]),
-        [np.full(5, 7.0), np.array([1.0, 2.0])],
-        horizon=3,
-        season_length=52,
-    )
+    result = forecast(["naive"], [np.full(5, 7.0), np.array([1.0, 2.0])], 3, 52)
     np.testing.assert_array_equal(result.forecasts["naive"], [[7.0, 7.0, 7.0], [2.0, 2.0, 2.0]])
 
 
 def test_moving_average_takes_the_mean_of_the_last_window():
     history = np.array([100.0, 1.0, 2.0, 3.0, 6.0])
-    result = baselines.forecast(
-        BaselineConfig(names=["moving_average"], moving_average_window=4),
-        [history],
-        horizon=2,
-        season_length=52,
-    )
+    result = forecast(["moving_average"], [history], 2, 52, moving_average_window=4)
     np.testing.assert_allclose(result.forecasts["moving_average"], [[3.0, 3.0]])  # 12 / 4
+    # A whole season's window on the periodic series: the season's mean, (1+5+3+9)/4 = 4.5.
+    result = forecast(["moving_average"], [PERIODIC], moving_average_window=4)
+    np.testing.assert_allclose(result.forecasts["moving_average"], [np.full(6, 145.0)])
+
+
+@pytest.mark.parametrize("name", ["auto_ets", "auto_theta", "mstl"])
+def test_seasonal_models_reproduce_a_clean_periodic_series(name):
+    result = forecast([name], [PERIODIC])
+    # Within 1% of the season's swing (80): the season was fitted, not averaged away.
+    np.testing.assert_allclose(result.forecasts[name], [PERIODIC_FUTURE], atol=0.8)
+    assert result.fallbacks == {name: 0}
+
+
+def test_auto_arima_reproduces_a_clean_periodic_series():
+    result = forecast(["auto_arima"], [PERIODIC])
+    np.testing.assert_allclose(result.forecasts["auto_arima"], [PERIODIC_FUTURE], atol=0.8)
 
 
 def test_ets_follows_a_linear_trend_better_than_naive():
     steps = np.arange(40.0)
     history, future = 10.0 + 2.0 * steps[:30], 10.0 + 2.0 * steps[30:]
-    result = baselines.forecast(
-        BaselineConfig(names=["naive", "ets"]), [history], horizon=10, season_length=52
-    )
-    ets_error = np.abs(result.forecasts["ets"][0] - future).mean()
+    result = forecast(["naive", "auto_ets"], [history], 10, 1)
+    ets_error = np.abs(result.forecasts["auto_ets"][0] - future).mean()
     naive_error = np.abs(result.forecasts["naive"][0] - future).mean()
     assert ets_error < 0.2 * naive_error
-    assert result.fallbacks["ets"] == 0
+    assert result.fallbacks["auto_ets"] == 0
 
 
-def test_short_series_fall_back_to_naive_and_are_counted():
+def test_short_series_fall_back_and_every_fallback_says_why():
     short, long = np.array([4.0, 6.0, 8.0]), 50.0 + np.sin(np.arange(60.0))
-    config = BaselineConfig(moving_average_window=8)
-    result = baselines.forecast(config, [short, long], horizon=4, season_length=52)
-    assert result.fallbacks == {"naive": 0, "seasonal_naive": 1, "moving_average": 1, "ets": 1}
-    for name in ("seasonal_naive", "ets"):
+    result = baselines.forecast(BaselineConfig(), [short, long], horizon=4, season_length=52)
+    assert result.fallback_reasons == {
+        "naive": {},
+        "seasonal_naive": {"shorter than a season (52 periods): naive": 1},
+        "moving_average": {"shorter than the window (8 periods): mean of the history": 1},
+        # The 60-week series holds one season, not two, and ETS holds no 52-period season.
+        "auto_ets": {
+            "shorter than 10 periods: naive": 1,
+            "season of 52 periods is longer than ETS fits (24): non-seasonal ETS (mstl fits "
+            "the season)": 1,
+        },
+        "auto_theta": {
+            "shorter than 10 periods: naive": 1,
+            "shorter than two seasons (104): non-seasonal theta": 1,
+        },
+        "mstl": {"shorter than two seasons (104): naive": 2},
+    }
+    assert result.fallbacks == {
+        name: sum(r.values()) for name, r in result.fallback_reasons.items()
+    }
+    for name in ("seasonal_naive", "auto_ets", "auto_theta", "mstl"):
         np.testing.assert_array_equal(result.forecasts[name][0], np.full(4, 8.0))
         assert result.forecasts[name].shape == (2, 4)
     np.testing.assert_allclose(result.forecasts["moving_average"][0], np.full(4, 6.0))
 
 
-def test_seasonal_ets_needs_two_full_seasons():
+def test_ets_is_seasonal_only_with_two_full_seasons():
     seasonal = 100.0 + 10 * np.tile(SEASON, 5)  # 20 points: 2 seasons of 8, not 2 of 12
-    config = BaselineConfig(names=["ets"], ets_seasonal="add")
-    assert baselines.forecast(config, [seasonal], horizon=2, season_length=8).fallbacks["ets"] == 0
-    assert baselines.forecast(config, [seasonal], horizon=2, season_length=12).fallbacks["ets"] == 1
+    assert forecast(["auto_ets"], [seasonal], 2, 8).fallbacks["auto_ets"] == 0
+    reasons = forecast(["auto_ets"], [seasonal], 2, 12).fallback_reasons["auto_ets"]
+    assert reasons == {"shorter than two seasons (24): non-seasonal ETS": 1}
 
 
 @pytest.mark.parametrize("failure", ["raises", "non_finite"])
-def test_a_failed_ets_fit_falls_back_to_naive(monkeypatch, failure):
-    class BrokenFit:
-        def forecast(self, horizon):
-            return np.full(horizon, np.nan)
-
+def test_a_failed_fit_falls_back_to_naive(monkeypatch, failure):
     class BrokenModel:
         def __init__(self, *args, **kwargs):
             pass
 
-        def fit(self):
+        def forecast(self, y, h):
             if failure == "raises":
                 raise np.linalg.LinAlgError("singular")
-            return BrokenFit()
+            return {"mean": np.full(h, np.nan)}
 
-    monkeypatch.setattr(baselines, "ExponentialSmoothing", BrokenModel)
-    result = baselines.forecast(
-        BaselineConfig(names=["ets"]), [np.arange(20.0)], horizon=3, season_length=52
+    monkeypatch.setattr(statistical, "AutoETS", BrokenModel)
+    result = forecast(["auto_ets"], [np.arange(20.0)], 3, 1)
+    assert result.fallback_reasons == {"auto_ets": {"the fit failed or was not finite: naive": 1}}
+    np.testing.assert_array_equal(result.forecasts["auto_ets"], [[19.0, 19.0, 19.0]])
+
+
+def test_every_baseline_records_its_fit_time():
+    names = ["naive", "seasonal_naive", "moving_average", "auto_ets"]
+    result = forecast(names, [PERIODIC, PERIODIC + 1])
+    assert list(result.fit_seconds) == names
+    assert all(isinstance(s, float) and s >= 0 for s in result.fit_seconds.values())
+    assert result.fit_seconds["auto_ets"] > 0
+
+
+# A department's stores: 4 series of one group, 8 periods each (two seasons of 4), the third
+# starting two periods late (right-aligned, the missing periods 0 in the matrix), and a second
+# group "b" of one series.
+GROUP = [
+    np.array([10.0, 14.0, 12.0, 20.0, 11.0, 15.0, 12.0, 21.0]),
+    np.array([5.0, 8.0, 6.0, 11.0, 6.0, 7.0, 7.0, 10.0]),
+    np.array([30.0, 29.0, 44.0, 33.0, 31.0, 46.0]),
+    np.array([1.0, 2.0, 2.0, 3.0, 1.0, 3.0, 1.0, 4.0]),
+]
+
+
+def svd_forecast(histories, groups, rank=1):
+    config = BaselineConfig(names=["svd_seasonal_naive"], svd_group_by="Dept", svd_rank=rank)
+    return baselines.forecast(config, histories, 6, 4, groups=groups)
+
+
+def test_svd_seasonal_naive_repeats_last_season_of_the_rank_k_reconstruction():
+    odd_one = np.array([3.0, 1.0, 4.0, 1.0, 5.0])
+    result = svd_forecast([*GROUP, odd_one], ["a", "a", "a", "a", "b"])
+    matrix = np.column_stack([np.concatenate([np.zeros(8 - len(h)), h]) for h in GROUP])
+    u, s, vt = np.linalg.svd(matrix)
+    rank_1 = s[0] * np.outer(u[:, 0], vt[0])
+    expected = [np.resize(rank_1[-4:, column], 6) for column in range(4)]
+    np.testing.assert_allclose(result.forecasts["svd_seasonal_naive"][:4], expected)
+    # Group "b" holds one series, which a rank-1 smoothing would give back unchanged: plain
+    # seasonal naive, counted.
+    np.testing.assert_array_equal(result.forecasts["svd_seasonal_naive"][4], [1, 4, 1, 5, 1, 4])
+    assert result.fallback_reasons["svd_seasonal_naive"] == {
+        "group of 1 series or fewer, nothing to smooth: seasonal naive": 1
+    }
+
+
+def test_svd_smoothing_removes_store_noise_that_seasonal_naive_repeats():
+    """Stores of one department share its season at their own scale; each week adds noise.
+    The rank-1 smoothing recovers the shared season, seasonal naive repeats last year's noise."""
+    rng = np.random.default_rng(0)
+    pattern, scales = 50.0 + 10 * np.tile(SEASON, 3), rng.uniform(1, 3, size=20)
+    histories = [scale * pattern + rng.normal(0, 10, pattern.size) for scale in scales]
+    truth = np.array([scale * pattern[:6] for scale in scales])
+    smoothed = svd_forecast(histories, ["dept"] * 20).forecasts["svd_seasonal_naive"]
+    raw = forecast(["seasonal_naive"], histories).forecasts["seasonal_naive"]
+    assert np.abs(smoothed - truth).mean() < 0.5 * np.abs(raw - truth).mean()
+
+
+def test_svd_without_a_grouping_falls_back_to_seasonal_naive_and_says_why():
+    config = BaselineConfig(names=["svd_seasonal_naive", "seasonal_naive"], svd_group_by="Dept")
+    result = baselines.forecast(config, GROUP, 6, 4, missing_grouping="no column 'Dept'")
+    np.testing.assert_array_equal(
+        result.forecasts["svd_seasonal_naive"], result.forecasts["seasonal_naive"]
     )
-    assert result.fallbacks == {"ets": 1}
-    np.testing.assert_array_equal(result.forecasts["ets"], [[19.0, 19.0, 19.0]])
+    assert result.fallback_reasons["svd_seasonal_naive"] == {"no column 'Dept': seasonal naive": 4}
 
 
-def test_unknown_baseline_is_a_config_error_naming_the_choices():
+def test_svd_smoothing_at_full_rank_gives_the_histories_back():
+    smoothed = svd_smoothing.smooth(GROUP, rank=4)
+    for history, values in zip(GROUP, smoothed, strict=True):
+        np.testing.assert_allclose(values, history, atol=1e-9)
+
+
+def test_config_errors_name_the_field_and_the_choices():
     with pytest.raises(ConfigError, match="baselines.names.*seasonal_naive"):
         BaselineConfig(names=["naive", "prophet"])
-    with pytest.raises(ConfigError, match="baselines.ets_trend"):
-        BaselineConfig(ets_trend="mul")
+    with pytest.raises(ConfigError, match="renamed.*auto_ets"):
+        BaselineConfig(names=["ets"])
+    with pytest.raises(ConfigError, match="baselines.ets_model='ZZX'"):
+        BaselineConfig(ets_model="ZZX")
+    with pytest.raises(ConfigError, match="baselines.svd_group_by"):
+        BaselineConfig(names=["svd_seasonal_naive"])
 
 
 def test_histories_with_missing_values_are_rejected():

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from components.errors import ConfigError, DataError
-from components.forecasting import evaluate
+from components.forecasting import backtest, evaluate
 from components.forecasting.evaluate import ForecastEvaluateConfig
+from pipelines.sales_forecast.pipeline import benchmark_reference_rows
 
 # Two series, three steps. Model errors |e| = [[2, 0, 6], [0, 2, 2]]; the (0, 0) pair at step 2
 # of the first series is a perfect forecast that sMAPE must count as 0, not 0/0.
@@ -180,3 +181,30 @@ def test_skill_over_seasonal_naive_says_how_many_series_fell_back(tmp_path):
     assert "mase_note" not in metrics  # every series has a scale
     metrics = scored(tmp_path / "m2")
     assert headline(metrics).endswith("WMAE vs seasonal naive")
+
+
+def test_baseline_fit_times_and_fallback_reasons_reach_metrics_mlflow_and_the_backtest(
+    mlflow_store, tmp_path
+):
+    reasons = {"seasonal_naive": {"shorter than a season (2 periods): naive": 1}}
+    with mlflow.start_run() as run:
+        folds = [
+            scored(
+                tmp_path / f"fold_{fold}",
+                baseline_fallbacks={"seasonal_naive": 1},
+                baseline_fallback_reasons=reasons,
+                baseline_fit_seconds={"seasonal_naive": seconds},
+            )
+            for fold, seconds in enumerate([0.25, 0.5])
+        ]
+    assert folds[0]["baseline_fit_seconds"] == {"seasonal_naive": 0.25}
+    assert folds[0]["baseline_fallback_reasons"] == reasons
+    logged = mlflow.get_run(run.info.run_id).data.metrics
+    assert logged["test_seasonal_naive_fit_seconds"] == 0.5  # the last fold's, logged last
+    summary = backtest._backtest_summary(folds)
+    assert summary["baseline_fit_seconds"] == {"seasonal_naive": 0.75}
+    assert summary["baseline_fallback_reasons"] == {
+        "seasonal_naive": {"shorter than a season (2 periods): naive": 2}
+    }
+    rows = {row["run"]: row for row in benchmark_reference_rows(summary)}
+    assert rows["baseline: seasonal_naive"]["train wall time, all folds"] == "0.8 s (fit)"

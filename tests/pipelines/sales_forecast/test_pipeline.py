@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from components.artifacts import SeriesWindows, TrainedModel
 from components.errors import ConfigError
+from components.forecasting.baselines import DEFAULT_BASELINES
 from pipelines.__main__ import main
 from pipelines.config import load_config
 from pipelines.registry import resolve_config
@@ -87,6 +88,8 @@ def shop_run(module_mlflow_store):
         ),
         "model.holidays": "[easter, christmas]",  # computed in the exported graph too
         "model.quantiles": "[0.1,0.5,0.9]",  # the members' quantiles are averaged like forecasts
+        "baselines.svd_group_by": "region",  # the shop's regions hold 3 SKUs each
+        "baselines.svd_rank": "1",
         "blessing.thresholds": "[]",  # 2 epochs on 6 series cannot meet the Walmart bars
         "blessing.baseline": "ignore",
         "export.model_name": "shop",
@@ -110,7 +113,10 @@ def test_the_backtest_scores_the_model_and_every_baseline_on_two_folds(shop_run)
     backtest = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
     assert backtest["folds"] == 2
     names = set(backtest["mean"])
-    assert {"naive", "seasonal_naive", "moving_average", "ets", backtest["model_name"]} == names
+    assert {*DEFAULT_BASELINES, "svd_seasonal_naive", backtest["model_name"]} == names
+    # Each region's 3 SKUs were smoothed together; every baseline's fit time is recorded.
+    assert "svd_seasonal_naive" not in {k for k, v in backtest["baseline_fallbacks"].items() if v}
+    assert set(backtest["baseline_fit_seconds"]) == names - {backtest["model_name"]}
     assert all(np.isfinite(scores["wmae"]) for scores in backtest["mean"].values())
     assert backtest["train_wall_time_s"] > 0
     evaluate = run_dir / "evaluate" / "metrics"
