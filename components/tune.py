@@ -12,7 +12,8 @@ Distributed search is KerasTuner's own: with ``KERASTUNER_ORACLE_IP``/``_PORT`` 
 whose ``KERASTUNER_TUNER_ID`` is ``chief`` serves the oracle (it hands out every trial once and
 keeps their scores) and writes the result; each other process (``tuner0``, ``tuner1``, ...) runs
 the trials it is handed, each a nested MLflow run of its own, and records which ones
-(``pipelines/tune_workers.py`` starts them; ``make tune WORKERS=2``).
+(``pipelines/tune_workers.py`` starts them; ``make tune WORKERS=2``). The chief serves the oracle
+with ``components/tune_chief.py``, which returns as soon as the last worker has reported.
 """
 
 from __future__ import annotations
@@ -164,6 +165,11 @@ def run(
     return Hyperparameters(out_dir)
 
 
+def _is_chief() -> bool:
+    """The chief of a distributed search: it serves the oracle and keeps the result."""
+    return "KERASTUNER_ORACLE_IP" in os.environ and not _is_worker()
+
+
 def _is_worker() -> bool:
     """A worker of a distributed search: it runs trials; the chief's oracle keeps the result."""
     distributed = "KERASTUNER_ORACLE_IP" in os.environ
@@ -196,6 +202,19 @@ class _TrackedTrials:
                     best = min if objective.direction == "min" else max
                     tracking.log_metrics({"score": best(history.history[objective.name])})
         return histories
+
+    def search(self, *fit_args, **fit_kwargs):
+        """As KerasTuner searches, except that a chief serves its oracle with ``tune_chief``,
+        which returns when the last worker reports, not at KerasTuner's next 20 s look."""
+        if not _is_chief():
+            return super().search(*fit_args, **fit_kwargs)
+        # Imported here, as KerasTuner imports its own chief: only a chief needs gRPC's protos.
+        from components import tune_chief
+
+        if "verbose" in fit_kwargs:
+            self.oracle.verbose = fit_kwargs["verbose"]
+        self.save()
+        tune_chief.serve(self.oracle)
 
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
         """Skipped: trials go to MLflow, not TensorBoard, and KerasTuner would import tensorboard

@@ -1,6 +1,9 @@
 """The multi-worker loop in one process (no TF_CONFIG: a cluster of one) against Keras ``fit``."""
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -11,6 +14,7 @@ from components import shards, train
 from components.errors import ConfigError
 from components.train import TrainConfig
 from tests.components.interruption import InterruptAtEpoch
+from tests.conftest import REPOSITORY
 
 EXAMPLES, BATCH, SHARDS, EPOCHS = 96, 16, 4, 3
 CONFIG = TrainConfig(
@@ -98,3 +102,54 @@ def test_multi_worker_needs_train_shards(tmp_path):
     data = train.TrainingData(batches, batches, 4)
     with pytest.raises(ConfigError, match="reads the train split from TFRecord shards"):
         train.run(CONFIG, build, data, "binary_crossentropy", METRICS, tmp_path / "out")
+
+
+# Two replicas in one process (two logical CPUs, set before TensorFlow starts, hence a process of
+# its own): one epoch of the loop, then the collective ops in the train step it traced.
+COUNT_COLLECTIVES = """
+import collections, json, sys
+from pathlib import Path
+import keras, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+from components import custom_loop, shards
+out = Path(sys.argv[1])
+rng = np.random.default_rng(0)
+features = rng.integers(0, 50, size=(64, 5))
+shards.write(features, (features[:, 0] > 25).astype("int64"), 2, seed=1, out_dir=out / "shards")
+with strategy.scope():
+    model = keras.Sequential(
+        [keras.Input((5,), dtype="int64"), keras.layers.Embedding(50, 4), keras.layers.GRU(4),
+         keras.layers.Dense(1, "sigmoid")]
+    )
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+settings = custom_loop.LoopSettings(1, 16, 0, 1, 0.5, None, out / "e", out / "b", out / "m")
+loop = custom_loop._Loop(settings, model, "binary_crossentropy", ["accuracy"], strategy)
+loop.train_epoch(shards.read(out / "shards"), 0)
+[step] = loop.train_step._list_all_concrete_functions()
+graph = step.graph
+types = [op.type for op in graph.get_operations()]
+types += [n.op for f in graph._functions.values() for n in f.definition.node_def]
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "collectives": collections.Counter(t for t in types if "Collective" in t or "AllReduce" in t),
+}))
+"""
+
+
+def test_the_train_step_all_reduces_the_gradients_once(tmp_path):
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", COUNT_COLLECTIVES, str(tmp_path)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    # One all-reduce of the (packed) gradients: one collective op on each replica's device. The
+    # optimizer's own sum, which Keras adds in a replica context, would double it.
+    assert found["replicas"] == 2
+    assert found["collectives"] == {"CollectiveReduceV2": 2}, found
