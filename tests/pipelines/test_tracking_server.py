@@ -27,7 +27,7 @@ from pipelines.runner import load_outputs
 from pipelines.tracking_server import ServerConfig
 from tests.conftest import CONFIGS, REPOSITORY, write_acl_imdb
 
-STAGES = {"ingest", "preprocess", "train", "evaluate", "bless", "export"}
+STAGES = {"ingest", "preprocess", "train", "ngrams", "stack", "evaluate", "bless", "export"}
 
 
 def free_port() -> int:

@@ -52,6 +52,8 @@ def test_tfds_tiny_shakespeare_uses_the_real_loader(monkeypatch):
     import tensorflow_datasets as tfds
 
     monkeypatch.delenv(corpora.DATA_DIR_ENV, raising=False)
+    # TFDS' mock stands in for the download; the host check before it must see a network too.
+    monkeypatch.setattr("components.downloads.reachable", lambda host, port: True)
     with tfds.testing.mock_data(num_examples=1):
         source = corpora.source(CorpusConfig(corpus="tiny_shakespeare"))
     assert source.uri == "tfds://tiny_shakespeare" and sorted(source.texts) == [

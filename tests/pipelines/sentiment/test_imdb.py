@@ -68,6 +68,8 @@ def test_tfds_source_uses_the_real_loader(monkeypatch):
     import tensorflow_datasets as tfds
 
     monkeypatch.delenv(imdb.DATA_DIR_ENV, raising=False)
+    # TFDS' mock stands in for the download; the host check before it must see a network too.
+    monkeypatch.setattr("components.downloads.reachable", lambda host, port: True)
     with tfds.testing.mock_data(num_examples=6):
         source = imdb.source(ImdbSourceConfig(source="auto"))
     assert source.uri.startswith("tfds://imdb_reviews")
