@@ -106,3 +106,13 @@ def test_a_language_model_of_ones_own_text(tmp_path, mlflow_store):
     run_dir = run(tmp_path, "language_model", "own_text.yaml", settings)
     metrics = json.loads((run_dir / "evaluate" / "metrics" / "metrics.json").read_text())
     assert metrics["unit"] == "char" and metrics["test"]["tokens"] > 0
+    # The example's `blessing.baseline: require`: judged against the count-based baselines, and
+    # blessed only if it beats them.
+    blessing = json.loads((run_dir / "bless" / "blessing" / "blessing.json").read_text())
+    comparison = metrics["baseline_comparison"]
+    beats = comparison["model"] <= comparison["baseline"]  # nats: lower is better
+    assert "the best simple baseline" in blessing["reasons"][0]
+    assert blessing["below_baseline"] is (not beats)
+    assert blessing["reasons"][0].endswith("pass" if beats else "FAIL")
+    if not beats:
+        assert not blessing["blessed"] and not (tmp_path / "models" / "own_text").exists()
