@@ -63,7 +63,8 @@ def test_evaluation_scores_the_stacked_model_and_each_branch_in_one_pass(tiny_se
     np.testing.assert_allclose(ngram, 1 / (1 + np.exp(-logits)), atol=1e-6)
     # The join is the fitted formula of the two branches, not either branch alone.
     weights = stacked.weights()
-    recurrent_logit = np.log(recurrent / (1 - recurrent))
+    clipped = np.clip(recurrent, 1e-7, 1 - 1e-7)  # as the joining layer clips
+    recurrent_logit = np.log(clipped / (1 - clipped))
     expected = 1 / (
         1
         + np.exp(
