@@ -113,6 +113,21 @@ def synthetic_review(label: int, rng: random.Random, length: int = 20) -> str:
     return " ".join(words) + ".<br /><br />" + rng.choice(FILLER_WORDS)
 
 
+def text_examples(texts: list[str]) -> list[bytes]:
+    """Serialized tf.Examples with a ``text`` bytes feature each, as the ``classify`` API takes."""
+    import tensorflow as tf
+
+    def feature(text: str):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()]))
+
+    return [
+        tf.train.Example(
+            features=tf.train.Features(feature={"text": feature(text)})
+        ).SerializeToString()
+        for text in texts
+    ]
+
+
 def synthetic_reviews(count: int, seed: int = 0) -> list[tuple[str, int]]:
     rng = random.Random(seed)
     return [(synthetic_review(i % 2, rng), i % 2) for i in range(count)]

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from components.artifacts import StackedModel
 from components.text_classification import signatures
+from tests.conftest import text_examples
 
 TEXTS = [
     *signatures.SAMPLE_REVIEWS,
@@ -32,16 +33,7 @@ def test_the_served_probability_is_the_evaluated_one_with_no_artifact_left(
     served = tf.saved_model.load(str(tmp_path / "saved_model"))
     answer = served.signatures["serving_default"](text=tf.constant(TEXTS))
     np.testing.assert_allclose(answer["probability"].numpy(), evaluated, atol=1e-6)
-    examples = [
-        tf.train.Example(
-            features=tf.train.Features(
-                feature={
-                    "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()]))
-                }
-            )
-        ).SerializeToString()
-        for t in TEXTS
-    ]
+    examples = text_examples(TEXTS)
     classified = served.signatures["classify"](inputs=tf.constant(examples))
     np.testing.assert_allclose(classified["scores"].numpy()[:, 1], evaluated, atol=1e-6)
 

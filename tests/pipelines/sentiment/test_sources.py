@@ -15,7 +15,7 @@ from pipelines.registry import resolve_config
 from pipelines.runner import run_pipeline
 from pipelines.sentiment import pipeline as sentiment
 from pipelines.sentiment.sources import TextDataConfig, source
-from tests.conftest import CONFIGS, synthetic_reviews
+from tests.conftest import CONFIGS, synthetic_reviews, text_examples
 
 
 def review_table(count: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -246,16 +246,7 @@ def test_three_topics_train_a_softmax_classifier_served_with_class_names(tmp_pat
     assert [name.decode() for name in answer["label_name"].numpy()] == ["sport", "food"]
     assert answer["scores"].shape == (2, 3) and "probability" not in answer
     assert answer["scores"].numpy().sum(axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)
-    examples = [
-        tf.train.Example(
-            features=tf.train.Features(
-                feature={
-                    "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()]))
-                }
-            )
-        ).SerializeToString()
-        for t in texts
-    ]
+    examples = text_examples(texts)
     classified = serve.signatures["classify"](inputs=tf.constant(examples))
     assert classified["classes"].numpy().tolist() == [[b"sport", b"music", b"food"]] * 2
     assert classified["scores"].numpy() == pytest.approx(answer["scores"].numpy(), abs=1e-6)
