@@ -165,7 +165,7 @@ def run_evaluate(config: SentimentConfig, inputs: dict, out_dir: Path) -> Metric
         classifier = signatures.end_to_end_model(inputs["train"], inputs["preprocess"])
     else:
         classifier = signatures.branch_scores_model(inputs["train"], inputs["preprocess"], stacked)
-    branch_scores = {}
+    branch_scores = {}  # each branch alone, from the same pass that scores the stacked model
 
     def predict(texts: np.ndarray) -> np.ndarray:
         scores = classifier.predict(
