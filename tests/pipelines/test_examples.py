@@ -79,12 +79,41 @@ def test_monthly_sales_in_a_wide_table(tmp_path, mlflow_store):
     table = pd.DataFrame({"Month": [f"{m:%Y-%m}" for m in months]})
     for product, level in (("tea", 100), ("coffee", 300)):
         table[product] = (level * (1.5 + season) + rng.normal(0, 3, 60)).round(1).astype(str)
-    table.loc[30, "tea"] = "*"
+    # '*' in the training span, and one in each fold's scored span: forecast, no actual to score.
+    filled_cells = {30: "tea", 50: "coffee", 56: "tea"}
+    for row, product in filled_cells.items():
+        table.loc[row, product] = "*"
     table.to_csv(tmp_path / "monthly_sales.csv", index=False)
     settings = {"ingest.data_dir": str(tmp_path), "train.epochs": "2", "model.units": "8"}
     run_dir = run(tmp_path, "sales_forecast", "monthly_wide.yaml", settings)
     metrics = json.loads((run_dir / "backtest" / "metrics" / "metrics.json").read_text())
     assert metrics["folds"] == 2 and metrics["season_length"] == 12
+    # Each fold's scores are over the cells the file has: recomputed from the forecasts written,
+    # leaving out the filled '*' cell, they are the MAEs reported.
+    written = table.melt(id_vars="Month", var_name="series", value_name="cell")
+    written["date"] = pd.to_datetime(written.pop("Month"), format="%Y-%m")
+    folds = {
+        "2020-09-01": run_dir / "evaluate" / "metrics",  # fold 0, the test split
+        "2020-03-01": run_dir / "backtest" / "metrics" / "fold_1" / "evaluate",
+    }
+    for filled_date, evaluated in folds.items():
+        scored = json.loads((evaluated / "metrics.json").read_text())
+        forecasts = pd.read_parquet(evaluated / "forecasts.parquet")
+        forecasts = forecasts.merge(written, on=["series", "date"], how="left", validate="1:1")
+        assert forecasts["cell"].notna().all() and len(forecasts) == 12
+        filled = forecasts["cell"] == "*"
+        product = filled_cells[int(months.get_loc(pd.Timestamp(filled_date)))]
+        assert forecasts.loc[filled, ["series", "date"]].values.tolist() == [
+            [product, pd.Timestamp(filled_date)]
+        ]
+        kept = forecasts[~filled]  # the rows scored: every cell of the file, no filled one
+        names = set(forecasts.columns) - {*written.columns, "step", "holiday", "actual"}
+        assert set(scored["models"]) == names
+        for name, scores in scored["models"].items():
+            mae = (kept[name] - kept["actual"]).abs().mean()
+            assert scores["mae"] == pytest.approx(mae, rel=1e-6), (filled_date, name)
+        assert kept["actual"].to_numpy() == pytest.approx(kept["cell"].astype(float), abs=1e-4)
+        assert scored["filled_not_scored"] == 1 and forecasts.loc[filled, "actual"].isna().all()
     blessing = json.loads((run_dir / "bless" / "blessing" / "blessing.json").read_text())
     assert blessing["reasons"][0].startswith("wmae ")  # against the best baseline's
     assert "the best simple baseline" in blessing["reasons"][0]

@@ -49,15 +49,35 @@ def test_text_corpus_needs_a_path():
 
 
 def test_tfds_tiny_shakespeare_uses_the_real_loader(monkeypatch):
+    import tensorflow as tf
     import tensorflow_datasets as tfds
 
     monkeypatch.delenv(corpora.DATA_DIR_ENV, raising=False)
     # TFDS' mock stands in for the download; the host check before it must see a network too.
     monkeypatch.setattr("components.downloads.reachable", lambda host, port: True)
-    with tfds.testing.mock_data(num_examples=1):
+    splits = ["train", "validation", "test"]
+
+    def one_text_per_split(builder, *args, split, **kwargs):
+        # TFDS' default mock gives every split the same text; a text naming its split shows a
+        # split read as another.
+        def one(name):
+            return tf.data.Dataset.from_tensors({"text": tf.constant(f"First Citizen of {name}")})
+
+        return [one(name) for name in split] if isinstance(split, list) else one(split)
+
+    with tfds.testing.mock_data(num_examples=1, as_dataset_fn=one_text_per_split):
         source = corpora.source(CorpusConfig(corpus="tiny_shakespeare"))
-    assert source.uri == "tfds://tiny_shakespeare" and sorted(source.texts) == [
-        "test",
-        "train",
-        "validation",
-    ]
+        # The same mock examples, read straight from TFDS: each split's one text, as bytes (ingest
+        # decodes, and names the file of a text that is not UTF-8).
+        expected = {
+            name: next(iter(tfds.as_numpy(dataset)))["text"]
+            for name, dataset in zip(
+                splits, tfds.load("tiny_shakespeare", split=splits), strict=True
+            )
+        }
+    assert source.uri == "tfds://tiny_shakespeare" and sorted(source.texts) == sorted(splits)
+    assert expected == {name: f"First Citizen of {name}".encode() for name in splits}
+    for name in splits:
+        text = source.texts[name]
+        assert text.origin == f"tfds:tiny_shakespeare/{name}"
+        assert isinstance(text.content, bytes) and text.content == expected[name]

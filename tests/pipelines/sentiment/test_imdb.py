@@ -72,10 +72,30 @@ def test_tfds_source_uses_the_real_loader(monkeypatch):
     monkeypatch.setattr("components.downloads.reachable", lambda host, port: True)
     with tfds.testing.mock_data(num_examples=6):
         source = imdb.source(ImdbSourceConfig(source="auto"))
+        # The same mock examples, read straight from TFDS: the source must carry exactly these.
+        expected = {
+            split: [(text, int(label)) for text, label in tfds.as_numpy(dataset)]
+            for split, dataset in zip(
+                imdb.SPLITS,
+                tfds.load("imdb_reviews", split=list(imdb.SPLITS), as_supervised=True),
+                strict=True,
+            )
+        }
+        tfds_names = tfds.builder("imdb_reviews").info.features["label"].names
     assert source.uri.startswith("tfds://imdb_reviews")
-    assert len(source.splits["train"]) == 6 and all(
-        r.label in (0, 1) for r in source.splits["test"]
-    )
+    for split in imdb.SPLITS:
+        records = list(source.splits[split])
+        assert len(records) == 6
+        # Texts kept as TFDS' bytes (ingest decodes them, and counts the non-UTF-8 ones), in TFDS'
+        # order, each with its own label.
+        assert [(r.text, r.label) for r in records] == expected[split]
+        assert all(isinstance(r.text, bytes) for r in records)
+        assert [r.origin for r in records] == [f"tfds:imdb_reviews/{split}[{i}]" for i in range(6)]
+    # TFDS' label 0 is "neg", 1 is "pos": the source's ids mean negative, positive.
+    assert tfds_names == ["neg", "pos"] and imdb.LABELS == {"neg": 0, "pos": 1}
+    assert source.label_names == ("negative", "positive")
+    labels = [r.label for split in imdb.SPLITS for r in source.splits[split]]
+    assert set(labels) == {0, 1}, "the mock should give both labels, or a swap goes unseen"
 
 
 def test_an_empty_review_file_stops_ingest_naming_the_file(acl_imdb, tmp_path):
