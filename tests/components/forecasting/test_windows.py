@@ -124,3 +124,30 @@ def test_filled_periods_count_as_actuals_when_the_config_says_they_are(tmp_path)
     _, target, _ = next(iter(series_windows.make_dataset(windows, "test", 8)))
     sku0 = load_spec(windows).series_keys.index("SKU0")
     assert target.numpy()[sku0, :7].tolist() == [0.0] * 7  # filled with zero, an actual
+
+
+def test_a_training_window_whose_targets_were_all_filled_weighs_zero(tmp_path):
+    """SKU0 misses weeks 71-80 mid-history: training windows whose 8 targets fall in the gap
+    weigh exactly 0, the ones around it with an observed target keep their weight."""
+    write_shop_sales(tmp_path, series=2, weeks=120)
+    shop = pd.read_csv(tmp_path / "shop.csv")
+    gap = shop[shop["sku"] == "SKU0"].index[70:80]  # steps 70-79 of SKU0's 120 weeks
+    shop.drop(index=gap).to_csv(tmp_path / "shop.csv", index=False)
+    overrides = [f"{k}={v}" for k, v in SHOP_INGEST.items()] + [f"ingest.data_dir={tmp_path}"]
+    series = ingest.run(load_config(Config, None, overrides).ingest, tmp_path / "series", 60)
+    windows = series_windows.run(SeriesWindowConfig(lookback=52, horizon=8), series, 0, tmp_path)
+    sku0 = load_spec(windows).series_keys.index("SKU0")
+    observed = windows.observed()
+    assert not observed[sku0, 70:80].any() and observed[sku0, :70].all()
+    assert observed[sku0, 80:].all() and observed[1 - sku0].all()
+    pairs = windows.origins("train")
+    weights = np.concatenate(
+        [batch[2].numpy() for batch in series_windows.make_dataset(windows, "train", 16)]
+    )
+    assert len(weights) == len(pairs)
+    in_gap = (pairs[:, 0] == sku0) & np.isin(pairs[:, 1], [69, 70, 71])  # targets 70-77 .. 72-79
+    assert in_gap.sum() == 3
+    assert (weights[in_gap] == 0).all()
+    assert (weights[~in_gap] > 0).all()  # origins 62-68 and 72-78 still see a real target
+    scale = 1.0 / np.array(load_spec(windows).series_scales)
+    np.testing.assert_allclose(weights[~in_gap], scale[pairs[~in_gap, 0]], rtol=1e-6)
