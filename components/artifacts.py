@@ -186,7 +186,7 @@ class StackedModel(NgramModel):
     SUMMARY_FILE: ClassVar[str] = WEIGHTS_FILE
 
     def weights(self) -> dict[str, Any]:
-        return json.loads((self.path / self.WEIGHTS_FILE).read_text())
+        return self.summary()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,13 +14,14 @@ import dataclasses
 import re
 
 import numpy as np
+from scipy.special import expit
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from components.artifacts import Examples
 from components.errors import ConfigError
-from components.text_classification.ngrams import log_count_ratio
+from components.text_classification.ngrams import class_weights
 
 BASELINES = ("majority", "tfidf_logreg", "nbsvm")
 
@@ -95,15 +96,10 @@ def _nbsvm(config, train_texts, labels, classes: int, texts, characters: bool) -
         dtype=np.float64,
     )
     train_counts = counter.fit_transform(train_texts)
-    counts = counter.transform(texts)
-    scored = [1] if classes == 2 else list(range(classes))
-    positive = np.zeros((len(texts), len(scored)))
-    for column, label in enumerate(scored):
-        target = (labels == label).astype(int)
-        ratio = log_count_ratio(train_counts, target, smoothing=1.0)
-        regression = LogisticRegression(C=config.nbsvm_regularization, solver="liblinear")
-        regression.fit(train_counts.multiply(ratio).tocsr(), target)
-        positive[:, column] = regression.predict_proba(counts.multiply(ratio).tocsr())[:, 1]
+    kernel, bias = class_weights(
+        train_counts, labels, classes, config.nbsvm_regularization, smoothing=1.0
+    )
+    positive = expit(counter.transform(texts) @ kernel + bias)
     if classes == 2:
         return np.stack([1.0 - positive[:, 0], positive[:, 0]], axis=1)
     return positive / positive.sum(axis=1, keepdims=True)

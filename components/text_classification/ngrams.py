@@ -23,8 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from components import tracking
 from components.artifacts import Examples, NgramModel
 from components.errors import ConfigError, require_one_of
-
-SPLITS = ("whitespace", "character")
+from components.text_classification.vectorize import SPLITS
 
 
 @dataclasses.dataclass
@@ -121,11 +120,11 @@ def _fit(config: NgramConfig, examples: Examples, model_file: Path) -> dict:
     )
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(1024))
     counts = design_matrix(vectorizer, texts)
-    kernel, bias = _class_weights(config, counts, labels, classes)
+    kernel, bias = class_weights(counts, labels, classes, config.regularization, config.smoothing)
     text = keras.Input(shape=(), dtype="string", name="text")
     linear = SparseLinear(counts.shape[1], kernel.shape[1], name="ngram_logits")
     model = keras.Model(text, linear(vectorizer(text)), name="ngram_branch")
-    linear.set_weights([kernel, bias])
+    linear.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
     model.save(model_file)
     return {
         "features": int(counts.shape[1]),
@@ -148,16 +147,19 @@ def design_matrix(vectorizer: keras.layers.TextVectorization, texts: np.ndarray)
     return scipy.sparse.vstack(blocks).tocsr()
 
 
-def _class_weights(config: NgramConfig, counts, labels: np.ndarray, classes: int):
-    """One column per class scored (label 1 alone for two classes, else one-vs-rest each): the
-    Naive-Bayes ratio times the logistic regression's coefficient, and its intercept."""
+def class_weights(
+    counts, labels: np.ndarray, classes: int, regularization: float, smoothing: float
+):
+    """NBSVM's ``(kernel, bias)``: one column per class scored (label 1 alone for two classes,
+    else one-vs-rest each), the Naive-Bayes ratio times the logistic regression's coefficient,
+    and its intercept, so ``counts @ kernel + bias`` are the regressions' logits."""
     scored = [1] if classes == 2 else list(range(classes))
-    kernel = np.zeros((counts.shape[1], len(scored)), dtype=np.float32)
-    bias = np.zeros(len(scored), dtype=np.float32)
+    kernel = np.zeros((counts.shape[1], len(scored)))
+    bias = np.zeros(len(scored))
     for column, positive in enumerate(scored):
         target = (labels == positive).astype(int)
-        ratio = log_count_ratio(counts, target, config.smoothing)
-        regression = LogisticRegression(C=config.regularization, solver="liblinear")
+        ratio = log_count_ratio(counts, target, smoothing)
+        regression = LogisticRegression(C=regularization, solver="liblinear")
         regression.fit(counts.multiply(ratio).tocsr(), target)
         kernel[:, column] = ratio * regression.coef_[0]
         bias[column] = regression.intercept_[0]

@@ -50,7 +50,8 @@ def branch_scores_model(
         if ngram_logits.shape[-1] == 1
         else keras.ops.softmax(ngram_logits, axis=-1)
     )
-    return keras.Model(text, [join([recurrent, ngram_logits]), recurrent, ngram], name="branches")
+    joined = join.layer([recurrent, ngram_logits])
+    return keras.Model(text, [joined, recurrent, ngram], name="branches")
 
 
 def explainer_model(
@@ -70,9 +71,6 @@ class _NgramJoin:
         self.layer = StackedProbabilities(
             weights["ngram_weight"], weights["recurrent_weight"], weights["bias"], name="stacked"
         )
-
-    def __call__(self, inputs):
-        return self.layer(inputs)
 
     def joined(self, text, recurrent_probabilities):
         return self.layer([recurrent_probabilities, self.ngrams(text)])
