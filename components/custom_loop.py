@@ -27,7 +27,7 @@ import pandas as pd
 import tensorflow as tf
 
 from components import distribute
-from components.shards import TrainShards
+from components.shards import WorkerBatches
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class LoopSettings:
 def fit(
     settings: LoopSettings,
     model: keras.Model,
-    shards: TrainShards,
+    shards: WorkerBatches,
     validation: tf.data.Dataset,
     loss: str | keras.losses.Loss,
     metrics: list[str],
@@ -82,7 +82,10 @@ def fit(
     for index in range(int(epoch.numpy()), settings.epochs):
         callback_list.on_epoch_begin(index)
         started = time.perf_counter()
-        logs = {**loop.train_epoch(shards, index), **loop.validate(validation)}
+        logs = loop.train_epoch(shards, index)
+        callback_list.on_test_begin()  # as in fit: a stateful model starts validation afresh
+        logs |= loop.validate(validation)
+        callback_list.on_test_end(logs)
         logs["epoch_time_s"] = time.perf_counter() - started
         log.info("epoch %d/%d: %s", index + 1, settings.epochs, _rounded(logs))
         _append_row(settings.epoch_log, index, logs)  # before the backup, as in fit
@@ -131,7 +134,7 @@ class _Loop:
             return stop
         return bool(distribute.from_chief(self.strategy, [tf.constant(float(stop))])[0] > 0)
 
-    def train_epoch(self, shards: TrainShards, epoch: int) -> dict[str, float]:
+    def train_epoch(self, shards: WorkerBatches, epoch: int) -> dict[str, float]:
         batch_size = self.settings.batch_size
         batches = self.strategy.distribute_datasets_from_function(
             lambda context: shards.worker_batches(context, batch_size, self.settings.seed + epoch)
@@ -151,8 +154,8 @@ class _Loop:
             distribute.worker_count(self.strategy), distribute.worker_index(self.strategy)
         )
         loss_sum, rows = tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)
-        for features, labels in own:
-            batch_loss, batch_rows = self.val_step(features, labels)
+        for batch in own:  # (features, labels) or (features, labels, sample weights)
+            batch_loss, batch_rows = self.val_step(*batch)
             loss_sum, rows = loss_sum + batch_loss, rows + batch_rows
         loss_sum, rows = distribute.sum_over_workers(self.strategy, [loss_sum, rows])
         regularization = float(sum(self.model.losses)) if self.model.losses else 0.0
@@ -160,13 +163,13 @@ class _Loop:
         return {"val_loss": float(loss_sum / rows) + regularization, **results}
 
     def _train_step(self, iterator):
-        def replica_step(features, labels):
+        def replica_step(features, labels, sample_weight=None):
             # Every replica's batch is equally large (equal shards), so this is the global batch.
             rows = tf.shape(labels)[0] * self.strategy.num_replicas_in_sync
             with tf.GradientTape() as tape:
                 predictions = self.model(features, training=True)
                 loss = tf.nn.compute_average_loss(
-                    self.loss.call(labels, predictions), global_batch_size=rows
+                    self._per_example(labels, predictions, sample_weight), global_batch_size=rows
                 )
                 if self.model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
@@ -190,12 +193,20 @@ class _Loop:
             local(rows)[0],
         )
 
-    def _val_step(self, features, labels):
+    def _val_step(self, features, labels, sample_weight=None):
         predictions = self.model(features, training=False)
         for metric in self.val_metrics:
             metric.update_state(labels, predictions)
-        per_example = tf.cast(self.loss.call(labels, predictions), tf.float64)
+        per_example = tf.cast(self._per_example(labels, predictions, sample_weight), tf.float64)
         return tf.reduce_sum(per_example), tf.cast(tf.size(per_example), tf.float64)
+
+    def _per_example(self, labels, predictions, sample_weight):
+        """The loss of each example, weighted as fit weighs it; a sequence's (a language model's
+        window) is the mean over its steps, as fit's loss averages over every element."""
+        loss = self.loss.call(labels, predictions)
+        if loss.shape.rank > 1:
+            loss = tf.reduce_mean(loss, axis=list(range(1, loss.shape.rank)))
+        return loss if sample_weight is None else loss * tf.cast(sample_weight, loss.dtype)
 
     def _clipped(self, gradients: list[tf.Tensor]) -> list[tf.Tensor]:
         if self.settings.clipnorm is not None:

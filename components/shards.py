@@ -4,6 +4,8 @@ The stage that feeds training writes them (``write``); the Trainer reads them wh
 several workers (``TrainShards.worker_batches``). Global batch ``k`` holds block ``k`` of every
 shard, ``batch_size / shards`` examples each, whatever the number of workers: one worker or eight
 see the same examples in every step, so the worker count changes the speed, not the result.
+``WorkerBatches`` is what the multi-worker loop reads; the other families' train splits (a
+language model's streams, forecasting windows) offer it too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +24,20 @@ from components.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SHARDS_FILE = "shards.json"
+
+
+class WorkerBatches(Protocol):
+    """A train split as the workers of a cluster read it: in every step the replicas' batches
+    together make one global batch, the same for any number of workers, and each example of an
+    epoch is in one of them."""
+
+    def worker_batches(
+        self, context: tf.distribute.InputContext, global_batch: int, seed: int
+    ) -> tf.data.Dataset:
+        """This input pipeline's per-replica batches of one epoch; ``seed`` orders the epoch."""
+        ...
+
+    def steps_per_epoch(self, global_batch: int) -> int: ...
 
 
 @dataclasses.dataclass(frozen=True)

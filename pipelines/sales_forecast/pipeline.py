@@ -43,6 +43,7 @@ from components.forecasting.csv_files import DATA_DIR_ENV
 from components.forecasting.ingest_config import SeriesIngestConfig
 from components.forecasting.model import ForecastModelConfig, build_forecaster, forecast_loss
 from components.forecasting.windows import load_spec
+from components.forecasting.worker_windows import WorkerWindows
 from pipelines import cache
 from pipelines.config import with_overrides
 from pipelines.spec import HEADLINE_SEEDS, Benchmark, BenchmarkRun, PipelineSpec, Stage
@@ -212,6 +213,7 @@ def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetu
         series_windows.make_dataset(windows, "validation", batch, weighting=weighting),
         samples_per_epoch=len(windows.origins("train")),
         sample_unit="windows",
+        train_shards=WorkerWindows(windows, weighting),
     )
     return train.TrainingSetup(
         build_model=lambda model_config: build_forecaster(model_config, load_spec(windows)),

@@ -100,7 +100,7 @@ def test_loop_resumes_after_an_interruption_as_if_never_stopped(train_shards, tm
 def test_multi_worker_needs_train_shards(tmp_path):
     batches = tf.data.Dataset.from_tensor_slices((np.zeros((4, 5), "int64"), np.zeros(4))).batch(2)
     data = train.TrainingData(batches, batches, 4)
-    with pytest.raises(ConfigError, match="reads the train split from TFRecord shards"):
+    with pytest.raises(ConfigError, match="reads the train split in shards"):
         train.run(CONFIG, build, data, "binary_crossentropy", METRICS, tmp_path / "out")
 
 
