@@ -4,7 +4,9 @@ Every worker shuffles the (series, origin) pairs by the same seed, cuts the orde
 batches and takes its own block of rows of each, so the global batches are the same for any
 number of workers and each window is in one of them once per epoch. The last global batch is
 filled up to the batch size with windows weighing 0: every worker then takes as many steps, and
-the filling adds nothing to the loss. Inputs, NaN targets and weights are ``make_dataset``'s.
+the filling adds nothing to the loss (whose mean is still over the whole batch, so that step
+counts its windows a little less than ``fit``'s short last batch would). Inputs, NaN targets and
+weights are ``make_dataset``'s.
 """
 
 from __future__ import annotations

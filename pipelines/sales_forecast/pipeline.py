@@ -141,7 +141,7 @@ def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
 
 def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
     """Folds 1.. (earlier origins) retrained and scored like fold 0; results averaged over all."""
-    return backtest.backtest(config, inputs, out_dir, train_fn=_train)
+    return backtest.backtest(config, inputs, out_dir, train_fn=_train_alone)
 
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
@@ -242,6 +242,14 @@ def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedMode
     unique = list(dict.fromkeys(names))
     described = f"{len(names)}_{unique[0]}" if len(unique) == 1 else "_and_".join(names)
     return ensemble.run(members, f"ensemble_of_{described}_forecaster", out_dir)
+
+
+def _train_alone(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
+    """A backtest fold's model, trained by this process alone: on a cluster only the chief runs
+    past train, so the other workers are gone by then."""
+    if config.train.distribution == "multi_worker":
+        config = with_overrides(config, {"train.distribution": "none"})
+    return _train(config, windows, out_dir)
 
 
 # Scoring reads the model's quantiles, the batch size, the baselines and the holiday column.

@@ -154,7 +154,8 @@ def test_two_workers_train_as_one_does_and_only_the_chief_keeps_anything(run_arg
 
 
 # The other applications, as tiny and as deterministic (no dropout). The language model's 8
-# streams are 4 per worker on two; the shop's windows do not fill the last global batch.
+# streams are 4 per worker on two; the shop's windows do not fill the last global batch, and its
+# run goes on to the backtest, whose fold the chief retrains alone once the other worker is gone.
 APPLICATIONS = {
     "language_model": """
 data: {corpus: text, path: corpus.txt}
@@ -170,8 +171,11 @@ windows: {lookback: 52, horizon: 4}
 model: {cell: gru, architecture: direct, units: 4, dropout: 0.0}
 ensemble: {members: [], seeds: 1}
 train: {epochs: 3, batch_size: 16, learning_rate: 0.01, early_stopping_patience: 3}
+backtest: {folds: 2}
+baselines: {names: [seasonal_naive]}
 """,
 }
+UNTIL = {"language_model": "train", "sales_forecast": "backtest"}
 
 
 @pytest.fixture
@@ -192,7 +196,8 @@ def application_arguments(tmp_path, mlflow_store, monkeypatch):
             else [f"{key}={value}" for key, value in SHOP_INGEST.items()]
             + [f"ingest.data_dir={tmp_path}"]
         )
-        result = [pipeline, "--config", str(tmp_path / f"{pipeline}.yaml"), "--until", "train"]
+        result = [pipeline, "--config", str(tmp_path / f"{pipeline}.yaml")]
+        result += ["--until", UNTIL[pipeline]]
         result += ["--artifacts-root", str(tmp_path / name)]
         for setting in (*data, *settings):
             result += ["--set", setting]
@@ -210,10 +215,8 @@ def test_every_application_trains_on_two_workers_as_on_one(
     # One worker in this process (no TF_CONFIG: a cluster of one) on the same global batches.
     one_worker = application_arguments(pipeline, "one", "train.distribution=multi_worker")
     assert main(["run", *one_worker]) == 0
-    one, two = (
-        next((tmp_path / name / pipeline).glob("2*")) / "train" / "trained_model"
-        for name in ("one", "two")
-    )
+    one_run, two_run = (next((tmp_path / name / pipeline).glob("2*")) for name in ("one", "two"))
+    one, two = (run / "train" / "trained_model" for run in (one_run, two_run))
     expected, got = (json.loads((m / "history.json").read_text()) for m in (one, two))
     for name in ("loss", "val_loss"):  # the sentiment test's tolerance
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, err_msg=name)
@@ -226,6 +229,9 @@ def test_every_application_trains_on_two_workers_as_on_one(
         json.loads((m / "training.json").read_text())["replicas_in_sync"] for m in (one, two)
     ]
     assert replicas == [1, 2]
+    if pipeline == "sales_forecast":
+        fold = two_run / "backtest" / "metrics" / "fold_1" / "train" / "training.json"
+        assert json.loads(fold.read_text())["replicas_in_sync"] == 1
 
 
 @pytest.mark.e2e
