@@ -25,6 +25,7 @@ from components.artifacts import (
     TokenizedCorpus,
     TrainedModel,
 )
+from components.errors import ConfigError
 from components.language_modeling import evaluate, ingest, tokenization
 from components.language_modeling.callbacks import PerplexityLogger, SampleLogger, StateResetter
 from components.language_modeling.generation import GenerationLimits, text_generator
@@ -111,12 +112,11 @@ def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
         else random_windows(train_ids, batch, steps, config.train.seed)
     )
     validation = stateful_windows(tokenized.ids("validation"), batch, steps)
-    replicas = 1
+    workers = 1
     if config.train.distribution == "multi_worker":
-        strategy = distribute.strategy("multi_worker")
-        replicas = strategy.num_replicas_in_sync
-        # The loop gives worker w every w-th element: its own streams' rows of each window.
-        validation = worker_rows(validation, batch, distribute.worker_count(strategy))
+        workers = _one_device_workers(distribute.strategy("multi_worker"))
+        # The loop hands worker w elements w, w + N, ...: its own streams' rows of each window.
+        validation = worker_rows(validation, batch, workers)
     data = train.TrainingData(
         train=train_windows.prefetch(tf.data.AUTOTUNE),
         validation=validation,
@@ -131,7 +131,7 @@ def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
         build_model=lambda model_config: build_language_model(
             model_config,
             tokenizer.vocabulary_size,
-            batch_size=batch // replicas,
+            batch_size=batch // workers,
             stateful=stateful,
             sequence_length=steps,
         ),
@@ -140,6 +140,19 @@ def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
         metrics=[],
         callbacks=callbacks,
     )
+
+
+def _one_device_workers(strategy: tf.distribute.Strategy) -> int:
+    """The cluster's workers, each of which must train on one device: the loop validates a
+    worker's streams in one model call, with one replica's state."""
+    workers = distribute.worker_count(strategy)
+    if strategy.num_replicas_in_sync != workers:
+        raise ConfigError(
+            "train.distribution=multi_worker trains a language model on one device per worker, "
+            f"and these have {strategy.num_replicas_in_sync // workers} each; hide the others "
+            "(CUDA_VISIBLE_DEVICES)"
+        )
+    return workers
 
 
 def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
