@@ -229,9 +229,11 @@ def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedMode
     if not overrides:
         return train.fit(config.train, config.model, training_setup(config, windows), out_dir)
     members = []
+    # On workers only the chief has the members an interrupted run finished: all retrain them.
+    keep_finished = config.train.distribution != "multi_worker"
     for i, member in enumerate(member_configs(config)):
         member_dir = out_dir / f"member_{i}"
-        if (member_dir / "training.json").is_file():  # finished before an interruption
+        if keep_finished and (member_dir / "training.json").is_file():  # finished before a kill
             members.append(TrainedModel(member_dir))
             continue
         with tracking.component_run(f"ensemble_member_{i}"):
