@@ -68,6 +68,10 @@ def fit(
     clip: the loop clips the summed gradients itself), continuing from its backup if the chief
     has one."""
     loop = _Loop(settings, model, loss, metrics, strategy)
+    # The slots made now, alike on every worker: made in the first step, a restored optimizer's
+    # make the chief trace that step again, and its collectives then match no other worker's.
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch)
     backups = tf.train.CheckpointManager(checkpoint, settings.backup_dir, max_to_keep=2)

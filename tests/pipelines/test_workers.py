@@ -1,11 +1,13 @@
 """Training on several workers: real worker processes on loopback ports, tiny data and model."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -188,7 +190,7 @@ def application_arguments(tmp_path, mlflow_store, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", python_path)
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    def arguments(pipeline: str, name: str, *settings: str) -> list[str]:
+    def arguments(pipeline: str, name: str, *settings: str, until: str | None = None) -> list[str]:
         (tmp_path / f"{pipeline}.yaml").write_text(APPLICATIONS[pipeline])
         data = (
             [f"data.path={tmp_path / 'corpus.txt'}"]
@@ -197,7 +199,7 @@ def application_arguments(tmp_path, mlflow_store, monkeypatch):
             + [f"ingest.data_dir={tmp_path}"]
         )
         result = [pipeline, "--config", str(tmp_path / f"{pipeline}.yaml")]
-        result += ["--until", UNTIL[pipeline]]
+        result += ["--until", until or UNTIL[pipeline]]
         result += ["--artifacts-root", str(tmp_path / name)]
         for setting in (*data, *settings):
             result += ["--set", setting]
@@ -263,6 +265,54 @@ def test_a_killed_worker_fails_the_run_and_a_rerun_resumes(run_arguments, tmp_pa
     rerun = max(pipeline_dir.glob("2*"))
     summary = json.loads((rerun / "train" / "trained_model" / "training.json").read_text())
     assert summary["resumed_after_epoch"] >= 2 and summary["epochs_run"] == epochs
+
+
+@pytest.mark.e2e
+def test_a_killed_ensemble_resumes_with_every_worker_on_the_same_member(
+    application_arguments, tmp_path
+):
+    """Only the chief has the finished member's files: on a rerun every worker retrains it, then
+    they resume the member the kill interrupted from the chief's backup, Adam's slots and all."""
+    epochs = 20  # long enough for the kill to land in the second member
+    settings = (
+        "ensemble.seeds=2",
+        f"train.epochs={epochs}",
+        f"train.early_stopping_patience={epochs}",
+    )
+    arguments = application_arguments("sales_forecast", "runs", *settings, until="train")
+    command = [sys.executable, "-m", "pipelines.workers", "--workers", "2", *arguments]
+    pipeline_dir = tmp_path / "runs" / "sales_forecast"
+    with launched(command) as launcher:
+        deadline = time.monotonic() + 300
+        while not any(
+            len(log.read_text().splitlines()) > 2  # a header, then two epochs
+            for log in pipeline_dir.glob(".partial/train-*/trained_model/member_1/epochs.csv")
+        ):
+            assert launcher.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        (second,) = [w for w in psutil.Process(launcher.pid).children() if is_worker(w, 1)]
+        second.send_signal(signal.SIGKILL)
+        assert launcher.wait(120) == 1
+
+    with launched(command) as rerun:
+        assert rerun.wait(300) == 0
+    members = max(pipeline_dir.glob("2*")) / "train" / "trained_model"
+    first, second = (
+        json.loads((members / f"member_{i}" / "training.json").read_text()) for i in (0, 1)
+    )
+    assert first["resumed_after_epoch"] == 0 and first["epochs_run"] == epochs  # retrained
+    assert second["resumed_after_epoch"] >= 2 and second["epochs_run"] == epochs
+
+
+@contextlib.contextmanager
+def launched(command: list[str]) -> Iterator[subprocess.Popen]:
+    """The launcher running ``command``; stopped with its workers (SIGTERM) if still running."""
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield launcher
+    finally:
+        launcher.terminate()
+        launcher.wait()
 
 
 def is_worker(process: psutil.Process, index: int) -> bool:
