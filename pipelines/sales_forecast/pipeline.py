@@ -18,6 +18,9 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
 
 from components import bless, ensemble, export, tracking, train, tune
 from components.artifacts import (
@@ -32,6 +35,7 @@ from components.errors import ConfigError
 from components.forecasting import (
     backtest,
     baselines,
+    combination,
     evaluate,
     holidays,
     ingest,
@@ -65,6 +69,9 @@ class SalesForecastConfig:
     baselines: baselines.BaselineConfig = dataclasses.field(
         default_factory=baselines.BaselineConfig
     )
+    combination: combination.CombinationConfig = dataclasses.field(
+        default_factory=combination.CombinationConfig
+    )
     evaluate: evaluate.ForecastEvaluateConfig = dataclasses.field(
         default_factory=evaluate.ForecastEvaluateConfig
     )
@@ -82,6 +89,7 @@ class SalesForecastConfig:
                 f"{self.ingest.known_future} (or null)"
             )
         holidays.require_supported(self.ingest.frequency, self.model.holidays)
+        combination.require_consistent(self.combination, self.baselines.names, self.model.quantiles)
         member_configs(self)  # a misspelt or disallowed member override fails before ingest
 
 
@@ -134,8 +142,12 @@ def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
     return _train(config, inputs["preprocess"], out_dir)
 
 
+def run_combine(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
+    return backtest.combine(config, inputs["preprocess"], inputs["train"], out_dir)
+
+
 def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
-    return backtest.score(config, inputs["preprocess"], inputs["train"], out_dir)
+    return backtest.score(config, inputs["preprocess"], inputs["combine"], out_dir)
 
 
 def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
@@ -144,13 +156,20 @@ def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
 
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
-    windows, trained = inputs["preprocess"], inputs["train"]
+    windows, trained = inputs["preprocess"], inputs["combine"]
     example, _, _ = next(iter(series_windows.make_dataset(windows, "test", 2)))
+    example = {
+        **example,
+        **_example_baseline_inputs(trained, inputs["evaluate"], len(example["forecast_start"])),
+    }
     request = {
         "ingest": dataclasses.asdict(config.ingest),
         "lookback": config.windows.lookback,
         "horizon": config.windows.horizon,
+        "season_length": load_spec(windows).season_length,
         "quantiles": config.model.quantiles,
+        # A combined model's baselines that the request carries, and how the client fits them.
+        "baseline_inputs": _baseline_inputs(config, trained),
     }
     return export.run(
         config.export,
@@ -164,6 +183,28 @@ def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
     )
 
 
+def _example_baseline_inputs(trained: TrainedModel, scored: Metrics, rows: int) -> dict:
+    """The baseline forecasts a combined model takes, for the first ``rows`` test windows (the
+    export's example request): as the evaluate stage computed and scored them."""
+    names = combination.served_baselines(trained)
+    if not names:
+        return {}
+    table = pd.read_parquet(scored.path / "forecasts.parquet")
+    horizon = len(table) // table["series"].nunique()
+    return {
+        combination.EXTERNAL_PREFIX + name: tf.constant(
+            table[name].to_numpy(np.float32)[: rows * horizon].reshape(rows, horizon)
+        )
+        for name in names
+    }
+
+
+def _baseline_inputs(config: Config, trained: TrainedModel) -> dict | None:
+    """How the client fits the baselines a combined model takes (None: it takes none)."""
+    names = combination.served_baselines(trained)
+    return {**dataclasses.asdict(config.baselines), "names": names} if names else None
+
+
 def headline(metrics: dict) -> str:
     name = metrics["model_name"]
     scores = metrics["models"][name]
@@ -171,6 +212,17 @@ def headline(metrics: dict) -> str:
     reference = metrics.get("reference", {}).get("label", "seasonal naive")
     versus = f", {skill:+.1%} WMAE vs {reference}" if skill is not None else ""
     wmae, mae = backtest.format_amount(scores["wmae"]), backtest.format_amount(scores["mae"])
+    scored = {
+        baseline: metrics["models"][baseline]["wmae"]
+        for baseline in baselines.BASELINES
+        if metrics["models"].get(baseline, {}).get("wmae") is not None
+    }
+    if scored:  # the bar the blessing holds it to: the best of them, named
+        best = min(scored, key=scored.get)
+        versus += (
+            f", {1 - scores['wmae'] / scored[best]:+.1%} vs the best baseline, {best} "
+            f"({backtest.format_amount(scored[best])})"
+        )
     return f"{name}: WMAE {wmae}, MAE {mae}{versus}"
 
 
@@ -244,6 +296,9 @@ def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedMode
 
 # Scoring reads the model's quantiles, the batch size, the baselines and the holiday column.
 EVALUATE_SECTIONS = ("model", "train", "baselines", "evaluate", "backtest")
+# Weighing the combination reads the validation block's baselines, its holiday weights and the
+# batch size.
+COMBINE_SECTIONS = ("combination", "baselines", "evaluate", "backtest", "train")
 SPEC = PipelineSpec(
     name="sales_forecast",
     config_class=Config,
@@ -268,26 +323,35 @@ SPEC = PipelineSpec(
             resumable=True,
         ),
         Stage(
+            "combine",
+            run_combine,
+            TrainedModel,
+            ("preprocess", "train"),
+            config_sections=COMBINE_SECTIONS,
+        ),
+        Stage(
             "evaluate",
             run_evaluate,
             Metrics,
-            ("preprocess", "train"),
+            ("preprocess", "combine"),
             config_sections=EVALUATE_SECTIONS,
         ),
         Stage(
             "backtest",
             run_backtest,
             Metrics,
-            ("ingest", "train", "evaluate"),
-            config_sections=("windows", "ensemble", *EVALUATE_SECTIONS),
+            ("ingest", "combine", "evaluate"),
+            config_sections=tuple(
+                dict.fromkeys(("windows", "ensemble", *EVALUATE_SECTIONS, *COMBINE_SECTIONS))
+            ),
         ),
         bless_stage("backtest"),  # means over every fold say more than the test fold alone
         Stage(
             "export",
             run_export,
             PushedModel,
-            ("preprocess", "train", "bless"),
-            config_sections=("ingest", "windows", "model", "export"),
+            ("preprocess", "combine", "evaluate", "bless"),
+            config_sections=("ingest", "windows", "model", "baselines", "export"),
         ),
     ],
     tune_stage=Stage(
