@@ -153,6 +153,7 @@ def combine(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir:
         np.where(block.holiday, config.evaluate.holiday_weight, 1.0),
         forecasts,
         out_dir,
+        config.combination.min_cells_per_weight,
     )
 
 

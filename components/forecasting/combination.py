@@ -46,10 +46,18 @@ class CombinationConfig:
     weighted on each fold's validation block; empty: the network alone. naive, seasonal_naive and
     moving_average are computed in the serving graph; any other one becomes an input of the
     served signature (``baseline_<name>``) that the CSV client computes."""
+    min_cells_per_weight: int = 30
+    """Observed validation cells (series x steps) each weight needs to be fitted; with fewer (a
+    few series, a short horizon) the noise of a handful of cells would pick the mix, so the
+    single best candidate on the validation block is chosen instead."""
 
     def __post_init__(self):
         if len(set(self.candidates)) != len(self.candidates):
             raise ConfigError(f"combination.candidates={self.candidates} lists a name twice")
+        if self.min_cells_per_weight < 1:
+            raise ConfigError(
+                f"combination.min_cells_per_weight={self.min_cells_per_weight} must be >= 1"
+            )
 
 
 def require_consistent(config: CombinationConfig, baseline_names: list[str], quantiles) -> None:
@@ -69,15 +77,20 @@ def require_consistent(config: CombinationConfig, baseline_names: list[str], qua
 
 
 def fit_weights(
-    actual: np.ndarray, cell_weights: np.ndarray, candidates: dict[str, np.ndarray]
+    actual: np.ndarray,
+    cell_weights: np.ndarray,
+    candidates: dict[str, np.ndarray],
+    min_cells_per_weight: int = 1,
 ) -> dict[str, float]:
     """Non-negative weights summing to 1 that minimize sum(cell_weights * |actual - mix|), solved
     exactly as a linear program (HiGHS). Cells whose actual is NaN (never observed) are skipped.
+    With fewer than ``min_cells_per_weight`` cells per candidate: weight 1 on the single best.
 
     Args:
         actual: [series, horizon] true values.
         cell_weights: [series, horizon] each cell's weight (WMAE: 5 in holiday weeks, else 1).
         candidates: name -> [series, horizon] forecasts.
+        min_cells_per_weight: Observed cells each fitted weight needs.
     """
     names = list(candidates)
     scored = np.isfinite(actual) & (cell_weights > 0)
@@ -88,9 +101,11 @@ def fit_weights(
         bad = [n for i, n in enumerate(names) if not np.isfinite(forecasts[:, i]).all()]
         raise DataError(f"non-finite validation forecasts from {bad}")
     target, weights = actual[scored].astype(float), cell_weights[scored].astype(float)
-    if len(names) == 1:
-        return {names[0]: 1.0}
     cells, k = forecasts.shape
+    if k == 1 or cells < k * min_cells_per_weight:
+        errors = weights @ np.abs(forecasts - target[:, None])
+        best = int(np.argmin(errors))
+        return {name: float(i == best) for i, name in enumerate(names)}
     # Variables: k mixing weights, then one error bound e_i >= |target_i - forecasts_i . w|.
     # Units are rescaled so HiGHS's tolerances mean the same on any data.
     unit = max(float(np.mean(np.abs(target))), 1e-12)
@@ -273,6 +288,7 @@ def run(
     validation_cell_weights: np.ndarray,
     external_forecasts: dict[str, np.ndarray],
     out_dir: Path,
+    min_cells_per_weight: int = 1,
 ) -> TrainedModel:
     """The trained network combined with the baselines ``names``, weighted on the validation
     block, saved as a model with the network's training summary and ``combination.json``;
@@ -282,6 +298,7 @@ def run(
         validation_inputs: The network's raw inputs of the validation windows.
         validation_actual, validation_cell_weights: Their true values and WMAE cell weights.
         external_forecasts: Validation forecasts of every candidate not computed in the graph.
+        min_cells_per_weight: Below this many observed cells per candidate, the single best.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("training.json", "history.json"):
@@ -298,7 +315,10 @@ def run(
         validation_actual,
         validation_cell_weights,
         {name: stacked[:, :, i] for i, name in enumerate(order)},
+        min_cells_per_weight,
     )
+    cells = int(np.count_nonzero(np.isfinite(validation_actual) & (validation_cell_weights > 0)))
+    chosen = "weights" if cells >= len(order) * min_cells_per_weight else "single best"
     combined = keras.Model(
         stacked_model.input,
         WeightedSum([weights[name] for name in order], name="combination")(
@@ -308,6 +328,8 @@ def run(
     )
     report = {
         "weights": weights,
+        "method": chosen,
+        "validation_cells": cells,
         "served_inputs": [EXTERNAL_PREFIX + name for name in external_names(combined)],
         "validation_wmae": _validation_wmae(
             validation_actual, validation_cell_weights, stacked, order, weights

@@ -56,6 +56,24 @@ def test_a_candidate_that_is_exact_gets_all_the_weight_and_unobserved_cells_are_
     assert weights == {"a": 0.0, "b": 1.0}
 
 
+def test_too_few_validation_cells_per_weight_choose_the_single_best_candidate():
+    rng = np.random.default_rng(2)
+    actual = rng.normal(100, 20, (2, 6))  # 12 cells: a few series, a short horizon
+    candidates = {
+        "network": actual + rng.normal(0, 9, actual.shape),
+        "auto_ets": actual + rng.normal(0, 4, actual.shape),
+        "mstl": actual - 3 + rng.normal(0, 4, actual.shape),
+    }
+    errors = {name: wmae(actual, c, np.ones(actual.shape)) for name, c in candidates.items()}
+    best = min(errors, key=errors.get)
+    chosen = combination.fit_weights(actual, np.ones(actual.shape), candidates, 5)
+    assert chosen == {name: float(name == best) for name in candidates}
+    # With 4 cells a weight (12 >= 3 x 4) the mix is fitted, and better on these cells.
+    mixed = combination.fit_weights(actual, np.ones(actual.shape), candidates, 4)
+    mix = sum(w * candidates[n] for n, w in mixed.items())
+    assert wmae(actual, mix, np.ones(actual.shape)) < errors[best]
+
+
 def test_the_in_graph_baselines_are_the_scored_ones_on_a_complete_history():
     rng = np.random.default_rng(1)
     histories = rng.normal(50, 10, (5, 60)).astype(np.float32)
