@@ -39,6 +39,8 @@ DEFAULT_BASELINES = ("naive", "seasonal_naive", "moving_average", "auto_ets", "a
 """auto_arima is left out: 0.6-1 s per synthetic 143-week series with a 52-week season on 2 busy
 cores (3,331 Walmart series: about an hour per fold); svd_seasonal_naive needs ``svd_group_by``."""
 RENAMED = {"ets": "auto_ets"}
+INPUT_PREFIX = "baseline_"
+"""Input name of a baseline's forecast that a combined model takes, e.g. ``baseline_mstl``."""
 ETS_ERRORS, ETS_TRENDS_AND_SEASONS = "AMZ", "NAMZ"
 
 

@@ -29,12 +29,11 @@ from scipy import optimize, sparse
 from components import tracking
 from components.artifacts import TrainedModel
 from components.errors import ConfigError, DataError
-from components.forecasting import KERAS_PACKAGE
+from components.forecasting import KERAS_PACKAGE, baselines
 
 IN_GRAPH = ("naive", "seasonal_naive", "moving_average")
 """Baselines the served graph computes from the history it is sent."""
-EXTERNAL_PREFIX = "baseline_"
-"""Input name prefix of a baseline forecast the request carries, e.g. ``baseline_mstl``."""
+EXTERNAL_PREFIX = baselines.INPUT_PREFIX
 NETWORK = "network"
 COMBINATION_FILE = "combination.json"
 

@@ -20,7 +20,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from components.errors import DataError
-from components.forecasting import baselines, combination, ingest, ingest_config
+from components.forecasting import baselines, ingest, ingest_config
 from components.forecasting.csv_files import read_wide
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def _baseline_inputs(info: dict, panel: pd.DataFrame, index, histories, horizon:
         config, histories, horizon, info["season_length"], groups, missing
     ).forecasts
     return {
-        combination.EXTERNAL_PREFIX + name: values.astype(np.float32)
+        baselines.INPUT_PREFIX + name: values.astype(np.float32)
         for name, values in forecasts.items()
     }
 
