@@ -88,7 +88,12 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
     spec, block = load_spec(windows), _block(config, windows, "test")
     model = trained.load()
     reference = baselines.forecast(
-        config.baselines, block.histories, spec.horizon, spec.season_length, *block.groups
+        config.baselines,
+        block.histories,
+        spec.horizon,
+        spec.season_length,
+        *block.groups,
+        forecast_dates=block.dates,
     )
     raw_inputs = _raw_inputs(windows, "test", config.train.batch_size)
     batch = config.train.batch_size
@@ -113,7 +118,7 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
         holiday=block.holiday,
         histories=block.histories,
         series_ids=[spec.series_keys[s] for s in block.series],
-        dates=np.asarray(windows.grid_dates(), "datetime64[D]")[block.steps],
+        dates=block.dates,
         out_dir=out_dir,
         season_length=spec.season_length,
         quantiles=quantiles,
@@ -139,7 +144,12 @@ def combine(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir:
     if external:
         fitted = dataclasses.replace(config.baselines, names=external)
         forecasts = baselines.forecast(
-            fitted, block.histories, spec.horizon, spec.season_length, *block.groups
+            fitted,
+            block.histories,
+            spec.horizon,
+            spec.season_length,
+            *block.groups,
+            forecast_dates=block.dates,
         ).forecasts
     shape = combination.HistoryShape(
         spec.target, spec.horizon, spec.season_length, config.baselines.moving_average_window
@@ -168,6 +178,8 @@ class _Block:
     series: np.ndarray
     steps: np.ndarray
     """[series, horizon] grid index of each forecast period."""
+    dates: np.ndarray
+    """[series, horizon] each forecast period's date."""
     actual: np.ndarray
     holiday: np.ndarray
     observed: np.ndarray
@@ -189,6 +201,7 @@ def _block(config: Any, windows: SeriesWindows, split: str) -> _Block:
     return _Block(
         series=series,
         steps=steps,
+        dates=np.asarray(windows.grid_dates(), "datetime64[D]")[steps],
         actual=values[series[:, None], steps, 0],
         holiday=holiday,
         observed=windows.observed()[series[:, None], steps],

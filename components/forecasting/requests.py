@@ -194,8 +194,9 @@ def _baseline_inputs(info: dict, panel: pd.DataFrame, index, histories, horizon:
             )
         first = panel.groupby("series", sort=False)[config.svd_group_by].first().astype(str)
         groups = [first[key] for key, _, _ in index]
+    dates = np.array([window_dates.to_numpy("datetime64[D]") for _, _, window_dates in index])
     forecasts = baselines.forecast(
-        config, histories, horizon, info["season_length"], groups, missing
+        config, histories, horizon, info["season_length"], groups, missing, dates
     ).forecasts
     return {
         baselines.INPUT_PREFIX + name: values.astype(np.float32)
