@@ -1,7 +1,7 @@
 """A training split as equal TFRecord shards, so that each worker of a cluster reads only its files.
 
 The stage that feeds training writes them (``write``); the Trainer reads them when it trains on
-several workers (``TrainShards.worker_batches``). Global batch ``k`` holds block ``k`` of every
+several workers (``TrainShards.epochs_of_batches``). Global batch ``k`` holds block ``k`` of every
 shard, ``batch_size / shards`` examples each, whatever the number of workers: one worker or eight
 see the same examples in every step, so the worker count changes the speed, not the result.
 """
@@ -37,6 +37,22 @@ class TrainShards:
         """This input pipeline's files, read in blocks so that the replicas' batches of one step
         together make the same global batch for any number of workers; shuffled within each
         shard by ``seed`` (a new seed each epoch reshuffles)."""
+        return self._epoch(context, global_batch, seed).prefetch(2)
+
+    def epochs_of_batches(
+        self, context: tf.distribute.InputContext, global_batch: int, seed: int, first_epoch: int
+    ) -> tf.data.Dataset:
+        """Epoch ``e`` of ``worker_batches`` (seed ``seed + e``) from ``first_epoch`` on, without
+        end: one iterator serves a whole run, and a distributed iterator over a dataset known to
+        be infinite needs no all-reduced "has data" flag per step. Take ``steps_per_epoch`` batches
+        an epoch."""
+        epochs = tf.data.Dataset.counter(first_epoch)
+        batches = epochs.flat_map(lambda epoch: self._epoch(context, global_batch, seed + epoch))
+        return batches.repeat().prefetch(2)  # repeat: flat_map's length is "unknown", not infinite
+
+    def _epoch(
+        self, context: tf.distribute.InputContext, global_batch: int, seed: int | tf.Tensor
+    ) -> tf.data.Dataset:
         shards, pipelines = len(self.files), context.num_input_pipelines
         if global_batch % shards or shards % pipelines:
             raise ConfigError(
@@ -55,7 +71,7 @@ class TrainShards:
             cycle_length=len(own_files),
             block_length=global_batch // shards,
         )
-        return examples.batch(context.get_per_replica_batch_size(global_batch)).prefetch(2)
+        return examples.batch(context.get_per_replica_batch_size(global_batch))
 
     def steps_per_epoch(self, global_batch: int) -> int:
         return -(-self.examples_per_shard // (global_batch // len(self.files)))
