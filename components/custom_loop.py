@@ -86,9 +86,10 @@ def fit(
         wait = len(earlier_val_losses) - 1 - int(np.argmin(earlier_val_losses))
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     callback_list.on_train_begin()
-    batches = loop.batches(shards, first_epoch=int(epoch.numpy()))
+    epochs = range(int(epoch.numpy()), settings.epochs)
+    batches = loop.batches(shards, epochs) if epochs else None  # None: all run before a kill
     steps = shards.steps_per_epoch(settings.batch_size)
-    for index in range(int(epoch.numpy()), settings.epochs):
+    for index in epochs:
         callback_list.on_epoch_begin(index)
         started = time.perf_counter()
         progress = loop.progress_bar(steps)
@@ -138,11 +139,11 @@ class TrainLoop:
         self.train_steps = tf.function(self._train_steps)
         self.val_step = tf.function(self._val_step)
 
-    def batches(self, shards: TrainShards, first_epoch: int) -> Iterator:
-        """The one distributed iterator of a run: every epoch's batches from ``first_epoch`` on."""
+    def batches(self, shards: TrainShards, epochs: range) -> Iterator:
+        """The one distributed iterator of a run: the batches of ``epochs``, one after another."""
         distributed = self.strategy.distribute_datasets_from_function(
             lambda context: shards.epochs_of_batches(
-                context, self.settings.batch_size, self.settings.seed, first_epoch
+                context, self.settings.batch_size, self.settings.seed, epochs
             )
         )
         return iter(distributed)
@@ -175,18 +176,21 @@ class TrainLoop:
     ) -> dict[str, float]:
         """``steps`` steps on ``batches``; the loss and metrics over every worker's examples."""
         per_call = self.settings.steps_per_execution
-        # Set here, not in the step: the replicas trace the step in threads of their own.
-        with _gradients_already_summed(self.model.optimizer):
-            for done in range(0, steps, per_call):
-                count = min(per_call, steps - done)
-                self.train_steps(batches, tf.constant(count))  # a tensor: one trace for any count
-                progress.update(done + count)
+        for done in range(0, steps, per_call):
+            self.run_steps(batches, min(per_call, steps - done))
+            progress.update(min(done + per_call, steps))
         (loss_sum, rows), results = self._results(
             self.train_metrics, "", [self.loss_sum.value(), self.rows.value()]
         )
         self.loss_sum.assign(0.0)
         self.rows.assign(0.0)
         return {"loss": float(loss_sum / rows), **results}
+
+    def run_steps(self, batches: Iterator, count: int) -> None:
+        """``count`` train steps in one call of the traced function."""
+        # Set here, not in the step: the replicas trace the step in threads of their own.
+        with _gradients_already_summed(self.model.optimizer):
+            self.train_steps(batches, tf.constant(count))  # a tensor: one trace for any count
 
     def validate(self, validation: tf.data.Dataset) -> dict[str, float]:
         """Each worker scores its share of the validation batches; the sums are then added up."""

@@ -9,6 +9,7 @@ see the same examples in every step, so the worker count changes the speed, not 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from pathlib import Path
@@ -40,18 +41,24 @@ class TrainShards:
         return self._epoch(context, global_batch, seed).prefetch(2)
 
     def epochs_of_batches(
-        self, context: tf.distribute.InputContext, global_batch: int, seed: int, first_epoch: int
+        self, context: tf.distribute.InputContext, global_batch: int, seed: int, epochs: range
     ) -> tf.data.Dataset:
-        """Epoch ``e`` of ``worker_batches`` (seed ``seed + e``) from ``first_epoch`` on, without
-        end: one iterator serves a whole run, and a distributed iterator over a dataset known to
-        be infinite needs no all-reduced "has data" flag per step. Take ``steps_per_epoch`` batches
-        an epoch."""
-        epochs = tf.data.Dataset.counter(first_epoch)
-        batches = epochs.flat_map(lambda epoch: self._epoch(context, global_batch, seed + epoch))
-        return batches.repeat().prefetch(2)  # repeat: flat_map's length is "unknown", not infinite
+        """``worker_batches`` of each epoch ``e`` of ``epochs`` (seed ``seed + e``) in turn, for
+        one iterator to serve a whole run. Take ``steps_per_epoch`` batches an epoch."""
+        if not epochs:
+            raise ValueError("epochs_of_batches needs at least one epoch")
+        # Python seeds, one dataset per epoch: a tensor seed (flat_map over epoch numbers) cannot
+        # be combined with a global seed of 0 (tf.random.set_seed(0)).
+        run = functools.reduce(
+            tf.data.Dataset.concatenate,
+            [self._epoch(context, global_batch, seed + epoch) for epoch in epochs],
+        )
+        # Endless, so that its length is "infinite" rather than "unknown": a distributed iterator
+        # then needs no all-reduced "has data" flag each step. The loop stops within ``epochs``.
+        return run.repeat().prefetch(2)
 
     def _epoch(
-        self, context: tf.distribute.InputContext, global_batch: int, seed: int | tf.Tensor
+        self, context: tf.distribute.InputContext, global_batch: int, seed: int
     ) -> tf.data.Dataset:
         shards, pipelines = len(self.files), context.num_input_pipelines
         if global_batch % shards or shards % pipelines:

@@ -120,7 +120,7 @@ def loop_epochs(strategy, train_shards, steps_per_execution, epochs=EPOCHS):
         epochs, BATCH, CONFIG.seed, epochs, 0.5, None, steps_per_execution, False, *[None] * 3
     )
     loop = custom_loop.TrainLoop(settings, model, "binary_crossentropy", ["accuracy"], strategy)
-    batches, steps = loop.batches(train_shards, 0), train_shards.steps_per_epoch(BATCH)
+    batches, steps = loop.batches(train_shards, range(epochs)), train_shards.steps_per_epoch(BATCH)
     progress = keras.utils.Progbar(steps, verbose=0)
     return [loop.train_epoch(batches, steps, progress)["loss"] for _ in range(epochs)], loop
 
