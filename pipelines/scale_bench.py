@@ -168,9 +168,13 @@ def measure(sizes: Sizes, scratch: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.scale_bench", description=__doc__)
-    parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument(
-        "--smoke", action="store_true", help="tiny sizes: checks the paths, measures nothing"
+        "--output", type=Path, help="the file to write the section into (default: BENCHMARKS.md)"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes: checks every path, measures nothing; writes only to --output if given",
     )
     parser.add_argument("--record", type=Path, help="also write every run's numbers here (JSON)")
     args = parser.parse_args(argv)
@@ -186,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parameters = scale_report.default_model_parameters()
     text = scale_report.report(measured, sizes, command, parameters, time.monotonic() - started)
     print(text)
-    scale_report.write(args.output, text)
+    output = args.output or (None if args.smoke else Path("BENCHMARKS.md"))
+    if output:
+        scale_report.write(output, text)
     return 0
 
 

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -84,7 +85,7 @@ def probe(batch_size: int, steps: int, settings: list[str]) -> dict[str, float]:
             )
             loop = loop_class(loop_settings, model, "binary_crossentropy", [], strategy)
             batches = loop.batches(train_shards, range(1))
-            timings[name] = _seconds_per_call(strategy, loop.run_steps, batches, steps)
+            timings[name] = _seconds_per_step(strategy, partial(loop.run_steps, batches), steps)
     gradients = [tf.zeros(weight.shape, weight.dtype) for weight in model.trainable_weights]
 
     @tf.function
@@ -96,17 +97,20 @@ def probe(batch_size: int, steps: int, settings: list[str]) -> dict[str, float]:
                 )
             )
 
-    timings["all_reduce_s"] = _seconds_per_call(strategy, all_reduces, tf.constant(steps))
-    return {name: seconds / steps for name, seconds in timings.items()}
+    timings["all_reduce_s"] = _seconds_per_step(
+        strategy, lambda count: all_reduces(tf.constant(count)), steps
+    )
+    return timings
 
 
-def _seconds_per_call(strategy: tf.distribute.Strategy, call, *args) -> float:
-    """The second of two calls (the first traces and warms up), every worker starting together."""
-    call(*args)
+def _seconds_per_step(strategy: tf.distribute.Strategy, call, steps: int) -> float:
+    """``call(steps)``'s seconds a step, after ``call(1)`` has traced it and warmed the input;
+    every worker starts the timed call together."""
+    call(1)
     distribute.sum_over_workers(strategy, [tf.constant(0.0)])[0].numpy()
     started = time.perf_counter()
-    call(*args)
-    return time.perf_counter() - started
+    call(steps)
+    return (time.perf_counter() - started) / steps
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,6 +137,23 @@ def test_several_steps_per_call_train_as_one_step_per_call(train_shards):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+class ProgressRecorder:
+    """Stands in for the progress bar: the step counts it is moved to."""
+
+    def __init__(self):
+        self.steps = []
+
+    def update(self, current, values=None, finalize=None):
+        self.steps.append(current)
+
+
+def test_the_progress_bar_moves_once_a_call_to_the_epochs_end(train_shards):
+    _, loop = loop_epochs(distribute.strategy("multi_worker"), train_shards, 4, epochs=1)
+    progress = ProgressRecorder()
+    logs = loop.train_epoch(loop.batches(train_shards, range(1)), 6, progress)
+    assert progress.steps == [4, 6] and np.isfinite(logs["loss"])
+
+
 # One worker of a cluster (its TF_CONFIG in the environment, or none: a cluster of one), in a
 # process of its own since the strategy must come first: the loop's epochs on the test's shards,
 # then how often the train step was traced and the collective ops in what it traced.

@@ -47,8 +47,9 @@ def test_the_report_states_each_ratio_its_bound_and_the_split():
     assert "| weak: reviews/s (128 per worker a step) | 160.0 | 256.0 | ×1.60 |" in text
     assert "| weak: training loss after 3 epochs | 0.5000 | 0.4800 | - |" in text
     assert "| strong: reviews/s (global batch 256) | 175.8 | 246.2 | ×1.40 |" in text
-    assert "| control: reviews/s, 1 run vs 2 independent runs at once | 160.0 | 297.8 | ×1.86 |" in (
-        text
+    assert (
+        "| control: reviews/s, 1 run vs 2 independent runs at once | 160.0 | 297.8 | ×1.86 |"
+        in (text)
     )
     assert "| tuning: wall time of 8 trials (s) | 400.0 | 250.0 | ×1.60 |" in text
     assert "Training throughput ×1.60 with 2 workers (weak scaling; target ≥ ×1.7: missed)" in text
