@@ -45,7 +45,7 @@ def test_the_report_states_each_ratio_its_bound_and_the_split():
         MEASURED, scale_bench.Sizes(), "python -m pipelines.scale_bench", 1_000_000, 900.0
     )
     assert "| weak: reviews/s (128 per worker a step) | 160.0 | 256.0 | ×1.60 |" in text
-    assert "| weak: training loss after 3 epochs | 0.5000 | 0.4800 | - |" in text
+    assert "| weak: training loss after 4 epochs | 0.5000 | 0.4800 | - |" in text
     assert "| strong: reviews/s (global batch 256) | 175.8 | 246.2 | ×1.40 |" in text
     assert (
         "| control: reviews/s, 1 run vs 2 independent runs at once | 160.0 | 297.8 | ×1.86 |"
