@@ -127,7 +127,7 @@ def loop_epochs(strategy, train_shards, steps_per_execution, epochs=EPOCHS):
 
 def test_several_steps_per_call_train_as_one_step_per_call(train_shards):
     strategy = distribute.strategy("multi_worker")  # no TF_CONFIG: a cluster of one
-    # 6 steps an epoch: calls of 4 and 2 steps, and a call that would cross an epoch's end.
+    # 6 steps an epoch: calls of 4 and then 2 steps, the second cut short at the epoch's end.
     assert train_shards.steps_per_epoch(BATCH) == 6
     one_losses, one = loop_epochs(strategy, train_shards, steps_per_execution=1)
     four_losses, four = loop_epochs(strategy, train_shards, steps_per_execution=4)
