@@ -1,7 +1,7 @@
 """A training split as equal TFRecord shards, so that each worker of a cluster reads only its files.
 
 The stage that feeds training writes them (``write``); the Trainer reads them when it trains on
-several workers (``TrainShards.worker_batches``). Global batch ``k`` holds block ``k`` of every
+several workers (``TrainShards.epochs_of_batches``). Global batch ``k`` holds block ``k`` of every
 shard, ``batch_size / shards`` examples each, whatever the number of workers: one worker or eight
 see the same examples in every step, so the worker count changes the speed, not the result.
 """
@@ -9,6 +9,7 @@ see the same examples in every step, so the worker count changes the speed, not 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from pathlib import Path
@@ -37,6 +38,28 @@ class TrainShards:
         """This input pipeline's files, read in blocks so that the replicas' batches of one step
         together make the same global batch for any number of workers; shuffled within each
         shard by ``seed`` (a new seed each epoch reshuffles)."""
+        return self._epoch(context, global_batch, seed).prefetch(2)
+
+    def epochs_of_batches(
+        self, context: tf.distribute.InputContext, global_batch: int, seed: int, epochs: range
+    ) -> tf.data.Dataset:
+        """``worker_batches`` of each epoch ``e`` of ``epochs`` (seed ``seed + e``) in turn, for
+        one iterator to serve a whole run. Take ``steps_per_epoch`` batches an epoch."""
+        if not epochs:
+            raise ValueError("epochs_of_batches needs at least one epoch")
+        # Python seeds, one dataset per epoch: a tensor seed (flat_map over epoch numbers) cannot
+        # be combined with a global seed of 0 (tf.random.set_seed(0)).
+        run = functools.reduce(
+            tf.data.Dataset.concatenate,
+            [self._epoch(context, global_batch, seed + epoch) for epoch in epochs],
+        )
+        # Endless, so that its length is "infinite" rather than "unknown": a distributed iterator
+        # then needs no all-reduced "has data" flag each step. The loop stops within ``epochs``.
+        return run.repeat().prefetch(2)
+
+    def _epoch(
+        self, context: tf.distribute.InputContext, global_batch: int, seed: int
+    ) -> tf.data.Dataset:
         shards, pipelines = len(self.files), context.num_input_pipelines
         if global_batch % shards or shards % pipelines:
             raise ConfigError(
@@ -55,7 +78,7 @@ class TrainShards:
             cycle_length=len(own_files),
             block_length=global_batch // shards,
         )
-        return examples.batch(context.get_per_replica_batch_size(global_batch)).prefetch(2)
+        return examples.batch(context.get_per_replica_batch_size(global_batch))
 
     def steps_per_epoch(self, global_batch: int) -> int:
         return -(-self.examples_per_shard // (global_batch // len(self.files)))
