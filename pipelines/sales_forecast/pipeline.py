@@ -236,11 +236,16 @@ def benchmark_columns(metrics: dict) -> dict[str, str]:
 
 def benchmark_reference_rows(metrics: dict) -> list[dict[str, str]]:
     """One row per baseline, scored on the same folds as the model; its fit time over the folds
-    stands where a model's training time does."""
+    stands where a model's training time does. A combined model's network alone has one too."""
     fit_seconds = metrics.get("baseline_fit_seconds", {})
+    def label(name: str) -> str:
+        if name == backtest.NETWORK_ALONE:  # differs by seed: the last seed's is shown
+            return f"network alone of {metrics['model_name']} (last seed run)"
+        return f"baseline: {name}"
+
     return [
         {
-            "run": f"baseline: {name}",
+            "run": label(name),
             **backtest.summary_columns(metrics, name),
             **(
                 {"train wall time, all folds": f"{fit_seconds[name]:.1f} s (fit)"}
