@@ -8,6 +8,11 @@ over the global batch and the metrics are summed over the workers, so all of the
 numbers; the chief's checkpoint and its decision to stop are sent to the others, so they can
 never disagree on where to start or when to end. Each worker writes into its own ``out_dir``: the
 pipeline gives the workers other than the chief a throwaway one.
+
+A run reads one endless dataset through one distributed iterator (``steps_per_epoch`` batches an
+epoch), calls one traced function for several steps at a time, and keeps the loss sums on the
+device: per step the workers exchange the summed gradients and nothing else, and the host reads
+the epoch's numbers once it ends.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class LoopSettings:
     patience: int
     clipnorm: float | None
     global_clipnorm: float | None
+    steps_per_execution: int
+    progress_bar: bool
     epoch_log: Path
     backup_dir: Path
     best_model: Path
@@ -67,11 +74,7 @@ def fit(
     """Train ``model`` (compiled under ``strategy.scope()`` with an optimizer that does not
     clip: the loop clips the summed gradients itself), continuing from its backup if the chief
     has one."""
-    loop = _Loop(settings, model, loss, metrics, strategy)
-    # The slots made now, alike on every worker: made in the first step, a restored optimizer's
-    # make the chief trace that step again, and its collectives then match no other worker's.
-    with strategy.scope():
-        model.optimizer.build(model.trainable_variables)
+    loop = TrainLoop(settings, model, loss, metrics, strategy)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch)
     backups = tf.train.CheckpointManager(checkpoint, settings.backup_dir, max_to_keep=2)
@@ -83,14 +86,19 @@ def fit(
         wait = len(earlier_val_losses) - 1 - int(np.argmin(earlier_val_losses))
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     callback_list.on_train_begin()
-    for index in range(int(epoch.numpy()), settings.epochs):
+    epochs = range(int(epoch.numpy()), settings.epochs)
+    batches = loop.batches(shards, epochs) if epochs else None  # None: all run before a kill
+    steps = shards.steps_per_epoch(settings.batch_size)
+    for index in epochs:
         callback_list.on_epoch_begin(index)
         started = time.perf_counter()
-        logs = loop.train_epoch(shards, index)
+        progress = loop.progress_bar(steps)
+        logs = loop.train_epoch(batches, steps, progress)
         callback_list.on_test_begin()  # as in fit: a stateful model starts validation afresh
-        logs |= loop.validate(validation)
+        logs.update(loop.validate(validation))
         callback_list.on_test_end(logs)
         logs["epoch_time_s"] = time.perf_counter() - started
+        progress.update(progress.target, list(logs.items()), finalize=True)
         log.info("epoch %d/%d: %s", index + 1, settings.epochs, _rounded(logs))
         _append_row(settings.epoch_log, index, logs)  # before the backup, as in fit
         epoch.assign(index + 1)
@@ -107,8 +115,13 @@ def fit(
     shutil.rmtree(settings.backup_dir)  # as BackupAndRestore does: the run is complete
 
 
-class _Loop:
-    """The compiled train and validation steps, and the metrics they update."""
+class TrainLoop:
+    """The compiled train and validation steps, and the metrics they update.
+
+    The train step runs ``steps_per_execution`` steps a call and keeps the epoch's loss and row
+    sums in variables on this worker's device: nothing is read back, and nothing but the
+    gradients is all-reduced, until the epoch ends.
+    """
 
     def __init__(self, settings, model, loss, metric_names, strategy):
         self.settings, self.model, self.strategy = settings, model, strategy
@@ -117,8 +130,30 @@ class _Loop:
         self.loss = loss  # its ``call``: the loss of each example, unreduced
         self.train_metrics = [_metric(name, loss.name) for name in metric_names]
         self.val_metrics = [_metric(name, loss.name) for name in metric_names]
-        self.train_step = tf.function(self._train_step)
+        # This worker's part of the epoch: its replicas' losses times the global batch, and rows.
+        self.loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.rows = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        if not model.optimizer.built:
+            # Its slots made now, under the strategy, rather than in the step's first trace:
+            # that would trace it twice and broadcast their initial values from inside it.
+            with strategy.scope():
+                model.optimizer.build(model.trainable_variables)
+        self.train_steps = tf.function(self._train_steps)
         self.val_step = tf.function(self._val_step)
+
+    def batches(self, shards: WorkerBatches, epochs: range) -> Iterator:
+        """The one distributed iterator of a run: the batches of ``epochs``, one after another."""
+        distributed = self.strategy.distribute_datasets_from_function(
+            lambda context: shards.epochs_of_batches(
+                context, self.settings.batch_size, self.settings.seed, epochs
+            )
+        )
+        return iter(distributed)
+
+    def progress_bar(self, steps: int) -> keras.utils.Progbar:
+        """Keras's bar on the chief in a terminal (as ``fit`` shows it); silent elsewhere."""
+        shown = self.settings.progress_bar and self.strategy.extended.should_checkpoint
+        return keras.utils.Progbar(steps, verbose=1 if shown else 0)
 
     def take_chiefs_state(self, epoch: tf.Variable) -> None:
         """Weights, optimizer slots and epoch counter as the chief has them (restored or new)."""
@@ -138,19 +173,26 @@ class _Loop:
             return stop
         return bool(distribute.from_chief(self.strategy, [tf.constant(float(stop))])[0] > 0)
 
-    def train_epoch(self, shards: WorkerBatches, epoch: int) -> dict[str, float]:
-        batch_size = self.settings.batch_size
-        batches = self.strategy.distribute_datasets_from_function(
-            lambda context: shards.worker_batches(context, batch_size, self.settings.seed + epoch)
+    def train_epoch(
+        self, batches: Iterator, steps: int, progress: keras.utils.Progbar
+    ) -> dict[str, float]:
+        """``steps`` steps on ``batches``; the loss and metrics over every worker's examples."""
+        per_call = self.settings.steps_per_execution
+        for done in range(0, steps, per_call):
+            self.run_steps(batches, min(per_call, steps - done))
+            progress.update(min(done + per_call, steps))
+        (loss_sum, rows), results = self._results(
+            self.train_metrics, "", [self.loss_sum.value(), self.rows.value()]
         )
-        iterator, loss_total, rows_total = iter(batches), 0.0, 0
+        self.loss_sum.assign(0.0)
+        self.rows.assign(0.0)
+        return {"loss": float(loss_sum / rows), **results}
+
+    def run_steps(self, batches: Iterator, count: int) -> None:
+        """``count`` train steps in one call of the traced function."""
         # Set here, not in the step: the replicas trace the step in threads of their own.
         with _gradients_already_summed(self.model.optimizer):
-            for _ in range(shards.steps_per_epoch(batch_size)):
-                loss, rows = self.train_step(iterator)
-                loss_total += float(loss) * int(rows)
-                rows_total += int(rows)
-        return {"loss": loss_total / rows_total, **self._results(self.train_metrics, "")}
+            self.train_steps(batches, tf.constant(count))  # a tensor: one trace for any count
 
     def validate(self, validation: tf.data.Dataset) -> dict[str, float]:
         """Each worker scores its share of the validation batches; the sums are then added up."""
@@ -163,11 +205,15 @@ class _Loop:
             loss_sum, rows = loss_sum + batch_loss, rows + batch_rows
         loss_sum, rows = distribute.sum_over_workers(self.strategy, [loss_sum, rows])
         regularization = float(sum(self.model.losses)) if self.model.losses else 0.0
-        results = self._results(self.val_metrics, "val_")
+        _, results = self._results(self.val_metrics, "val_")
         return {"val_loss": float(loss_sum / rows) + regularization, **results}
 
-    def _train_step(self, iterator):
-        def replica_step(features, labels, sample_weight=None):
+    def _train_steps(self, iterator, steps):
+        for _ in tf.range(steps):
+            self._train_step(*next(iterator))
+
+    def _train_step(self, features, labels, sample_weight=None):
+        def replica_step(features, labels, sample_weight):
             # Every replica's batch is equally large (equal shards), so this is the global batch.
             rows = tf.shape(labels)[0] * self.strategy.num_replicas_in_sync
             with tf.GradientTape() as tape:
@@ -180,22 +226,25 @@ class _Loop:
             variables = self.model.trainable_variables
             # Dense: an embedding's sparse gradient would be all-gathered rather than summed.
             gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
-            summed = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, gradients
-            )
             # Clipped once the replicas' gradients are summed, as one worker would clip them.
-            self.model.optimizer.apply(self._clipped(summed), variables)
-            return loss, rows, labels, predictions
+            self.model.optimizer.apply(self._clipped(self.sum_gradients(gradients)), variables)
+            # This replica's share of the mean, times the global batch: its part of the loss sum.
+            return tf.cast(loss, tf.float64) * tf.cast(rows, tf.float64), predictions
 
-        loss, rows, labels, predictions = self.strategy.run(replica_step, args=next(iterator))
+        loss_part, predictions = self.strategy.run(
+            replica_step, args=(features, labels, sample_weight)
+        )
         local = self.strategy.experimental_local_results
+        self.loss_sum.assign_add(tf.add_n(local(loss_part)))
         for replica in zip(local(labels), local(predictions), strict=True):
+            self.rows.assign_add(tf.cast(tf.shape(replica[0])[0], tf.float64))
             for metric in self.train_metrics:
                 metric.update_state(*replica)
-        return (
-            self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
-            local(rows)[0],
-        )
+
+    def sum_gradients(self, gradients: list[tf.Tensor]) -> list[tf.Tensor]:
+        """The step's one collective: the replicas' gradients summed (``make bench-scale``
+        replaces it with the identity to time the compute alone)."""
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
 
     def _val_step(self, features, labels, sample_weight=None):
         predictions = self.model(features, training=False)
@@ -219,18 +268,21 @@ class _Loop:
             return tf.clip_by_global_norm(gradients, self.settings.global_clipnorm)[0]
         return gradients
 
-    def _results(self, metrics: list[keras.metrics.Metric], prefix: str) -> dict[str, float]:
-        """Each metric over every worker's examples (metric states add up), then reset."""
+    def _results(
+        self, metrics: list[keras.metrics.Metric], prefix: str, sums: list[tf.Tensor] = ()
+    ) -> tuple[list[tf.Tensor], dict[str, float]]:
+        """``sums`` and each metric over every worker's examples (metric states add up), in one
+        all-reduce; the metrics are then reset."""
         state = [v for metric in metrics for v in metric.variables]
         summed = distribute.sum_over_workers(
-            self.strategy, [tf.cast(v.value, tf.float64) for v in state]
+            self.strategy, [*sums, *(tf.cast(v.value, tf.float64) for v in state)]
         )
-        for variable, value in zip(state, summed, strict=True):
+        for variable, value in zip(state, summed[len(sums) :], strict=True):
             variable.assign(tf.cast(value, variable.dtype))
         results = {prefix + metric.name: float(metric.result()) for metric in metrics}
         for metric in metrics:
             metric.reset_state()
-        return results
+        return summed[: len(sums)], results
 
 
 @contextlib.contextmanager

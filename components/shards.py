@@ -1,7 +1,7 @@
 """A training split as equal TFRecord shards, so that each worker of a cluster reads only its files.
 
 The stage that feeds training writes them (``write``); the Trainer reads them when it trains on
-several workers (``TrainShards.worker_batches``). Global batch ``k`` holds block ``k`` of every
+several workers (``TrainShards.epochs_of_batches``). Global batch ``k`` holds block ``k`` of every
 shard, ``batch_size / shards`` examples each, whatever the number of workers: one worker or eight
 see the same examples in every step, so the worker count changes the speed, not the result.
 ``WorkerBatches`` is what the multi-worker loop reads; the other families' train splits (a
@@ -10,11 +10,12 @@ language model's streams, forecasting windows) offer it too.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import functools
 import json
 import logging
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -26,22 +27,41 @@ log = logging.getLogger(__name__)
 SHARDS_FILE = "shards.json"
 
 
-class WorkerBatches(Protocol):
+class WorkerBatches(abc.ABC):
     """A train split as the workers of a cluster read it: in every step the replicas' batches
     together make one global batch, the same for any number of workers, and each example of an
     epoch is in one of them."""
 
+    @abc.abstractmethod
     def worker_batches(
         self, context: tf.distribute.InputContext, global_batch: int, seed: int
     ) -> tf.data.Dataset:
         """This input pipeline's per-replica batches of one epoch; ``seed`` orders the epoch."""
-        ...
 
-    def steps_per_epoch(self, global_batch: int) -> int: ...
+    @abc.abstractmethod
+    def steps_per_epoch(self, global_batch: int) -> int:
+        """Batches in every epoch ``worker_batches`` gives, on every input pipeline."""
+
+    def epochs_of_batches(
+        self, context: tf.distribute.InputContext, global_batch: int, seed: int, epochs: range
+    ) -> tf.data.Dataset:
+        """``worker_batches`` of each epoch ``e`` of ``epochs`` (seed ``seed + e``) in turn, for
+        one iterator to serve a whole run. Take ``steps_per_epoch`` batches an epoch."""
+        if not epochs:
+            raise ValueError("epochs_of_batches needs at least one epoch")
+        # Python seeds, one dataset per epoch: a tensor seed (flat_map over epoch numbers) cannot
+        # be combined with a global seed of 0 (tf.random.set_seed(0)).
+        run = functools.reduce(
+            tf.data.Dataset.concatenate,
+            [self.worker_batches(context, global_batch, seed + epoch) for epoch in epochs],
+        )
+        # Endless, so that its length is "infinite" rather than "unknown": a distributed iterator
+        # then needs no all-reduced "has data" flag each step. The loop stops within ``epochs``.
+        return run.repeat().prefetch(2)
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainShards:
+class TrainShards(WorkerBatches):
     """``(features, label)`` examples in ``files``, ``examples_per_shard`` in each."""
 
     files: tuple[str, ...]

@@ -80,12 +80,18 @@ class TrainConfig:
     distribution: str = "none"
     """none | mirrored (this machine's devices) | multi_worker (the workers in TF_CONFIG; see
     ``make train-workers``). ``batch_size`` stays the global batch, split over the replicas."""
+    steps_per_execution: int = 8
+    """multi_worker: train steps per call of the compiled loop. The host reads nothing back
+    within a call, so a few steps hide its per-call dispatch; the progress bar moves once a
+    call. A value above the epoch's steps means one call an epoch."""
 
     def __post_init__(self):
         require_one_of("train.optimizer", self.optimizer, tuple(OPTIMIZERS))
         require_one_of("train.distribution", self.distribution, distribute.DISTRIBUTIONS)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("train.epochs and train.batch_size must be positive")
+        if self.epochs < 1 or self.batch_size < 1 or self.steps_per_execution < 1:
+            raise ConfigError(
+                "train.epochs, train.batch_size and train.steps_per_execution must be positive"
+            )
         clips = [c for c in (self.clipnorm, self.global_clipnorm) if c is not None]
         if self.learning_rate <= 0 or any(c <= 0 for c in clips):
             raise ConfigError("train.learning_rate, clipnorm and global_clipnorm must be positive")
@@ -228,6 +234,8 @@ def _fit_on_workers(config, model, data, loss, metrics, strategy, out_dir, earli
         patience=config.early_stopping_patience,
         clipnorm=config.clipnorm,
         global_clipnorm=config.global_clipnorm,
+        steps_per_execution=config.steps_per_execution,
+        progress_bar=sys.stdout.isatty(),  # as fit's verbose=1; logs get the epoch's line
         epoch_log=out_dir / EPOCH_LOG,
         backup_dir=out_dir / BACKUP_DIR,
         best_model=out_dir / "model.keras",

@@ -19,7 +19,7 @@ import numpy as np
 from components import bless, tracking
 from components.artifacts import Metrics, SeriesWindows, TrainedModel
 from components.errors import ConfigError
-from components.forecasting import attention, baselines, evaluate
+from components.forecasting import attention, baselines, combination, evaluate
 from components.forecasting import windows as series_windows
 from components.forecasting.model import median_index
 from components.forecasting.windows import load_spec
@@ -47,9 +47,10 @@ def backtest(
     train_fn: Callable[[ConfigT, SeriesWindows, Path], TrainedModel],
 ) -> Metrics:
     """Folds 1.. (earlier origins) retrained with ``train_fn`` and scored like fold 0, which the
-    evaluate stage already scored; results averaged over all folds."""
+    evaluate stage already scored; results averaged over all folds. Each fold's network is
+    combined with the baselines on its own validation block (``combine``) before it is scored."""
     folds = [inputs["evaluate"].load()]
-    train_seconds = [inputs["train"].summary()["train_wall_time_s"]]
+    train_seconds = [inputs["combine"].summary()["train_wall_time_s"]]
     for fold in range(1, config.backtest.folds):
         fold_dir = out_dir / f"fold_{fold}"
         with tracking.component_run(f"backtest_fold_{fold}"):
@@ -57,6 +58,7 @@ def backtest(
                 config.windows, inputs["ingest"], fold, fold_dir / "windows"
             )
             trained = train_fn(config, windows, fold_dir / "train")
+            trained = combine(config, windows, trained, fold_dir / "combine")
             train_seconds.append(trained.summary()["train_wall_time_s"])
             folds.append(score(config, windows, trained, fold_dir / "evaluate").load())
     summary = {**_backtest_summary(folds), "train_wall_time_s": sum(train_seconds)}
@@ -80,12 +82,114 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
     """The trained forecaster and every baseline on the same test windows, so skill compares.
 
     ``config``: the pipeline's; scoring reads its model, train, baselines, evaluate and backtest.
+    A combined model is fed the baseline forecasts it takes as inputs, as a request carries
+    them, and the network inside it is scored alone too (``network_alone``).
     """
-    spec, values, pairs = load_spec(windows), windows.values(), windows.origins("test")
+    spec, block = load_spec(windows), _block(config, windows, "test")
     model = trained.load()
-    inputs = series_windows.make_dataset(windows, "test", config.train.batch_size)
-    raw_inputs = inputs.map(lambda x, y, w: x)
-    predicted = model.predict(raw_inputs, verbose=0)
+    reference = baselines.forecast(
+        config.baselines,
+        block.histories,
+        spec.horizon,
+        spec.season_length,
+        *block.groups,
+        forecast_dates=block.dates,
+    )
+    raw_inputs = _raw_inputs(windows, "test", config.train.batch_size)
+    batch = config.train.batch_size
+    with_baselines = combination.with_external(raw_inputs, model, reference.forecasts)
+    predicted = combination.predict(model, with_baselines, batch)
+    network = combination.network_of(model)
+    alone = (
+        {} if network is model else {NETWORK_ALONE: combination.predict(network, raw_inputs, batch)}
+    )
+    quantiles = None
+    if config.model.quantiles:
+        quantiles = {q: predicted[:, :, i] for i, q in enumerate(config.model.quantiles)}
+        predicted = predicted[:, :, median_index(config.model.quantiles)]
+    name = model.name.removesuffix("_forecaster")
+    windows_inputs = series_windows.make_dataset(windows, "test", batch).map(lambda x, y, w: x)
+    attention.report(network, windows_inputs, spec.season_length, out_dir)
+    weights_file = trained.path / combination.COMBINATION_FILE
+    return evaluate.run(
+        config.evaluate,
+        actual=block.actual,
+        forecasts={name: predicted, **alone, **reference.forecasts},
+        holiday=block.holiday,
+        histories=block.histories,
+        series_ids=[spec.series_keys[s] for s in block.series],
+        dates=block.dates,
+        out_dir=out_dir,
+        season_length=spec.season_length,
+        quantiles=quantiles,
+        model_name=name,
+        baseline_fallbacks=reference.fallbacks,
+        baseline_fallback_reasons=reference.fallback_reasons,
+        baseline_fit_seconds=reference.fit_seconds,
+        observed=block.observed,
+        combination=json.loads(weights_file.read_text()) if weights_file.is_file() else None,
+    )
+
+
+def combine(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: Path):
+    """The trained network combined with ``combination.candidates``, weighted on the fold's
+    validation block (the baselines fitted at its origin); the network alone without candidates.
+
+    ``config``: the pipeline's; reads combination, baselines, evaluate, backtest and train.
+    """
+    names = config.combination.candidates
+    spec, block = load_spec(windows), _block(config, windows, "validation")
+    external = [name for name in names if name not in combination.IN_GRAPH]
+    forecasts = {}
+    if external:
+        fitted = dataclasses.replace(config.baselines, names=external)
+        forecasts = baselines.forecast(
+            fitted,
+            block.histories,
+            spec.horizon,
+            spec.season_length,
+            *block.groups,
+            forecast_dates=block.dates,
+        ).forecasts
+    shape = combination.HistoryShape(
+        spec.target, spec.horizon, spec.season_length, config.baselines.moving_average_window
+    )
+    return combination.run(
+        trained,
+        names,
+        shape,
+        _raw_inputs(windows, "validation", config.train.batch_size),
+        np.where(block.observed, block.actual, np.nan),
+        np.where(block.holiday, config.evaluate.holiday_weight, 1.0),
+        forecasts,
+        out_dir,
+        config.combination.min_cells_per_weight,
+    )
+
+
+NETWORK_ALONE = "network_alone"
+"""A combined model's network scored alone, beside the combination: what the baselines add."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Block:
+    """One forecast window per series at a split's origin: what scoring and weighting read."""
+
+    series: np.ndarray
+    steps: np.ndarray
+    """[series, horizon] grid index of each forecast period."""
+    dates: np.ndarray
+    """[series, horizon] each forecast period's date."""
+    actual: np.ndarray
+    holiday: np.ndarray
+    observed: np.ndarray
+    histories: list[np.ndarray]
+    groups: tuple[list | None, str]
+    """Each series' ``baselines.svd_group_by`` value (or None) and why not."""
+
+
+def _block(config: Any, windows: SeriesWindows, split: str) -> _Block:
+    spec, values, pairs = load_spec(windows), windows.values(), windows.origins(split)
     series, origins = pairs[:, 0], pairs[:, 1]
     steps = origins[:, None] + np.arange(1, spec.horizon + 1)[None, :]
     histories = [values[s, : o + 1, 0] for s, o in pairs]
@@ -94,33 +198,27 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
     if config.backtest.holiday_column:
         column = 1 + spec.known_future.index(config.backtest.holiday_column)
         holiday = values[series[:, None], steps, column] > 0.5
-    quantiles = None
-    if config.model.quantiles:
-        quantiles = {q: predicted[:, :, i] for i, q in enumerate(config.model.quantiles)}
-        predicted = predicted[:, :, median_index(config.model.quantiles)]
-    name = model.name.removesuffix("_forecaster")
-    groups, missing = _baseline_groups(config.baselines, windows, spec.series_keys, series)
-    reference = baselines.forecast(
-        config.baselines, histories, spec.horizon, spec.season_length, groups, missing
-    )
-    attention.report(model, raw_inputs, spec.season_length, out_dir)
-    return evaluate.run(
-        config.evaluate,
-        actual=values[series[:, None], steps, 0],
-        forecasts={name: predicted, **reference.forecasts},
-        holiday=holiday,
-        histories=histories,
-        series_ids=[spec.series_keys[s] for s in series],
+    return _Block(
+        series=series,
+        steps=steps,
         dates=np.asarray(windows.grid_dates(), "datetime64[D]")[steps],
-        out_dir=out_dir,
-        season_length=spec.season_length,
-        quantiles=quantiles,
-        model_name=name,
-        baseline_fallbacks=reference.fallbacks,
-        baseline_fallback_reasons=reference.fallback_reasons,
-        baseline_fit_seconds=reference.fit_seconds,
+        actual=values[series[:, None], steps, 0],
+        holiday=holiday,
         observed=windows.observed()[series[:, None], steps],
+        histories=histories,
+        groups=_baseline_groups(config.baselines, windows, spec.series_keys, series),
     )
+
+
+def _raw_inputs(windows: SeriesWindows, split: str, batch_size: int) -> dict[str, np.ndarray]:
+    """The model's raw inputs of every window of ``split``, in origin order, as arrays."""
+    batches = [
+        inputs
+        for inputs, _, _ in series_windows.make_dataset(
+            windows, split, batch_size
+        ).as_numpy_iterator()
+    ]
+    return {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
 
 
 def _baseline_groups(
@@ -210,6 +308,8 @@ def _backtest_summary(folds: list[dict]) -> dict:
         mean[summary["model_name"]]["wmae"],
         {name: scores["wmae"] for name, scores in mean.items() if name in baselines.BASELINES},
     )
+    if "combination" in folds[0]:
+        summary["combination_weights"] = [fold["combination"]["weights"] for fold in folds]
     if "quantiles" in folds[0]:
         summary["quantiles"] = _quantile_summary([fold["quantiles"] for fold in folds])
     summary["per_fold"] = [fold["models"] for fold in folds]

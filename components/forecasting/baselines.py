@@ -39,6 +39,9 @@ DEFAULT_BASELINES = ("naive", "seasonal_naive", "moving_average", "auto_ets", "a
 """auto_arima is left out: 0.6-1 s per synthetic 143-week series with a 52-week season on 2 busy
 cores (3,331 Walmart series: about an hour per fold); svd_seasonal_naive needs ``svd_group_by``."""
 RENAMED = {"ets": "auto_ets"}
+WEEKS_PER_YEAR = 52
+INPUT_PREFIX = "baseline_"
+"""Input name of a baseline's forecast that a combined model takes, e.g. ``baseline_mstl``."""
 ETS_ERRORS, ETS_TRENDS_AND_SEASONS = "AMZ", "NAMZ"
 
 
@@ -56,6 +59,10 @@ class BaselineConfig:
     (``Dept``: a department's stores); its series must end at the same period."""
     svd_rank: int = 12
     """svd_seasonal_naive: singular components kept per group (the winner used 10 to 15)."""
+    svd_christmas_shift: bool = False
+    """svd_seasonal_naive on weekly data: move the share of the Christmas-window weeks that the
+    holiday's weekday moved since last year into the next week, in groups whose forecast has a
+    Christmas surge (the winner's post-processing, ``svd_smoothing.christmas_shift``)."""
 
     def __post_init__(self):
         for name in set(self.names) & set(RENAMED):
@@ -110,6 +117,7 @@ def forecast(
     season_length: int,
     groups: list[Hashable] | None = None,
     missing_grouping: str = "no grouping column",
+    forecast_dates: np.ndarray | None = None,
 ) -> BaselineForecasts:
     """Forecast ``horizon`` steps past the last value of each history with every configured
     baseline.
@@ -123,13 +131,23 @@ def forecast(
         groups: Each series' value of ``config.svd_group_by``, for svd_seasonal_naive; None when
             the data has no such column (it then falls back to seasonal naive, recorded).
         missing_grouping: Why ``groups`` is None, recorded with that fallback.
+        forecast_dates: [series, horizon] each forecast period's date, for
+            ``svd_christmas_shift`` (which needs them).
     """
     if horizon < 1 or season_length < 1:
         raise ConfigError(f"horizon={horizon} and season_length={season_length} must be >= 1")
     histories = [_checked_history(history, index) for index, history in enumerate(histories)]
     if groups is not None and len(groups) != len(histories):
         raise DataError(f"{len(groups)} groups for {len(histories)} histories")
-    origin = _Origin(histories, horizon, season_length, groups, missing_grouping)
+    shifting = config.svd_christmas_shift and "svd_seasonal_naive" in config.names
+    if shifting and (season_length != WEEKS_PER_YEAR or forecast_dates is None):
+        raise ConfigError(
+            "baselines.svd_christmas_shift moves sales between weeks: it needs weekly data "
+            f"(season_length {WEEKS_PER_YEAR}, got {season_length}) and the forecast weeks' dates"
+        )
+    origin = _Origin(
+        histories, horizon, season_length, groups, missing_grouping, forecast_dates, shifting
+    )
     forecasts, reasons, seconds = {}, {}, {}
     # One BLAS thread: the fits are tiny, and OpenBLAS's threads made them ~8x slower here.
     with threadpool_limits(limits=1, user_api="blas"):
@@ -167,6 +185,8 @@ class _Origin:
     season: int
     groups: list[Hashable] | None
     missing_grouping: str
+    forecast_dates: np.ndarray | None
+    christmas_shift: bool
 
 
 def _naive(config: BaselineConfig, origin: _Origin):
@@ -175,7 +195,7 @@ def _naive(config: BaselineConfig, origin: _Origin):
 
 
 def _svd_seasonal_naive(config: BaselineConfig, origin: _Origin):
-    return svd_smoothing.forecast(
+    forecasts, reasons = svd_smoothing.forecast(
         origin.histories,
         origin.groups,
         origin.horizon,
@@ -183,6 +203,12 @@ def _svd_seasonal_naive(config: BaselineConfig, origin: _Origin):
         config.svd_rank,
         origin.missing_grouping,
     )
+    if origin.christmas_shift:
+        forecasts, shifted = svd_smoothing.christmas_shift(
+            forecasts, origin.forecast_dates, origin.groups
+        )
+        log.info("svd_seasonal_naive: Christmas shift applied to %d series", shifted)
+    return forecasts, reasons
 
 
 _METHODS: dict[str, Callable] = {

@@ -58,6 +58,7 @@ def run(
     observed: np.ndarray | None = None,
     baseline_fallback_reasons: dict[str, dict[str, int]] | None = None,
     baseline_fit_seconds: dict[str, float] | None = None,
+    combination: dict | None = None,
 ) -> Metrics:
     """Score every forecast against ``actual``; write metrics, forecasts and plots to ``out_dir``.
 
@@ -80,6 +81,8 @@ def run(
             by ingest; only observed ones are scored (default: all).
         baseline_fallback_reasons: Baseline name -> why, and for how many series, it fell back.
         baseline_fit_seconds: Baseline name -> wall time of its fits.
+        combination: A combined model's weights and validation scores (``combination.json``),
+            recorded beside the scores.
     """
     actual = np.asarray(actual, dtype=float)
     observed = np.ones(actual.shape, bool) if observed is None else np.asarray(observed, bool)
@@ -104,6 +107,8 @@ def run(
         "filled_not_scored": int((~observed).sum()),
         **_results(config, actual, forecasts, holiday, histories, quantiles, season_length),
     }
+    if combination:
+        results["combination"] = combination
     if REFERENCE in forecasts:
         results["reference"] = skill_reference(
             results["baseline_fallbacks"], actual.shape[0], season_length

@@ -20,7 +20,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from components.errors import DataError
-from components.forecasting import ingest, ingest_config
+from components.forecasting import baselines, ingest, ingest_config
 from components.forecasting.csv_files import read_wide
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,9 @@ def requests_from_csv(request_info: Path | dict, input_csv: Path) -> ForecastReq
             message = str(error).replace(str(extended), str(input_csv))
             raise DataError(message.replace(str(source), str(input_csv))) from error
         panel, statistics = series.load(), series.statistics()
-    inputs, index = _requests(panel, config, lookback, horizon)
+    inputs, index, histories = _requests(panel, config, lookback, horizon)
+    if info.get("baseline_inputs"):
+        inputs |= _baseline_inputs(info, panel, index, histories, horizon)
     too_short = statistics["series"]["dropped_too_short"]["count"]
     if too_short:
         log.warning(
@@ -148,7 +150,7 @@ def _requests(panel: pd.DataFrame, config, lookback: int, horizon: int):
     inputs |= {c: [] for c in [*config.known_future, *config.past_covariates]}
     inputs |= {c: [] for c in [*config.series_id, *config.static_categorical]}
     inputs |= {c: [] for c in config.static_numeric}
-    index, skipped = [], 0
+    index, histories, skipped = [], [], 0
     for key, series in panel.groupby("series", sort=False):
         observed = np.flatnonzero(~series["filled"].to_numpy())
         origin = observed[-1] if len(observed) else -1
@@ -168,13 +170,38 @@ def _requests(panel: pd.DataFrame, config, lookback: int, horizon: int):
         for column in config.static_numeric:
             inputs[column].append(np.float32(series[column].iloc[0]))
         index.append((key, series[config.series_id].iloc[0], window["date"].iloc[lookback:]))
+        history = series["target"].to_numpy(np.float64)[: origin + 1]
+        histories.append(history[~np.isnan(history)])
     if skipped:
         log.warning(
             "%d series have fewer than %d observed periods; not forecast", skipped, lookback
         )
     if not index:
         raise DataError(f"no series in the input has {lookback} observed periods to forecast from")
-    return {name: np.stack(values) for name, values in inputs.items()}, index
+    return {name: np.stack(values) for name, values in inputs.items()}, index, histories
+
+
+def _baseline_inputs(info: dict, panel: pd.DataFrame, index, histories, horizon: int) -> dict:
+    """The ``baseline_<name>`` inputs of a combined model: the baselines it was weighted with,
+    fitted on each series' whole history in the CSV as the backtest fitted them."""
+    config = baselines.BaselineConfig(**info["baseline_inputs"])
+    groups, missing = None, "no baselines.svd_group_by"
+    if config.svd_group_by:
+        if config.svd_group_by not in panel.columns:
+            raise DataError(
+                f"the model combines svd_seasonal_naive, grouped by {config.svd_group_by!r}, "
+                f"which the input has no column for"
+            )
+        first = panel.groupby("series", sort=False)[config.svd_group_by].first().astype(str)
+        groups = [first[key] for key, _, _ in index]
+    dates = np.array([window_dates.to_numpy("datetime64[D]") for _, _, window_dates in index])
+    forecasts = baselines.forecast(
+        config, histories, horizon, info["season_length"], groups, missing, dates
+    ).forecasts
+    return {
+        baselines.INPUT_PREFIX + name: values.astype(np.float32)
+        for name, values in forecasts.items()
+    }
 
 
 def _forecast_table(index, outputs: dict, config, horizon: int) -> pd.DataFrame:

@@ -9,8 +9,12 @@ share (the department's season, holidays) survives; one store's noise in one wee
 last season's smoothed week is a better guess than the raw one. Any table works whose series
 share a grouping key in the same way (departments across stores, products across shops), as
 long as the series of a group end at the same period; the backtest's histories all end at its
-forecast origin. His Christmas shift (moving part of the sales between the weeks around
-Christmas when the holiday falls on another weekday) is not applied here.
+forecast origin.
+
+His Christmas shift (``christmas_shift``) follows: a weekly forecast copies last year's same week,
+but Christmas falls one weekday later each year (two after a 29 February), so some of last
+year's pre-Christmas shopping days now belong to the next week. Where a group's forecast shows a
+Christmas surge, that share of each week of the five ending with Christmas's moves on a week.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from collections.abc import Hashable
 import numpy as np
 
 from components.forecasting.statistical import Reasons
+
+SURGE_THRESHOLD = 1.1
+"""The three weeks before Christmas's must average this much more than the weeks around them
+(the winner's threshold) for a group's forecast to hold a surge worth moving."""
+WINDOW_WEEKS = 5
 
 
 def forecast(
@@ -85,3 +94,64 @@ def smooth(histories: list[np.ndarray], rank: int) -> list[np.ndarray]:
     kept = min(rank, len(singular))
     approximation = (left[:, :kept] * singular[:kept]) @ right[:kept]
     return [approximation[length - len(h) :, column] for column, h in enumerate(histories)]
+
+
+def christmas_shift(
+    forecasts: np.ndarray, dates: np.ndarray, groups: list[Hashable] | None
+) -> tuple[np.ndarray, int]:
+    """Weekly seasonal forecasts with part of each Christmas-window week moved to the next week.
+
+    The window is the five forecast weeks ending with the one that holds 25 December (weeks
+    labelled by their last day, as pandas' ``W-FRI``); it must lie inside the horizon. Each
+    week but the first keeps (7 - d)/7 of itself and gains d/7 of the week before, d being how
+    many days later in its week Christmas falls than it did one season (364 days) earlier. Only
+    groups whose summed forecast has the surge (``SURGE_THRESHOLD``) are shifted.
+
+    Args:
+        forecasts: [series, horizon] seasonal forecasts.
+        dates: [series, horizon] each forecast week's last day (datetime64).
+        groups: Each series' group (the surge is judged per group); None: one group.
+
+    Returns:
+        The shifted forecasts and how many series were shifted.
+    """
+    shifted = np.array(forecasts, dtype=float)
+    dates = np.asarray(dates, "datetime64[D]")
+    members = collections.defaultdict(list)
+    for index, group in enumerate(groups if groups is not None else [None] * len(forecasts)):
+        members[group].append(index)
+    count = 0
+    for indices in members.values():
+        rows = np.asarray(indices)
+        window, days = _christmas_window(dates[rows[0]])
+        if window is None or days == 0:
+            continue
+        weeks = shifted[np.ix_(rows, window)]
+        total = weeks.sum(axis=0)
+        baseline = (total[0] + total[-1]) / 2
+        if not baseline > 0 or total[1:-1].mean() / baseline <= SURGE_THRESHOLD:
+            continue
+        moved = weeks * (7 - days) / 7
+        moved[:, 1:] += weeks[:, :-1] * days / 7
+        moved[:, 0] = weeks[:, 0]
+        shifted[np.ix_(rows, window)] = moved
+        count += len(rows)
+    return shifted, count
+
+
+def _christmas_window(week_ends: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """Horizon indices of the five weeks ending with Christmas's, and how many days later in its
+    week Christmas falls than one season earlier; (None, 0) when the window is not all inside."""
+    for step, end in enumerate(week_ends):
+        year = end.astype("datetime64[Y]").astype(int) + 1970
+        christmas = np.datetime64(f"{year}-12-25")
+        if 0 <= (end - christmas).astype(int) <= 6:
+            if step < WINDOW_WEEKS - 1:
+                return None, 0
+            last_christmas = np.datetime64(f"{year - 1}-12-25")
+            days_before_end = (end - christmas).astype(int)
+            last_days_before_end = (end - np.timedelta64(364, "D") - last_christmas).astype(int)
+            return np.arange(step - WINDOW_WEEKS + 1, step + 1), int(
+                last_days_before_end - days_before_end
+            )
+    return None, 0

@@ -19,10 +19,11 @@ import tensorflow as tf
 from components.artifacts import SeriesWindows
 from components.errors import ConfigError
 from components.forecasting.windows import window_gather
+from components.shards import WorkerBatches
 
 
 @dataclasses.dataclass(frozen=True)
-class WorkerWindows:
+class WorkerWindows(WorkerBatches):
     windows: SeriesWindows
     weighting: str
     """``model.loss_weighting``, as ``make_dataset`` takes it."""

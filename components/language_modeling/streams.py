@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.errors import ConfigError, DataError
+from components.shards import WorkerBatches
 
 
 @dataclasses.dataclass
@@ -79,8 +80,8 @@ def worker_rows(windows: tf.data.Dataset, batch_size: int, workers: int) -> tf.d
 
 
 @dataclasses.dataclass(frozen=True)
-class WorkerStreams:
-    """A training stream's windows as the workers of a cluster read them (``WorkerBatches``)."""
+class WorkerStreams(WorkerBatches):
+    """A training stream's windows as the workers of a cluster read them."""
 
     ids: np.ndarray
     num_steps: int

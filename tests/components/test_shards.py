@@ -55,3 +55,20 @@ def test_batch_and_worker_count_must_fit_the_shards(written, workers, batch):
 def test_too_few_examples_write_no_shards(tmp_path):
     shards.write(np.zeros((3, 2), "int64"), np.zeros(3, "int64"), 4, 0, tmp_path / "shards")
     assert shards.read(tmp_path / "shards") is None
+
+
+@pytest.mark.parametrize("pipelines", [1, 2])
+def test_a_run_of_epochs_is_each_epochs_batches_in_turn_without_end(written, pipelines):
+    tf.random.set_seed(0)  # the global seed that a tensor seed per epoch could not take
+    context = tf.distribute.InputContext(pipelines, pipelines - 1, pipelines)
+    run = written.epochs_of_batches(context, 8, seed=1, epochs=range(2, 5))
+    # Infinite, not unknown: a distributed iterator then skips its per-step "has data" all-reduce.
+    assert run.cardinality() == tf.data.INFINITE_CARDINALITY
+    steps = written.steps_per_epoch(8)
+    got = [features.numpy().tolist() for features, _ in run.take(3 * steps)]
+    expected = [  # epochs 2, 3, 4 of a run started with seed 1, as worker_batches gives them
+        features.numpy().tolist()
+        for seed in (3, 4, 5)
+        for features, _ in written.worker_batches(context, 8, seed)
+    ]
+    assert got == expected and got[:steps] != got[steps : 2 * steps]

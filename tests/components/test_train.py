@@ -80,6 +80,7 @@ def test_mirrored_training_fits_as_without_a_strategy(tmp_path):
         ("optimizer", "adagrad", "choose one of: adam, adamw, rmsprop, sgd"),
         ("clipnorm", 0.0, "must be positive"),
         ("epochs", 0, "must be positive"),
+        ("steps_per_execution", 0, "train.steps_per_execution must be positive"),
         ("reduce_lr_factor", 1.5, "must be in \\(0, 1\\)"),
         ("distribution", "horovod", "choose one of: none, mirrored, multi_worker"),
         ("weight_decay", -0.1, "must not be negative"),

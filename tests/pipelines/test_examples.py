@@ -76,9 +76,11 @@ def test_monthly_sales_in_a_wide_table(tmp_path, mlflow_store):
     months = pd.date_range("2016-01-01", periods=60, freq="MS")
     rng = np.random.default_rng(0)
     season = np.sin(2 * np.pi * np.arange(60) / 12)
+    growth = 1 + 0.015 * np.arange(60)  # a shop that grows: last year's same month is too low
     table = pd.DataFrame({"Month": [f"{m:%Y-%m}" for m in months]})
     for product, level in (("tea", 100), ("coffee", 300)):
-        table[product] = (level * (1.5 + season) + rng.normal(0, 3, 60)).round(1).astype(str)
+        sales = level * (1.5 + season) * growth + rng.normal(0, 3, 60)
+        table[product] = sales.round(1).astype(str)
     # '*' in the training span, and one in each fold's scored span: forecast, no actual to score.
     filled_cells = {30: "tea", 50: "coffee", 56: "tea"}
     for row, product in filled_cells.items():
@@ -114,9 +116,17 @@ def test_monthly_sales_in_a_wide_table(tmp_path, mlflow_store):
             assert scores["mae"] == pytest.approx(mae, rel=1e-6), (filled_date, name)
         assert kept["actual"].to_numpy() == pytest.approx(kept["cell"].astype(float), abs=1e-4)
         assert scored["filled_not_scored"] == 1 and forecasts.loc[filled, "actual"].isna().all()
+    # Two epochs on two series: the validation blocks weigh the network against the classical
+    # forecasts, and what is blessed and served is at least as good as the best baseline.
+    weights = metrics["combination_weights"]
+    assert len(weights) == 2 and {"network", "auto_ets", "mstl"} <= set(weights[0])
+    comparison = metrics["baseline_comparison"]
+    assert comparison["model"] <= comparison["baseline"]
     blessing = json.loads((run_dir / "bless" / "blessing" / "blessing.json").read_text())
+    assert blessing["blessed"], blessing["reasons"]
     assert blessing["reasons"][0].startswith("wmae ")  # against the best baseline's
     assert "the best simple baseline" in blessing["reasons"][0]
+    assert (tmp_path / "models" / "monthly_sales" / "1").is_dir()
 
 
 def test_a_language_model_of_ones_own_text(tmp_path, mlflow_store):

@@ -198,3 +198,71 @@ def test_histories_with_missing_values_are_rejected():
         baselines.forecast(
             BaselineConfig(), [np.ones(3), np.array([1.0, np.nan])], horizon=2, season_length=52
         )
+
+
+def weekly_christmas_sales(years: range, surge_days: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Friday-ending weekly sums of daily sales of 10 a day, tripled on the ``surge_days`` days
+    before each Christmas: (week ends, weekly sales)."""
+    days = np.arange(np.datetime64(f"{years.start}-01-01"), np.datetime64(f"{years.stop}-01-01"))
+    daily = np.full(len(days), 10.0)
+    for year in years:
+        christmas = np.datetime64(f"{year}-12-25")
+        daily[(days >= christmas - surge_days) & (days < christmas)] *= 3
+    fridays = np.flatnonzero(days.astype("datetime64[D]").view("int64") % 7 == 1)  # 1970-01-02
+    ends = days[fridays[fridays >= 6]]
+    weekly = np.array([daily[(days > end - 7) & (days <= end)].sum() for end in ends])
+    return ends, weekly
+
+
+def test_the_christmas_shift_moves_sales_the_weekday_moved_into_the_next_week():
+    ends, weekly = weekly_christmas_sales(range(2010, 2013))
+    horizon = 8
+    last = int(np.flatnonzero(ends == np.datetime64("2012-11-09"))[0])  # the first forecast
+    history, future = weekly[:last], weekly[last : last + horizon]
+    dates = ends[last : last + horizon]
+    histories = [history * scale for scale in (1.0, 2.0, 3.0)]  # one department's stores
+    config = dict(svd_group_by="Dept", svd_rank=1)
+    plain = baselines.forecast(
+        BaselineConfig(names=["svd_seasonal_naive"], **config), histories, horizon, 52,
+        ["d"] * 3, forecast_dates=np.tile(dates, (3, 1)),
+    ).forecasts["svd_seasonal_naive"]  # fmt: skip
+    shifted = baselines.forecast(
+        BaselineConfig(names=["svd_seasonal_naive"], svd_christmas_shift=True, **config),
+        histories, horizon, 52, ["d"] * 3, forecast_dates=np.tile(dates, (3, 1)),
+    ).forecasts["svd_seasonal_naive"]  # fmt: skip
+    # By hand: Christmas 2011 was a Sunday, 5 days before the week's Friday end; 2012's a
+    # Tuesday, 3 days before: 2 days. Weeks 2..5 of the window (forecast steps 4..8, ending
+    # 2012-11-30 .. 12-28) keep 5/7 and gain 2/7 of the week before.
+    window = slice(3, 8)
+    assert list(dates[window].astype(str)) == [
+        "2012-11-30", "2012-12-07", "2012-12-14", "2012-12-21", "2012-12-28"
+    ]  # fmt: skip
+    weeks = plain[:, window]
+    expected = weeks * 5 / 7
+    expected[:, 1:] += weeks[:, :-1] * 2 / 7
+    expected[:, 0] = weeks[:, 0]
+    np.testing.assert_allclose(shifted[:, window], expected)
+    np.testing.assert_array_equal(shifted[:, :3], plain[:, :3])  # outside the window
+    truth = np.outer([1.0, 2.0, 3.0], future)
+    assert np.abs(shifted - truth).sum() < 0.5 * np.abs(plain - truth).sum()
+
+
+def test_the_christmas_shift_leaves_groups_without_a_surge_and_partial_windows_alone():
+    ends, weekly = weekly_christmas_sales(range(2010, 2013), surge_days=0)
+    last = int(np.flatnonzero(ends == np.datetime64("2012-11-02"))[0])
+    flat = np.tile(weekly[last : last + 8], (2, 1))
+    dates = np.tile(ends[last : last + 8], (2, 1))
+    unchanged, count = svd_smoothing.christmas_shift(flat, dates, ["a", "a"])
+    assert count == 0 and np.array_equal(unchanged, flat)
+    # A horizon that ends with Christmas's week but holds only 3 of the 5: nothing to move from.
+    ends, weekly = weekly_christmas_sales(range(2010, 2013))
+    last = int(np.flatnonzero(ends == np.datetime64("2012-12-14"))[0])
+    partial = np.tile(weekly[last : last + 3], (1, 1))
+    same, count = svd_smoothing.christmas_shift(partial, ends[None, last : last + 3], None)
+    assert count == 0 and np.array_equal(same, partial)
+
+
+def test_the_christmas_shift_needs_weekly_data_and_dates():
+    config = BaselineConfig(names=["svd_seasonal_naive"], svd_group_by="D", svd_christmas_shift=True)
+    with pytest.raises(ConfigError, match="svd_christmas_shift.*weekly"):
+        baselines.forecast(config, GROUP, 6, 12, ["a"] * 4)
