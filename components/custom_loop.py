@@ -32,7 +32,7 @@ import pandas as pd
 import tensorflow as tf
 
 from components import distribute
-from components.shards import TrainShards
+from components.shards import WorkerBatches
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class LoopSettings:
 def fit(
     settings: LoopSettings,
     model: keras.Model,
-    shards: TrainShards,
+    shards: WorkerBatches,
     validation: tf.data.Dataset,
     loss: str | keras.losses.Loss,
     metrics: list[str],
@@ -94,7 +94,9 @@ def fit(
         started = time.perf_counter()
         progress = loop.progress_bar(steps)
         logs = loop.train_epoch(batches, steps, progress)
+        callback_list.on_test_begin()  # as in fit: a stateful model starts validation afresh
         logs.update(loop.validate(validation))
+        callback_list.on_test_end(logs)
         logs["epoch_time_s"] = time.perf_counter() - started
         progress.update(progress.target, list(logs.items()), finalize=True)
         log.info("epoch %d/%d: %s", index + 1, settings.epochs, _rounded(logs))
@@ -139,7 +141,7 @@ class TrainLoop:
         self.train_steps = tf.function(self._train_steps)
         self.val_step = tf.function(self._val_step)
 
-    def batches(self, shards: TrainShards, epochs: range) -> Iterator:
+    def batches(self, shards: WorkerBatches, epochs: range) -> Iterator:
         """The one distributed iterator of a run: the batches of ``epochs``, one after another."""
         distributed = self.strategy.distribute_datasets_from_function(
             lambda context: shards.epochs_of_batches(
@@ -198,8 +200,8 @@ class TrainLoop:
             distribute.worker_count(self.strategy), distribute.worker_index(self.strategy)
         )
         loss_sum, rows = tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)
-        for features, labels in own:
-            batch_loss, batch_rows = self.val_step(features, labels)
+        for batch in own:  # (features, labels) or (features, labels, sample weights)
+            batch_loss, batch_rows = self.val_step(*batch)
             loss_sum, rows = loss_sum + batch_loss, rows + batch_rows
         loss_sum, rows = distribute.sum_over_workers(self.strategy, [loss_sum, rows])
         regularization = float(sum(self.model.losses)) if self.model.losses else 0.0
@@ -210,14 +212,14 @@ class TrainLoop:
         for _ in tf.range(steps):
             self._train_step(*next(iterator))
 
-    def _train_step(self, features, labels):
-        def replica_step(features, labels):
+    def _train_step(self, features, labels, sample_weight=None):
+        def replica_step(features, labels, sample_weight):
             # Every replica's batch is equally large (equal shards), so this is the global batch.
             rows = tf.shape(labels)[0] * self.strategy.num_replicas_in_sync
             with tf.GradientTape() as tape:
                 predictions = self.model(features, training=True)
                 loss = tf.nn.compute_average_loss(
-                    self.loss.call(labels, predictions), global_batch_size=rows
+                    self._per_example(labels, predictions, sample_weight), global_batch_size=rows
                 )
                 if self.model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
@@ -229,7 +231,9 @@ class TrainLoop:
             # This replica's share of the mean, times the global batch: its part of the loss sum.
             return tf.cast(loss, tf.float64) * tf.cast(rows, tf.float64), predictions
 
-        loss_part, predictions = self.strategy.run(replica_step, args=(features, labels))
+        loss_part, predictions = self.strategy.run(
+            replica_step, args=(features, labels, sample_weight)
+        )
         local = self.strategy.experimental_local_results
         self.loss_sum.assign_add(tf.add_n(local(loss_part)))
         for replica in zip(local(labels), local(predictions), strict=True):
@@ -242,12 +246,20 @@ class TrainLoop:
         replaces it with the identity to time the compute alone)."""
         return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
 
-    def _val_step(self, features, labels):
+    def _val_step(self, features, labels, sample_weight=None):
         predictions = self.model(features, training=False)
         for metric in self.val_metrics:
             metric.update_state(labels, predictions)
-        per_example = tf.cast(self.loss.call(labels, predictions), tf.float64)
+        per_example = tf.cast(self._per_example(labels, predictions, sample_weight), tf.float64)
         return tf.reduce_sum(per_example), tf.cast(tf.size(per_example), tf.float64)
+
+    def _per_example(self, labels, predictions, sample_weight):
+        """The loss of each example, weighted as fit weighs it; a sequence's (a language model's
+        window) is the mean over its steps, as fit's loss averages over every element."""
+        loss = self.loss.call(labels, predictions)
+        if loss.shape.rank > 1:
+            loss = tf.reduce_mean(loss, axis=list(range(1, loss.shape.rank)))
+        return loss if sample_weight is None else loss * tf.cast(sample_weight, loss.dtype)
 
     def _clipped(self, gradients: list[tf.Tensor]) -> list[tf.Tensor]:
         if self.settings.clipnorm is not None:

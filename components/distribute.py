@@ -50,6 +50,8 @@ def sum_over_workers(
     distribution: tf.distribute.Strategy, values: list[tf.Tensor]
 ) -> list[tf.Tensor]:
     """Each (float) value summed over the workers, the same on every worker afterwards."""
+    if not values:  # a task without metrics: an empty all-reduce would fail
+        return []
     local_replicas = len(distribution.extended.worker_devices)
 
     def replica_sum():

@@ -4,10 +4,13 @@ The stage that feeds training writes them (``write``); the Trainer reads them wh
 several workers (``TrainShards.epochs_of_batches``). Global batch ``k`` holds block ``k`` of every
 shard, ``batch_size / shards`` examples each, whatever the number of workers: one worker or eight
 see the same examples in every step, so the worker count changes the speed, not the result.
+``WorkerBatches`` is what the multi-worker loop reads; the other families' train splits (a
+language model's streams, forecasting windows) offer it too.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import json
@@ -24,21 +27,20 @@ log = logging.getLogger(__name__)
 SHARDS_FILE = "shards.json"
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainShards:
-    """``(features, label)`` examples in ``files``, ``examples_per_shard`` in each."""
+class WorkerBatches(abc.ABC):
+    """A train split as the workers of a cluster read it: in every step the replicas' batches
+    together make one global batch, the same for any number of workers, and each example of an
+    epoch is in one of them."""
 
-    files: tuple[str, ...]
-    examples_per_shard: int
-    feature_length: int
-
+    @abc.abstractmethod
     def worker_batches(
         self, context: tf.distribute.InputContext, global_batch: int, seed: int
     ) -> tf.data.Dataset:
-        """This input pipeline's files, read in blocks so that the replicas' batches of one step
-        together make the same global batch for any number of workers; shuffled within each
-        shard by ``seed`` (a new seed each epoch reshuffles)."""
-        return self._epoch(context, global_batch, seed).prefetch(2)
+        """This input pipeline's per-replica batches of one epoch; ``seed`` orders the epoch."""
+
+    @abc.abstractmethod
+    def steps_per_epoch(self, global_batch: int) -> int:
+        """Batches in every epoch ``worker_batches`` gives, on every input pipeline."""
 
     def epochs_of_batches(
         self, context: tf.distribute.InputContext, global_batch: int, seed: int, epochs: range
@@ -51,15 +53,27 @@ class TrainShards:
         # be combined with a global seed of 0 (tf.random.set_seed(0)).
         run = functools.reduce(
             tf.data.Dataset.concatenate,
-            [self._epoch(context, global_batch, seed + epoch) for epoch in epochs],
+            [self.worker_batches(context, global_batch, seed + epoch) for epoch in epochs],
         )
         # Endless, so that its length is "infinite" rather than "unknown": a distributed iterator
         # then needs no all-reduced "has data" flag each step. The loop stops within ``epochs``.
         return run.repeat().prefetch(2)
 
-    def _epoch(
+
+@dataclasses.dataclass(frozen=True)
+class TrainShards(WorkerBatches):
+    """``(features, label)`` examples in ``files``, ``examples_per_shard`` in each."""
+
+    files: tuple[str, ...]
+    examples_per_shard: int
+    feature_length: int
+
+    def worker_batches(
         self, context: tf.distribute.InputContext, global_batch: int, seed: int
     ) -> tf.data.Dataset:
+        """This input pipeline's files, read in blocks so that the replicas' batches of one step
+        together make the same global batch for any number of workers; shuffled within each
+        shard by ``seed`` (a new seed each epoch reshuffles)."""
         shards, pipelines = len(self.files), context.num_input_pipelines
         if global_batch % shards or shards % pipelines:
             raise ConfigError(
@@ -78,7 +92,7 @@ class TrainShards:
             cycle_length=len(own_files),
             block_length=global_batch // shards,
         )
-        return examples.batch(context.get_per_replica_batch_size(global_batch))
+        return examples.batch(context.get_per_replica_batch_size(global_batch)).prefetch(2)
 
     def steps_per_epoch(self, global_batch: int) -> int:
         return -(-self.examples_per_shard // (global_batch // len(self.files)))

@@ -12,7 +12,8 @@ The runner keeps a resumable stage's unfinished directory, so rerunning the pipe
 
 ``distribution`` spreads each batch over devices (``mirrored``: one machine, Keras ``fit``) or
 over the workers of a cluster (``multi_worker``: ``components/custom_loop.py``, since ``fit``
-fails there), reading the task's TFRecord shards so that each worker reads only its own files.
+fails there), where each worker reads only its own part of every global batch (the task's
+``TrainingData.train_shards``: TFRecord files, a language model's streams, forecasting windows).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from components import custom_loop, distribute, tracking
 from components.artifacts import TrainedModel
 from components.errors import ConfigError, require_one_of
 from components.gradient_norms import GradientNorms
-from components.shards import TrainShards
+from components.shards import WorkerBatches
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,9 @@ class TrainingData:
     samples_per_epoch: int
     sample_unit: str = "samples"
     """What a sample is (reviews, tokens): names the ``train_<unit>_per_s`` metric."""
-    train_shards: TrainShards | None = None
-    """The train split as TFRecord shards, for ``multi_worker``; None where the task has none."""
+    train_shards: WorkerBatches | None = None
+    """The train split as each worker reads its part, for ``multi_worker``; None where the task
+    has none."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,9 +190,9 @@ def run(
     multi_worker = config.distribution == "multi_worker"
     if multi_worker and data.train_shards is None:
         raise ConfigError(
-            "train.distribution=multi_worker reads the train split from TFRecord shards, and "
-            "this task has none (too few training examples to fill them, or a task that does "
-            "not write them)"
+            "train.distribution=multi_worker reads the train split in shards, one part per "
+            "worker, and this task has none (too few training examples to fill them, or a task "
+            "that does not make them)"
         )
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():  # the model's variables are mirrored on every replica

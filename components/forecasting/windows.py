@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -236,9 +237,18 @@ def make_dataset(
     between, 1 / sqrt(scale). A series of the mean scale gets the same weight under each, so the
     losses (and gradient clipping) stay on one scale.
     """
+    pairs = windows.origins(split)
+    dataset = tf.data.Dataset.from_tensor_slices(pairs)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(pairs), seed=shuffle_seed, reshuffle_each_iteration=True)
+    gather = window_gather(windows, weighting)
+    return dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def window_gather(windows: SeriesWindows, weighting: str) -> Callable:
+    """The function from a batch of (series, origin) pairs to ``make_dataset``'s batch of them."""
     require_one_of("model.loss_weighting", weighting, LOSS_WEIGHTINGS)
     spec, values, statics = load_spec(windows), windows.values(), windows.statics()
-    pairs = windows.origins(split)
     dates = tf.constant(windows.grid_dates())
     exponent = LOSS_WEIGHTINGS[weighting]
     scales = np.asarray(spec.series_scales, np.float64)  # rows follow spec.series_keys
@@ -274,10 +284,7 @@ def make_dataset(
         weight = tf.gather(weights, series) * tf.cast(tf.reduce_any(seen, axis=1), tf.float32)
         return inputs, target, weight
 
-    dataset = tf.data.Dataset.from_tensor_slices(pairs)
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(pairs), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+    return gather
 
 
 def load_spec(windows: SeriesWindows) -> FeatureSpec:

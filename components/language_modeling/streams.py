@@ -4,6 +4,11 @@
 ``batch_size`` contiguous parallel streams and read in windows of ``num_steps``, so row ``r`` of
 window ``i + 1`` continues exactly where row ``r`` of window ``i`` stopped and a stateful model can
 carry its hidden state across windows. ``random_windows`` is the stateless alternative.
+
+On several workers (``WorkerStreams``) each takes a block of consecutive rows of every window:
+worker ``w`` of ``N`` rows ``w * B / N`` to ``(w + 1) * B / N - 1``, its own contiguous streams,
+so its replicas carry their state as one process does, and the workers' blocks together are the
+one-process window.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from components.errors import DataError
+from components.errors import ConfigError, DataError
+from components.shards import WorkerBatches
 
 
 @dataclasses.dataclass
@@ -59,3 +65,46 @@ def window_count(tokens: int, batch_size: int, num_steps: int, stateful: bool) -
     if stateful:
         return (tokens // batch_size - 1) // num_steps
     return ((tokens - 1) // num_steps) // batch_size
+
+
+def worker_rows(windows: tf.data.Dataset, batch_size: int, workers: int) -> tf.data.Dataset:
+    """Each window of ``batch_size`` rows cut into ``workers`` blocks of consecutive rows, one
+    element each, window by window: ``shard(workers, w)`` then holds worker ``w``'s block of
+    every window (the multi-worker loop shards the validation windows that way)."""
+    if batch_size % workers:
+        raise ConfigError(
+            f"train.batch_size={batch_size} must be a multiple of the {workers} workers: each "
+            "takes as many of the parallel streams"
+        )
+    return windows.unbatch().batch(batch_size // workers)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerStreams(WorkerBatches):
+    """A training stream's windows as the workers of a cluster read them."""
+
+    ids: np.ndarray
+    num_steps: int
+    stateful: bool
+
+    def worker_batches(
+        self, context: tf.distribute.InputContext, global_batch: int, seed: int
+    ) -> tf.data.Dataset:
+        """This worker's rows of every window: its own streams (stateful, in order), or its
+        share of each batch of random windows drawn by ``seed`` alike on every worker."""
+        workers, replicas = context.num_input_pipelines, context.num_replicas_in_sync
+        if global_batch % replicas:
+            raise ConfigError(
+                f"train.batch_size={global_batch} must be a multiple of the {replicas} replicas"
+            )
+        windows = (
+            stateful_windows(self.ids, global_batch, self.num_steps)
+            if self.stateful
+            else random_windows(self.ids, global_batch, self.num_steps, seed)
+        )
+        own = worker_rows(windows, global_batch, workers).shard(workers, context.input_pipeline_id)
+        # A worker with several devices hands them its block's rows in order, as it splits streams.
+        return own.unbatch().batch(global_batch // replicas).prefetch(2)
+
+    def steps_per_epoch(self, global_batch: int) -> int:
+        return window_count(len(self.ids), global_batch, self.num_steps, self.stateful)

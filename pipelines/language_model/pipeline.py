@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from components import bless, export, train, tune
+from components import bless, distribute, export, train, tune
 from components.artifacts import (
     Corpus,
     Hyperparameters,
@@ -25,15 +25,18 @@ from components.artifacts import (
     TokenizedCorpus,
     TrainedModel,
 )
+from components.errors import ConfigError
 from components.language_modeling import evaluate, ingest, tokenization
 from components.language_modeling.callbacks import PerplexityLogger, SampleLogger, StateResetter
 from components.language_modeling.generation import GenerationLimits, text_generator
 from components.language_modeling.model import LanguageModelConfig, build_language_model
 from components.language_modeling.streams import (
     StreamWindowConfig,
+    WorkerStreams,
     random_windows,
     stateful_windows,
     window_count,
+    worker_rows,
 )
 from components.language_modeling.tokenization import load_tokenizer
 from pipelines.language_model import corpora
@@ -92,7 +95,8 @@ def run_train(config: Config, inputs: dict, out_dir: Path) -> TrainedModel:
 
 def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
     """Windows over the id streams and a model builder, shared by tune and train. The batch size
-    and window length are part of a stateful model's shape, so a search keeps them fixed."""
+    and window length are part of a stateful model's shape, so a search keeps them fixed; on
+    several workers each replica's model takes its share of the streams."""
     tokenized = inputs["tokenize"]
     tokenizer = load_tokenizer(tokenized)
     keras.utils.set_random_seed(config.train.seed)  # random windows depend on the config alone
@@ -107,11 +111,18 @@ def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
         if stateful
         else random_windows(train_ids, batch, steps, config.train.seed)
     )
+    validation = stateful_windows(tokenized.ids("validation"), batch, steps)
+    workers = 1
+    if config.train.distribution == "multi_worker":
+        workers = _one_device_workers(distribute.strategy("multi_worker"))
+        # The loop hands worker w elements w, w + N, ...: its own streams' rows of each window.
+        validation = worker_rows(validation, batch, workers)
     data = train.TrainingData(
         train=train_windows.prefetch(tf.data.AUTOTUNE),
-        validation=stateful_windows(tokenized.ids("validation"), batch, steps),
+        validation=validation,
         samples_per_epoch=window_count(len(train_ids), batch, steps, stateful) * batch * steps,
         sample_unit="tokens",
+        train_shards=WorkerStreams(train_ids, steps, stateful),
     )
     callbacks = [PerplexityLogger(tokenizer.level)]
     if stateful:
@@ -120,7 +131,7 @@ def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
         build_model=lambda model_config: build_language_model(
             model_config,
             tokenizer.vocabulary_size,
-            batch_size=batch,
+            batch_size=batch // workers,
             stateful=stateful,
             sequence_length=steps,
         ),
@@ -129,6 +140,19 @@ def training_setup(config: Config, inputs: dict) -> train.TrainingSetup:
         metrics=[],
         callbacks=callbacks,
     )
+
+
+def _one_device_workers(strategy: tf.distribute.Strategy) -> int:
+    """The cluster's workers, each of which must train on one device: the loop validates a
+    worker's streams in one model call, with one replica's state."""
+    workers = distribute.worker_count(strategy)
+    if strategy.num_replicas_in_sync != workers:
+        raise ConfigError(
+            "train.distribution=multi_worker trains a language model on one device per worker, "
+            f"and these have {strategy.num_replicas_in_sync // workers} each; hide the others "
+            "(CUDA_VISIBLE_DEVICES)"
+        )
+    return workers
 
 
 def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:

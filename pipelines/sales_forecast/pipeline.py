@@ -47,6 +47,7 @@ from components.forecasting.csv_files import DATA_DIR_ENV
 from components.forecasting.ingest_config import SeriesIngestConfig
 from components.forecasting.model import ForecastModelConfig, build_forecaster, forecast_loss
 from components.forecasting.windows import load_spec
+from components.forecasting.worker_windows import WorkerWindows
 from pipelines import cache
 from pipelines.config import with_overrides
 from pipelines.spec import HEADLINE_SEEDS, Benchmark, BenchmarkRun, PipelineSpec, Stage
@@ -152,7 +153,7 @@ def run_evaluate(config: Config, inputs: dict, out_dir: Path) -> Metrics:
 
 def run_backtest(config: Config, inputs: dict, out_dir: Path) -> Metrics:
     """Folds 1.. (earlier origins) retrained and scored like fold 0; results averaged over all."""
-    return backtest.backtest(config, inputs, out_dir, train_fn=_train)
+    return backtest.backtest(config, inputs, out_dir, train_fn=_train_alone)
 
 
 def run_export(config: Config, inputs: dict, out_dir: Path) -> PushedModel:
@@ -238,6 +239,7 @@ def benchmark_reference_rows(metrics: dict) -> list[dict[str, str]]:
     """One row per baseline, scored on the same folds as the model; its fit time over the folds
     stands where a model's training time does. A combined model's network alone has one too."""
     fit_seconds = metrics.get("baseline_fit_seconds", {})
+
     def label(name: str) -> str:
         if name == backtest.NETWORK_ALONE:  # differs by seed: the last seed's is shown
             return f"network alone of {metrics['model_name']} (last seed run)"
@@ -269,6 +271,7 @@ def training_setup(config: Config, windows: SeriesWindows) -> train.TrainingSetu
         series_windows.make_dataset(windows, "validation", batch, weighting=weighting),
         samples_per_epoch=len(windows.origins("train")),
         sample_unit="windows",
+        train_shards=WorkerWindows(windows, weighting),
     )
     return train.TrainingSetup(
         build_model=lambda model_config: build_forecaster(model_config, load_spec(windows)),
@@ -284,9 +287,11 @@ def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedMode
     if not overrides:
         return train.fit(config.train, config.model, training_setup(config, windows), out_dir)
     members = []
+    # On workers only the chief has the members an interrupted run finished: all retrain them.
+    keep_finished = config.train.distribution != "multi_worker"
     for i, member in enumerate(member_configs(config)):
         member_dir = out_dir / f"member_{i}"
-        if (member_dir / "training.json").is_file():  # finished before an interruption
+        if keep_finished and (member_dir / "training.json").is_file():  # finished before a kill
             members.append(TrainedModel(member_dir))
             continue
         with tracking.component_run(f"ensemble_member_{i}"):
@@ -297,6 +302,14 @@ def _train(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedMode
     unique = list(dict.fromkeys(names))
     described = f"{len(names)}_{unique[0]}" if len(unique) == 1 else "_and_".join(names)
     return ensemble.run(members, f"ensemble_of_{described}_forecaster", out_dir)
+
+
+def _train_alone(config: Config, windows: SeriesWindows, out_dir: Path) -> TrainedModel:
+    """A backtest fold's model, trained by this process alone: on a cluster only the chief runs
+    past train, so the other workers are gone by then."""
+    if config.train.distribution == "multi_worker":
+        config = with_overrides(config, {"train.distribution": "none"})
+    return _train(config, windows, out_dir)
 
 
 RECURRENT_ONLY = ("combination.candidates=[]",)

@@ -100,10 +100,69 @@ def test_loop_resumes_after_an_interruption_as_if_never_stopped(train_shards, tm
         )
 
 
+class FixedBatches(shards.WorkerBatches):
+    """The same batches every epoch, for one worker (``shards.WorkerBatches``)."""
+
+    def __init__(self, batches: tf.data.Dataset):
+        self.batches = batches
+
+    def worker_batches(self, context, global_batch, seed):
+        return self.batches
+
+    def steps_per_epoch(self, global_batch):
+        return EXAMPLES // global_batch
+
+
+def next_token_model():
+    """Logits of the next token at every step: a per-step loss, as a language model's."""
+    return keras.Sequential(
+        [
+            keras.Input((4,), dtype="int64"),
+            keras.layers.Embedding(6, 4),
+            keras.layers.GRU(4, return_sequences=True),
+            keras.layers.Dense(6),
+        ]
+    )
+
+
+def forecast_model():
+    """Four values at once: a loss per window, as a forecaster's."""
+    return keras.Sequential(
+        [keras.Input((4,), dtype="int64"), keras.layers.Embedding(6, 4), keras.layers.GRU(4)]
+    )
+
+
+@pytest.mark.parametrize("task", ["next tokens", "weighted forecasts"])
+def test_the_loop_weighs_and_averages_losses_as_fit_does(tmp_path, task):
+    """A sequence's loss is the mean over its steps; a window's loss counts by its sample weight
+    (0 among them), as a forecaster's batches weigh them."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 6, size=(EXAMPLES, 5))
+    if task == "next tokens":
+        build, loss = next_token_model, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        examples = (tokens[:, :-1], tokens[:, 1:])
+    else:
+        build, loss = forecast_model, keras.losses.MeanAbsoluteError()
+        weights = rng.choice([0.0, 0.5, 2.0], EXAMPLES).astype("float32")
+        examples = (tokens[:, :-1], tokens[:, 1:] / 6.0, weights)
+    batches = tf.data.Dataset.from_tensor_slices(examples).batch(BATCH)
+    data = train.TrainingData(None, batches, EXAMPLES, train_shards=FixedBatches(batches))
+    trained = train.run(CONFIG, build, data, loss, [], tmp_path / "loop")
+
+    keras.utils.set_random_seed(CONFIG.seed)
+    model = train.compiled(CONFIG, build(), loss, [])
+    fitted = model.fit(batches, validation_data=batches, epochs=EPOCHS, shuffle=False, verbose=0)
+    history = fitted.history
+    for name in ("loss", "val_loss"):
+        np.testing.assert_allclose(
+            trained.history()[name], history[name], rtol=1e-4, atol=1e-5, err_msg=name
+        )
+
+
 def test_multi_worker_needs_train_shards(tmp_path):
     batches = tf.data.Dataset.from_tensor_slices((np.zeros((4, 5), "int64"), np.zeros(4))).batch(2)
     data = train.TrainingData(batches, batches, 4)
-    with pytest.raises(ConfigError, match="reads the train split from TFRecord shards"):
+    with pytest.raises(ConfigError, match="reads the train split in shards"):
         train.run(CONFIG, build, data, "binary_crossentropy", METRICS, tmp_path / "out")
 
 

@@ -1,11 +1,13 @@
 """Training on several workers: real worker processes on loopback ports, tiny data and model."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -18,7 +20,13 @@ import pytest
 from components.errors import PipelineError
 from pipelines import registry, workers
 from pipelines.__main__ import main
-from tests.conftest import REPOSITORY, synthetic_reviews, wait_for_epochs
+from tests.conftest import (
+    REPOSITORY,
+    SHOP_INGEST,
+    synthetic_reviews,
+    wait_for_epochs,
+    write_shop_sales,
+)
 
 # SGD, no dropout, and global batches made of the same examples for any worker count (block k
 # of every shard): one and two workers differ only in the order of float additions.
@@ -147,6 +155,87 @@ def test_two_workers_train_as_one_does_and_only_the_chief_keeps_anything(run_arg
     assert replicas == [1, 2]
 
 
+# The other applications, as tiny and as deterministic (no dropout). The language model's 8
+# streams are 4 per worker on two; the shop's windows do not fill the last global batch, and its
+# run goes on to the backtest, whose fold the chief retrains alone once the other worker is gone.
+APPLICATIONS = {
+    "language_model": """
+data: {corpus: text, path: corpus.txt}
+tokenize: {level: char}
+model: {cell: lstm, layers: 1, embedding_dim: 8, units: 8, dropout: 0.0}
+windows: {num_steps: 8, stateful: true}
+train: {epochs: 3, batch_size: 8, optimizer: sgd, learning_rate: 1.0, clipnorm: null,
+        global_clipnorm: 5.0, early_stopping_patience: 3}
+evaluate: {sample_tokens: 10}
+""",
+    "sales_forecast": """
+windows: {lookback: 52, horizon: 4}
+model: {cell: gru, architecture: direct, units: 4, dropout: 0.0}
+ensemble: {members: [], seeds: 1}
+train: {epochs: 3, batch_size: 16, learning_rate: 0.01, early_stopping_patience: 3}
+backtest: {folds: 2}
+baselines: {names: [seasonal_naive]}
+""",
+}
+UNTIL = {"language_model": "train", "sales_forecast": "backtest"}
+
+
+@pytest.fixture
+def application_arguments(tmp_path, mlflow_store, monkeypatch):
+    """``python -m pipelines run`` arguments for an application's tiny config and data."""
+    words = np.random.default_rng(0).choice(["to", "be", "or", "not", "that", "is"], 900)
+    (tmp_path / "corpus.txt").write_text(" ".join(words))
+    write_shop_sales(tmp_path, series=4, weeks=80)
+    python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", python_path)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def arguments(pipeline: str, name: str, *settings: str, until: str | None = None) -> list[str]:
+        (tmp_path / f"{pipeline}.yaml").write_text(APPLICATIONS[pipeline])
+        data = (
+            [f"data.path={tmp_path / 'corpus.txt'}"]
+            if pipeline == "language_model"
+            else [f"{key}={value}" for key, value in SHOP_INGEST.items()]
+            + [f"ingest.data_dir={tmp_path}"]
+        )
+        result = [pipeline, "--config", str(tmp_path / f"{pipeline}.yaml")]
+        result += ["--until", until or UNTIL[pipeline]]
+        result += ["--artifacts-root", str(tmp_path / name)]
+        for setting in (*data, *settings):
+            result += ["--set", setting]
+        return result
+
+    return arguments
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("pipeline", list(APPLICATIONS))
+def test_every_application_trains_on_two_workers_as_on_one(
+    application_arguments, tmp_path, pipeline
+):
+    assert workers.main(["--workers", "2", *application_arguments(pipeline, "two")]) == 0
+    # One worker in this process (no TF_CONFIG: a cluster of one) on the same global batches.
+    one_worker = application_arguments(pipeline, "one", "train.distribution=multi_worker")
+    assert main(["run", *one_worker]) == 0
+    one_run, two_run = (next((tmp_path / name / pipeline).glob("2*")) for name in ("one", "two"))
+    one, two = (run / "train" / "trained_model" for run in (one_run, two_run))
+    expected, got = (json.loads((m / "history.json").read_text()) for m in (one, two))
+    for name in ("loss", "val_loss"):  # the sentiment test's tolerance
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, err_msg=name)
+    assert expected["loss"][-1] < expected["loss"][0]  # it did learn: the match is not trivial
+    one_weights = keras.saving.load_model(one / "model.keras").get_weights()
+    two_weights = keras.saving.load_model(two / "model.keras").get_weights()
+    for a, b in zip(two_weights, one_weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    replicas = [
+        json.loads((m / "training.json").read_text())["replicas_in_sync"] for m in (one, two)
+    ]
+    assert replicas == [1, 2]
+    if pipeline == "sales_forecast":
+        fold = two_run / "backtest" / "metrics" / "fold_1" / "train" / "training.json"
+        assert json.loads(fold.read_text())["replicas_in_sync"] == 1
+
+
 @pytest.mark.e2e
 def test_a_killed_worker_fails_the_run_and_a_rerun_resumes(run_arguments, tmp_path):
     epochs = 5
@@ -176,6 +265,54 @@ def test_a_killed_worker_fails_the_run_and_a_rerun_resumes(run_arguments, tmp_pa
     rerun = max(pipeline_dir.glob("2*"))
     summary = json.loads((rerun / "train" / "trained_model" / "training.json").read_text())
     assert summary["resumed_after_epoch"] >= 2 and summary["epochs_run"] == epochs
+
+
+@pytest.mark.e2e
+def test_a_killed_ensemble_resumes_with_every_worker_on_the_same_member(
+    application_arguments, tmp_path
+):
+    """Only the chief has the finished member's files: on a rerun every worker retrains it, then
+    they resume the member the kill interrupted from the chief's backup, Adam's slots and all."""
+    epochs = 20  # long enough for the kill to land in the second member
+    settings = (
+        "ensemble.seeds=2",
+        f"train.epochs={epochs}",
+        f"train.early_stopping_patience={epochs}",
+    )
+    arguments = application_arguments("sales_forecast", "runs", *settings, until="train")
+    command = [sys.executable, "-m", "pipelines.workers", "--workers", "2", *arguments]
+    pipeline_dir = tmp_path / "runs" / "sales_forecast"
+    with launched(command) as launcher:
+        deadline = time.monotonic() + 300
+        while not any(
+            len(log.read_text().splitlines()) > 2  # a header, then two epochs
+            for log in pipeline_dir.glob(".partial/train-*/trained_model/member_1/epochs.csv")
+        ):
+            assert launcher.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        (second,) = [w for w in psutil.Process(launcher.pid).children() if is_worker(w, 1)]
+        second.send_signal(signal.SIGKILL)
+        assert launcher.wait(120) == 1
+
+    with launched(command) as rerun:
+        assert rerun.wait(300) == 0
+    members = max(pipeline_dir.glob("2*")) / "train" / "trained_model"
+    first, second = (
+        json.loads((members / f"member_{i}" / "training.json").read_text()) for i in (0, 1)
+    )
+    assert first["resumed_after_epoch"] == 0 and first["epochs_run"] == epochs  # retrained
+    assert second["resumed_after_epoch"] >= 2 and second["epochs_run"] == epochs
+
+
+@contextlib.contextmanager
+def launched(command: list[str]) -> Iterator[subprocess.Popen]:
+    """The launcher running ``command``; stopped with its workers (SIGTERM) if still running."""
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield launcher
+    finally:
+        launcher.terminate()
+        launcher.wait()
 
 
 def is_worker(process: psutil.Process, index: int) -> bool:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -99,3 +100,28 @@ def test_bad_corpora_are_clear_errors(tmp_path, mlflow_store, capsys, content, m
     corpus.write_bytes(content)
     assert run_on_text(tmp_path, corpus) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_multi_worker_loop_trains_the_stateful_model_as_fit_does(tmp_path, mlflow_store):
+    """One worker of the loop (no TF_CONFIG: a cluster of one) against Keras fit on the same
+    streams: the state carried from window to window, reset before validation, and the loss
+    the mean over every token."""
+    corpus = tmp_path / "words.txt"
+    words = np.random.default_rng(0).choice(["to", "be", "or", "not", "that", "is"], 900)
+    corpus.write_text(" ".join(words))
+    histories = []
+    for distribution in ("none", "multi_worker"):
+        root = tmp_path / distribution
+        arguments = ["run", "language_model", "--config", str(SMOKE_CONFIG), "--until", "train"]
+        arguments += ["--artifacts-root", str(root)]
+        settings = ["data.corpus=text", f"data.path={corpus}", "data.max_characters=null"]
+        settings += ["train.epochs=3", "windows.num_steps=8", "train.batch_size=8"]
+        for setting in (*settings, f"train.distribution={distribution}"):
+            arguments += ["--set", setting]
+        assert main(arguments) == 0
+        (run,) = (root / "language_model").glob("2*")
+        histories.append(json.loads((run / "train" / "trained_model" / "history.json").read_text()))
+    fit, loop = histories
+    for name in ("loss", "val_loss"):
+        np.testing.assert_allclose(loop[name], fit[name], rtol=1e-5, err_msg=name)
+    assert fit["loss"][-1] < fit["loss"][0]
