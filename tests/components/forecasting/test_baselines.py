@@ -263,6 +263,8 @@ def test_the_christmas_shift_leaves_groups_without_a_surge_and_partial_windows_a
 
 
 def test_the_christmas_shift_needs_weekly_data_and_dates():
-    config = BaselineConfig(names=["svd_seasonal_naive"], svd_group_by="D", svd_christmas_shift=True)
+    config = BaselineConfig(
+        names=["svd_seasonal_naive"], svd_group_by="D", svd_christmas_shift=True
+    )
     with pytest.raises(ConfigError, match="svd_christmas_shift.*weekly"):
         baselines.forecast(config, GROUP, 6, 12, ["a"] * 4)
