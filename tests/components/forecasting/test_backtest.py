@@ -42,3 +42,35 @@ def test_svd_groups_are_each_scored_series_value_of_the_grouping_column():
     groups, why = _baseline_groups(config, Windows(), keys, scored_series)
     assert groups is None
     assert why == "no column 'Region' among the id and static columns ['Store', 'Dept']"
+
+
+def test_a_model_better_than_seasonal_naive_but_not_mstl_is_judged_below_the_best_baseline():
+    """The bar is the best baseline (MSTL here), not seasonal naive, and never the combined
+    model's own network scored alone."""
+    from components import bless
+    from components.forecasting.backtest import _backtest_summary
+
+    def fold(wmae: dict) -> dict:
+        scores = {"mae": 1.0, "rmse": 1.0, "wape": 0.1, "smape": 0.1, "mase": 1.0}
+        return {
+            "model_name": "gru_combined",
+            "season_length": 52,
+            "series": 3,
+            "mase_excluded": 0,
+            "baseline_fallbacks": {},
+            "models": {name: {**scores, "wmae": value} for name, value in wmae.items()},
+        }
+
+    wmae = {
+        "gru_combined": 1250.0,
+        "network_alone": 1100.0,
+        "seasonal_naive": 1700.0,
+        "mstl": 1200.0,
+    }
+    summary = _backtest_summary([fold(wmae), fold(wmae)])
+    comparison = summary["baseline_comparison"]
+    assert (comparison["best_baseline"], comparison["baseline"]) == ("mstl", 1200.0)
+    below, reason = bless._baseline_check(comparison)
+    assert below is True
+    assert reason == "wmae 1250 does not beat the best simple baseline, mstl 1200"
+    assert summary["relative_to_seasonal_naive"]["gru_combined"] > 0.2  # far above naive's bar
