@@ -186,8 +186,9 @@ bench-lm: venv  ## PTB word-level and Tiny Shakespeare char-level benchmarks -> 
 	$(PY) -m pipelines bench language_model $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SET),--overrides "$(SET)")
 
 # make bench-scale [SMOKE=1]: SMOKE checks every path at tiny sizes in minutes and writes nothing.
-bench-scale: venv  ## 1 vs 2 pinned workers: weak/strong scaling, control, per-step split, tuning -> BENCHMARKS.md
+bench-scale: venv  ## 1 vs 2 pinned workers: weak/strong scaling, control, per-step split, tuning; LM and sales -> BENCHMARKS.md
 	$(PY) -m pipelines.scale_bench $(if $(SMOKE),--smoke)
+	$(PY) -m pipelines.scale_apps $(if $(SMOKE),--smoke)
 
 bench-sales: venv  ## full Walmart backtest of each model and baseline -> BENCHMARKS.md
 	$(PY) -m pipelines bench sales_forecast $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SET),--overrides "$(SET)")
