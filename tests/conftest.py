@@ -402,5 +402,8 @@ SHOP_INGEST = {
     "ingest.static_numeric": "[]",
     "ingest.frequency": "W-MON",
     "backtest.holiday_column": "null",
+    # The shipped config's combination weighs the Walmart departments' baselines; a shop test
+    # that combines names its own candidates.
+    "combination.candidates": "[]",
 }
 """``--set`` overrides that point the sales pipeline at ``shop.csv`` (plus ingest.data_dir)."""

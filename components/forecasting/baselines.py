@@ -132,21 +132,21 @@ def forecast(
             the data has no such column (it then falls back to seasonal naive, recorded).
         missing_grouping: Why ``groups`` is None, recorded with that fallback.
         forecast_dates: [series, horizon] each forecast period's date, for
-            ``svd_christmas_shift`` (which needs them).
+            ``svd_christmas_shift`` (not applied without them or weekly data, recorded).
     """
     if horizon < 1 or season_length < 1:
         raise ConfigError(f"horizon={horizon} and season_length={season_length} must be >= 1")
     histories = [_checked_history(history, index) for index, history in enumerate(histories)]
     if groups is not None and len(groups) != len(histories):
         raise DataError(f"{len(groups)} groups for {len(histories)} histories")
-    shifting = config.svd_christmas_shift and "svd_seasonal_naive" in config.names
-    if shifting and (season_length != WEEKS_PER_YEAR or forecast_dates is None):
-        raise ConfigError(
-            "baselines.svd_christmas_shift moves sales between weeks: it needs weekly data "
-            f"(season_length {WEEKS_PER_YEAR}, got {season_length}) and the forecast weeks' dates"
-        )
     origin = _Origin(
-        histories, horizon, season_length, groups, missing_grouping, forecast_dates, shifting
+        histories,
+        horizon,
+        season_length,
+        groups,
+        missing_grouping,
+        forecast_dates,
+        config.svd_christmas_shift,
     )
     forecasts, reasons, seconds = {}, {}, {}
     # One BLAS thread: the fits are tiny, and OpenBLAS's threads made them ~8x slower here.
@@ -203,7 +203,15 @@ def _svd_seasonal_naive(config: BaselineConfig, origin: _Origin):
         config.svd_rank,
         origin.missing_grouping,
     )
-    if origin.christmas_shift:
+    if origin.christmas_shift and (
+        origin.season != WEEKS_PER_YEAR or origin.forecast_dates is None
+    ):
+        # Recorded with the fallbacks: the configured recipe is not what was scored.
+        why = (
+            f"Christmas shift needs weekly periods (season {WEEKS_PER_YEAR}) and dates: not applied"
+        )
+        reasons = {**reasons, why: len(origin.histories)}
+    elif origin.christmas_shift:
         forecasts, shifted = svd_smoothing.christmas_shift(
             forecasts, origin.forecast_dates, origin.groups
         )

@@ -262,9 +262,16 @@ def test_the_christmas_shift_leaves_groups_without_a_surge_and_partial_windows_a
     assert count == 0 and np.array_equal(same, partial)
 
 
-def test_the_christmas_shift_needs_weekly_data_and_dates():
+def test_the_christmas_shift_is_not_applied_to_other_frequencies_and_says_so():
     config = BaselineConfig(
         names=["svd_seasonal_naive"], svd_group_by="D", svd_christmas_shift=True
     )
-    with pytest.raises(ConfigError, match="svd_christmas_shift.*weekly"):
-        baselines.forecast(config, GROUP, 6, 12, ["a"] * 4)
+    result = baselines.forecast(config, GROUP, 6, 4, ["a"] * 4)
+    plain = baselines.forecast(
+        BaselineConfig(names=["svd_seasonal_naive"], svd_group_by="D"), GROUP, 6, 4, ["a"] * 4
+    )
+    np.testing.assert_array_equal(
+        result.forecasts["svd_seasonal_naive"], plain.forecasts["svd_seasonal_naive"]
+    )
+    reason = "Christmas shift needs weekly periods (season 52) and dates: not applied"
+    assert result.fallback_reasons["svd_seasonal_naive"][reason] == 4

@@ -303,10 +303,15 @@ def test_a_seed_ensemble_is_the_one_model_once_per_seed():
     assert all(member.ensemble.seeds == 1 for member in members)  # each trains one model
 
 
-def test_a_model_preset_trains_that_one_model_not_the_shipped_ensemble():
-    shipped = resolve_config("sales_forecast", CONFIGS / "sales_forecast.yaml", None, [])
-    assert len(shipped.ensemble.members) == 2
-    preset = resolve_config("sales_forecast", CONFIGS / "sales_forecast.yaml", "lstm", [])
+def test_a_model_preset_trains_that_one_model_not_the_configs_ensemble(tmp_path):
+    from omegaconf import OmegaConf
+
+    shipped = OmegaConf.load(CONFIGS / "sales_forecast.yaml")
+    shipped.ensemble.members = [{"model.architecture": "direct"}, {"model.cell": "lstm"}]
+    config = tmp_path / "ensemble.yaml"
+    OmegaConf.save(shipped, config)
+    assert len(resolve_config("sales_forecast", config, None, []).ensemble.members) == 2
+    preset = resolve_config("sales_forecast", config, "lstm", [])
     assert preset.ensemble.members == [] and preset.model.cell == "lstm"
     attention = resolve_config("sales_forecast", None, "gru-attention", [])
     assert attention.model.architecture == "encoder_decoder_attention"
