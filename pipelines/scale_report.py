@@ -89,8 +89,9 @@ def report(measured: dict, sizes: Any, command: str, parameters: int, duration_s
             f"reviews a split cut to {sizes.sequence_length} tokens. Weak scaling: {batch} "
             "reviews per worker a step, the learning rate doubled with 2 workers; strong "
             f"scaling: global batch {2 * batch}, one learning rate. Tuning: random search, "
-            f"{sizes.tuning_trials} trials of 1 epoch on {sizes.tuning_reviews} reviews a split "
-            "(smoke config).",
+            f"{sizes.tuning_trials} trials of {sizes.tuning_epochs} epoch(s) on "
+            f"{sizes.tuning_reviews} reviews a split (smoke config; "
+            f"{tuning[1]['tune_s'] / sizes.tuning_trials:.0f} s a trial with one worker).",
             markdown_table(rows),
             f"Training throughput ×{weak:.2f} with 2 workers (weak scaling; {verdict(weak)}): "
             f"{weak / control:.0%} of the ×{control:.2f} this machine gives two independent "
