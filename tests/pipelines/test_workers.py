@@ -139,16 +139,21 @@ def test_two_workers_train_as_one_does_and_only_the_chief_keeps_anything(run_arg
     # One worker in this process (no TF_CONFIG: a cluster of one) on the same global batches.
     assert main(["run", *run_arguments("one", "train.distribution=multi_worker")]) == 0
     one = trained_model(tmp_path / "one")
-    expected, got = (json.loads((m / "history.json").read_text()) for m in (one, two))
     # Only the order of float additions differs (measured: 5e-8 relative, weights 6e-8 apart).
-    for name in ("loss", "val_loss", "accuracy", "val_accuracy"):
+    assert_trained_alike(one, two, ("loss", "val_loss", "accuracy", "val_accuracy"))
+
+
+def assert_trained_alike(one: Path, two: Path, metrics: tuple[str, ...]) -> None:
+    """The 2-worker model ``two`` learned what the 1-worker ``one`` did: the same per-epoch
+    ``metrics`` and weights, with two replicas in sync (not a lone chief training alone)."""
+    expected, got = (json.loads((m / "history.json").read_text()) for m in (one, two))
+    for name in metrics:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, err_msg=name)
     assert expected["loss"][-1] < expected["loss"][0]  # it did learn: the match is not trivial
     one_weights = keras.saving.load_model(one / "model.keras").get_weights()
     two_weights = keras.saving.load_model(two / "model.keras").get_weights()
     for a, b in zip(two_weights, one_weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    # Two replicas in sync: the match is not a lone chief training as one worker does.
     replicas = [
         json.loads((m / "training.json").read_text())["replicas_in_sync"] for m in (one, two)
     ]
@@ -219,18 +224,7 @@ def test_every_application_trains_on_two_workers_as_on_one(
     assert main(["run", *one_worker]) == 0
     one_run, two_run = (next((tmp_path / name / pipeline).glob("2*")) for name in ("one", "two"))
     one, two = (run / "train" / "trained_model" for run in (one_run, two_run))
-    expected, got = (json.loads((m / "history.json").read_text()) for m in (one, two))
-    for name in ("loss", "val_loss"):  # the sentiment test's tolerance
-        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, err_msg=name)
-    assert expected["loss"][-1] < expected["loss"][0]  # it did learn: the match is not trivial
-    one_weights = keras.saving.load_model(one / "model.keras").get_weights()
-    two_weights = keras.saving.load_model(two / "model.keras").get_weights()
-    for a, b in zip(two_weights, one_weights, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    replicas = [
-        json.loads((m / "training.json").read_text())["replicas_in_sync"] for m in (one, two)
-    ]
-    assert replicas == [1, 2]
+    assert_trained_alike(one, two, ("loss", "val_loss"))  # the sentiment test's tolerance
     if pipeline == "sales_forecast":
         fold = two_run / "backtest" / "metrics" / "fold_1" / "train" / "training.json"
         assert json.loads(fold.read_text())["replicas_in_sync"] == 1
