@@ -87,14 +87,7 @@ def score(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir: P
     """
     spec, block = load_spec(windows), _block(config, windows, "test")
     model = trained.load()
-    reference = baselines.forecast(
-        config.baselines,
-        block.histories,
-        spec.horizon,
-        spec.season_length,
-        *block.groups,
-        forecast_dates=block.dates,
-    )
+    reference = block.fit_baselines(config.baselines, spec)
     raw_inputs = _raw_inputs(windows, "test", config.train.batch_size)
     batch = config.train.batch_size
     with_baselines = combination.with_external(raw_inputs, model, reference.forecasts)
@@ -143,14 +136,7 @@ def combine(config: Any, windows: SeriesWindows, trained: TrainedModel, out_dir:
     forecasts = {}
     if external:
         fitted = dataclasses.replace(config.baselines, names=external)
-        forecasts = baselines.forecast(
-            fitted,
-            block.histories,
-            spec.horizon,
-            spec.season_length,
-            *block.groups,
-            forecast_dates=block.dates,
-        ).forecasts
+        forecasts = block.fit_baselines(fitted, spec).forecasts
     shape = combination.HistoryShape(
         spec.target, spec.horizon, spec.season_length, config.baselines.moving_average_window
     )
@@ -186,6 +172,17 @@ class _Block:
     histories: list[np.ndarray]
     groups: tuple[list | None, str]
     """Each series' ``baselines.svd_group_by`` value (or None) and why not."""
+
+    def fit_baselines(self, config: baselines.BaselineConfig, spec) -> baselines.BaselineForecasts:
+        """``config``'s baselines fitted on the block's histories, forecasting its periods."""
+        return baselines.forecast(
+            config,
+            self.histories,
+            spec.horizon,
+            spec.season_length,
+            *self.groups,
+            forecast_dates=self.dates,
+        )
 
 
 def _block(config: Any, windows: SeriesWindows, split: str) -> _Block:

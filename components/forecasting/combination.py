@@ -92,7 +92,7 @@ def fit_weights(
         min_cells_per_weight: Observed cells each fitted weight needs.
     """
     names = list(candidates)
-    scored = np.isfinite(actual) & (cell_weights > 0)
+    scored = scored_cells(actual, cell_weights)
     if not scored.any():
         raise DataError("the validation block has no observed values to weigh the combination on")
     forecasts = np.stack([np.asarray(candidates[n], float)[scored] for n in names], axis=1)
@@ -101,7 +101,7 @@ def fit_weights(
         raise DataError(f"non-finite validation forecasts from {bad}")
     target, weights = actual[scored].astype(float), cell_weights[scored].astype(float)
     cells, k = forecasts.shape
-    if k == 1 or cells < k * min_cells_per_weight:
+    if single_best(cells, k, min_cells_per_weight):
         errors = weights @ np.abs(forecasts - target[:, None])
         best = int(np.argmin(errors))
         return {name: float(i == best) for i, name in enumerate(names)}
@@ -127,6 +127,16 @@ def fit_weights(
     mix = np.clip(result.x[:k], 0.0, None)
     mix /= mix.sum()
     return {name: float(round(value, 6)) for name, value in zip(names, mix, strict=True)}
+
+
+def scored_cells(actual: np.ndarray, cell_weights: np.ndarray) -> np.ndarray:
+    """The validation cells the weights are fitted on: observed, with a positive weight."""
+    return np.isfinite(actual) & (cell_weights > 0)
+
+
+def single_best(cells: int, candidates: int, min_cells_per_weight: int) -> bool:
+    """Whether ``cells`` are too few to fit a weight per candidate: pick the best one instead."""
+    return candidates == 1 or cells < candidates * min_cells_per_weight
 
 
 @keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
@@ -316,8 +326,8 @@ def run(
         {name: stacked[:, :, i] for i, name in enumerate(order)},
         min_cells_per_weight,
     )
-    cells = int(np.count_nonzero(np.isfinite(validation_actual) & (validation_cell_weights > 0)))
-    chosen = "weights" if cells >= len(order) * min_cells_per_weight else "single best"
+    cells = int(np.count_nonzero(scored_cells(validation_actual, validation_cell_weights)))
+    chosen = "single best" if single_best(cells, len(order), min_cells_per_weight) else "weights"
     combined = keras.Model(
         stacked_model.input,
         WeightedSum([weights[name] for name in order], name="combination")(
@@ -343,7 +353,7 @@ def run(
 
 def _validation_wmae(actual, cell_weights, stacked, order, weights) -> dict[str, float]:
     """Each candidate's and the combination's WMAE on the validation block."""
-    scored = np.isfinite(actual) & (cell_weights > 0)
+    scored = scored_cells(actual, cell_weights)
     w = cell_weights[scored]
 
     def wmae(forecast):

@@ -60,10 +60,7 @@ def forecast(
     """
     rows = np.empty((len(histories), horizon))
     reasons: collections.Counter = collections.Counter()
-    members = collections.defaultdict(list)
-    for index, group in enumerate(groups if groups is not None else [None] * len(histories)):
-        members[group].append(index)
-    for indices in members.values():
+    for indices in _members(groups, len(histories)):
         group_histories = [histories[i] for i in indices]
         if groups is None:
             reason, smoothed = f"{missing_grouping}: seasonal naive", group_histories
@@ -117,11 +114,8 @@ def christmas_shift(
     """
     shifted = np.array(forecasts, dtype=float)
     dates = np.asarray(dates, "datetime64[D]")
-    members = collections.defaultdict(list)
-    for index, group in enumerate(groups if groups is not None else [None] * len(forecasts)):
-        members[group].append(index)
     count = 0
-    for indices in members.values():
+    for indices in _members(groups, len(forecasts)):
         rows = np.asarray(indices)
         window, days = _christmas_window(dates[rows[0]])
         if window is None or days == 0:
@@ -137,6 +131,14 @@ def christmas_shift(
         shifted[np.ix_(rows, window)] = moved
         count += len(rows)
     return shifted, count
+
+
+def _members(groups: list[Hashable] | None, count: int) -> list[list[int]]:
+    """The series indices of each group, in first-seen order; one group when ``groups`` is None."""
+    members = collections.defaultdict(list)
+    for index, group in enumerate(groups if groups is not None else [None] * count):
+        members[group].append(index)
+    return list(members.values())
 
 
 def _christmas_window(week_ends: np.ndarray) -> tuple[np.ndarray | None, int]:

@@ -213,16 +213,17 @@ def headline(metrics: dict) -> str:
     reference = metrics.get("reference", {}).get("label", "seasonal naive")
     versus = f", {skill:+.1%} WMAE vs {reference}" if skill is not None else ""
     wmae, mae = backtest.format_amount(scores["wmae"]), backtest.format_amount(scores["mae"])
-    scored = {
-        baseline: metrics["models"][baseline]["wmae"]
-        for baseline in baselines.BASELINES
-        if metrics["models"].get(baseline, {}).get("wmae") is not None
-    }
-    if scored:  # the bar the blessing holds it to: the best of them, named
-        best = min(scored, key=scored.get)
+    comparison = bless.baseline_comparison(  # the bar the blessing holds it to, named
+        "wmae",
+        False,
+        scores["wmae"],
+        {n: s["wmae"] for n, s in metrics["models"].items() if n in baselines.BASELINES},
+    )
+    if comparison["best_baseline"] is not None:
+        best, bar = comparison["best_baseline"], comparison["baseline"]
         versus += (
-            f", {1 - scores['wmae'] / scored[best]:+.1%} vs the best baseline, {best} "
-            f"({backtest.format_amount(scored[best])})"
+            f", {1 - scores['wmae'] / bar:+.1%} vs the best baseline, {best} "
+            f"({backtest.format_amount(bar)})"
         )
     return f"{name}: WMAE {wmae}, MAE {mae}{versus}"
 
