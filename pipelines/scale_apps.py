@@ -23,6 +23,7 @@ import pandas as pd
 
 from components.reporting import machine_description, markdown_table, write_section
 from pipelines.registry import resolve_config
+from pipelines.scale_bench import training_command
 from pipelines.spec import CONFIG_DIR
 
 SECTION = "scale-apps"
@@ -71,10 +72,7 @@ def train(scratch: Path, app: App, workers: int, extra: tuple[str, ...]) -> dict
         f"train.learning_rate={config.train.learning_rate * workers}",
         "train.early_stopping_patience=10",
     ]
-    command = [sys.executable, "-m", "pipelines.workers", "--workers", str(workers), "--pin-cores"]
-    command += [app.pipeline, "--config", str(CONFIG_DIR / app.config), "--until", "train"]
-    command += ["--artifacts-root", str(root / "runs")]
-    command += [item for setting in settings for item in ("--set", setting)]
+    command = training_command(root, workers, settings, None, app.pipeline, app.config)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
     print(f"training: {app.pipeline}, {workers} worker(s)", flush=True)
     subprocess.run(command, env=env, check=True)

@@ -86,10 +86,17 @@ def tuning_settings(sizes: Sizes) -> list[str]:
     ]
 
 
-def training_command(root: Path, workers: int, settings: list[str], core: int | None) -> list[str]:
-    """A pinned training launch (on ``core`` alone when given) into ``root``."""
+def training_command(
+    root: Path,
+    workers: int,
+    settings: list[str],
+    core: int | None,
+    pipeline: str = "sentiment",
+    config: str = "sentiment.yaml",
+) -> list[str]:
+    """A pinned training launch of ``pipeline`` (on ``core`` alone when given) into ``root``."""
     command = [sys.executable, "-m", "pipelines.workers", "--workers", str(workers), "--pin-cores"]
-    command += ["sentiment", "--config", str(CONFIG_DIR / "sentiment.yaml"), "--until", "train"]
+    command += [pipeline, "--config", str(CONFIG_DIR / config), "--until", "train"]
     command += ["--artifacts-root", str(root / "runs")]
     command += [item for setting in settings for item in ("--set", setting)]
     return command if core is None else ["taskset", "-c", str(core), *command]
